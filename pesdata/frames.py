@@ -1,0 +1,451 @@
+"""``ase.Atoms`` ⇄ Arrow conversion and canonical content hashing.
+
+A :class:`Frame` is one structure with its labels as plain numpy arrays, taken from an
+``ase.Atoms`` (:meth:`Frame.from_atoms`), validated by :mod:`pesdata.curate`, and batched into an
+Arrow table with :func:`frames_to_table`. :func:`table_to_atoms` goes back.
+
+Conventions
+-----------
+* Labels come from the attached calculator (``atoms.calc.results``) unless a key map names
+  another ``info``/``arrays`` key (``energy_key="dft_energy"``, ``forces_key="force"``, ...).
+  Missing labels are ``None`` (null in the table), never zero.
+* ``stress`` is stored as 6 Voigt components (xx yy zz yz xz xy) in eV/Å³ with ASE's sign. A
+  virial key (eV, 9 or 6 components) is converted with ``stress = -virial / volume``.
+* Other calculator results (``free_energy``, ``magmom``, ``magmoms``, ``charges``, ...) and all
+  extra ``info``/``arrays`` entries are kept; on the way back, names ASE treats as calculator
+  properties become calculator results again, as ASE's own extxyz reader does.
+* ``geometry_hash`` hashes atomic numbers, positions rounded to 1e-6 Å, the cell rounded to
+  1e-6 Å and pbc, in atom order; ``id`` hashes ``geometry_hash`` with the method string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import ase
+import numpy as np
+import pyarrow as pa
+from ase.calculators.calculator import all_properties
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from .errors import SchemaError
+from .schema import ARRAY_PREFIX, array_field, structure_schema
+
+__all__ = [
+    "Frame",
+    "LabelKeys",
+    "frames_to_table",
+    "geometry_hash",
+    "structure_id",
+    "table_to_atoms",
+]
+
+_ROUND = 1e6  # positions and cell are hashed after rounding to 1e-6 Å
+_RESERVED_INFO = ("method", "config_type", "group")
+_LABELS = ("energy", "forces", "stress")
+
+
+def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc) -> str:
+    """Canonical hash of a geometry.
+
+    Parameters
+    ----------
+    numbers : array of int, shape (n,)
+    positions : array of float, shape (n, 3), Å
+    cell : array of float, shape (3, 3), Å
+    pbc : array of bool, shape (3,)
+
+    Returns
+    -------
+    str
+        32 hex characters (BLAKE2b, 128 bit).
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(numbers, dtype="<i2").tobytes())
+    h.update(np.rint(np.asarray(positions, dtype=float) * _ROUND).astype("<i8").tobytes())
+    h.update(np.rint(np.asarray(cell, dtype=float) * _ROUND).astype("<i8").tobytes())
+    h.update(np.asarray(pbc, dtype=bool).astype("u1").tobytes())
+    return h.hexdigest()
+
+
+def structure_id(geom_hash: str, method: str) -> str:
+    """Primary key of a row: hash of the geometry hash and the method string."""
+    return hashlib.blake2b(f"{geom_hash}|{method}".encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class LabelKeys:
+    """Where to find labels in frames that use non-standard names.
+
+    Parameters
+    ----------
+    energy : str, optional
+        ``atoms.info`` key of the total energy (eV), e.g. ``dft_energy``.
+    forces : str, optional
+        ``atoms.arrays`` key of the forces (eV/Å), e.g. ``force`` or ``dft_force``.
+    stress : str, optional
+        ``atoms.info`` key of the stress (eV/Å³, ASE sign; 6 Voigt, 9 or 3×3 values).
+    virial : str, optional
+        ``atoms.info`` key of the virial (eV; 9 or 6 values); stored as ``-virial / volume``.
+    """
+
+    energy: str | None = None
+    forces: str | None = None
+    stress: str | None = None
+    virial: str | None = None
+
+
+def _to_voigt(value: np.ndarray) -> np.ndarray:
+    v = np.asarray(value, dtype=float).reshape(-1)
+    if v.size == 9:
+        m = v.reshape(3, 3)
+        return np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
+    return v  # 6 values, or a wrong size the shape validator reports
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.array(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+@dataclass
+class Frame:
+    """One structure with labels and metadata, as numpy arrays.
+
+    Shapes are not enforced here: a frame read from a broken file may carry forces of the wrong
+    length, which the curate validators report. Hashes are computed on construction.
+    """
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    method: str = "unknown"
+    config_type: str | None = None
+    group: str | None = None
+    source: str = ""
+    info: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
+    geometry_hash: str = ""
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.numbers = np.asarray(self.numbers, dtype=np.int64)
+        self.positions = np.asarray(self.positions, dtype=float)
+        self.cell = np.asarray(self.cell, dtype=float)
+        self.pbc = np.asarray(self.pbc, dtype=bool)
+        if not self.geometry_hash:
+            self.geometry_hash = geometry_hash(self.numbers, self.positions, self.cell, self.pbc)
+        self.id = structure_id(self.geometry_hash, self.method)
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms."""
+        return len(self.numbers)
+
+    @property
+    def has_labels(self) -> bool:
+        """True when the frame carries an energy or forces."""
+        return self.energy is not None or self.forces is not None
+
+    @classmethod
+    def from_atoms(
+        cls,
+        atoms: ase.Atoms,
+        *,
+        method: str | None = None,
+        config_type: str | None = None,
+        group: str | None = None,
+        source: str = "",
+        keys: LabelKeys | None = None,
+    ) -> Frame:
+        """Take a frame from an ``ase.Atoms``.
+
+        ``method``, ``config_type`` and ``group`` given here win over the same keys in
+        ``atoms.info``; without either, ``method`` is ``"unknown"``.
+        """
+        keys = keys or LabelKeys()
+        info = dict(atoms.info)
+        arrays = {k: v for k, v in atoms.arrays.items() if k not in ("numbers", "positions")}
+        results = dict(atoms.calc.results) if atoms.calc is not None else {}
+
+        energy = results.pop("energy", None)
+        forces = results.pop("forces", None)
+        stress = results.pop("stress", None)
+        if keys.energy is not None:
+            energy = info.pop(keys.energy, None)
+        if keys.forces is not None:
+            forces = arrays.pop(keys.forces, None)
+        if keys.stress is not None:
+            stress = info.pop(keys.stress, None)
+        if keys.virial is not None:
+            virial = info.pop(keys.virial, None)
+            if virial is not None:
+                volume = abs(np.linalg.det(atoms.cell.array))
+                stress = -np.asarray(virial, dtype=float) / volume if volume > 0 else None
+        # extxyz files without a calculator may carry labels under their standard names
+        if energy is None and "energy" in info:
+            energy = info.pop("energy")
+        if forces is None and "forces" in arrays:
+            forces = arrays.pop("forces")
+        if stress is None and "stress" in info:
+            stress = info.pop("stress")
+
+        n = len(atoms)
+        for name, value in results.items():  # other calculator results are kept
+            arr = np.asarray(value)
+            if arr.ndim >= 1 and arr.shape[0] == n and name in ("magmoms", "charges", "energies"):
+                arrays.setdefault(name, arr)
+            else:
+                info.setdefault(name, value)
+
+        meta = {k: info.pop(k, None) for k in _RESERVED_INFO}
+        return cls(
+            numbers=atoms.numbers,
+            positions=atoms.positions,
+            cell=atoms.cell.array,
+            pbc=atoms.pbc,
+            energy=_scalar(energy),
+            forces=None if forces is None else np.asarray(forces, dtype=float),
+            stress=None if stress is None else _to_voigt(stress),
+            method=str(method or meta["method"] or "unknown"),
+            config_type=config_type or _opt_str(meta["config_type"]),
+            group=group or _opt_str(meta["group"]),
+            source=source,
+            info=info,
+            arrays=arrays,
+        )
+
+
+def _scalar(value) -> float | None:
+    """A label that should be one number; anything else becomes NaN for the validators."""
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return float("nan")
+    return float(arr.reshape(-1)[0]) if arr.size == 1 else float("nan")
+
+
+def _opt_str(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _list_array(values: np.ndarray, counts: np.ndarray, width: int | None, mask=None) -> pa.Array:
+    """List<(fixed_size_list<)T(, width>)> from concatenated rows and per-structure counts."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    inner = pa.array(values.reshape(-1))
+    if width is not None:
+        inner = pa.FixedSizeListArray.from_arrays(inner, width)
+    mask_arr = None if mask is None else pa.array(mask, type=pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets), inner, mask=mask_arr)
+
+
+def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) -> pa.Table:
+    """Batch frames into an Arrow table of the structure schema.
+
+    Parameters
+    ----------
+    frames : sequence of Frame
+        Valid frames (shapes are assumed checked).
+    schema : pyarrow.Schema, optional
+        Target schema, e.g. the store's with its extra ``arr_*`` columns. Extra arrays of the
+        frames that the schema lacks are added as new columns.
+
+    Returns
+    -------
+    pyarrow.Table
+    """
+    n = np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames))
+    schema = schema or structure_schema()
+    extra = {}
+    for f in frames:
+        for name, value in f.arrays.items():
+            col = ARRAY_PREFIX + name
+            if col not in extra and schema.get_field_index(col) < 0:
+                extra[col] = array_field(name, value)
+    for fld in extra.values():
+        schema = schema.append(fld)
+
+    def cat(arrs, width):
+        return np.concatenate(arrs) if arrs else np.zeros((0, width))
+
+    has_f = np.array([f.forces is not None for f in frames], dtype=bool)
+    forces = cat([f.forces for f in frames if f.forces is not None], 3)
+    has_s = np.array([f.stress is not None for f in frames], dtype=bool)
+    stress = np.array([f.stress if f.stress is not None else np.full(6, np.nan) for f in frames])
+    cols: dict[str, pa.Array] = {
+        "id": pa.array([f.id for f in frames], pa.string()),
+        "geometry_hash": pa.array([f.geometry_hash for f in frames], pa.string()),
+        "numbers": _list_array(cat([f.numbers for f in frames], 1).astype(np.int16), n, None),
+        "positions": _list_array(cat([f.positions for f in frames], 3), n, 3),
+        "cell": pa.FixedSizeListArray.from_arrays(
+            pa.array(np.array([f.cell for f in frames]).reshape(-1)), 9
+        ),
+        "pbc": pa.FixedSizeListArray.from_arrays(
+            pa.array(np.array([f.pbc for f in frames], dtype=bool).reshape(-1)), 3
+        ),
+        "n_atoms": pa.array(n.astype(np.int32)),
+        "formula": pa.array([_formula(f.numbers) for f in frames], pa.string()),
+        "energy": pa.array(
+            [f.energy for f in frames], pa.float64(), from_pandas=False
+        ),
+        "forces": _list_array(forces, np.where(has_f, n, 0), 3, mask=~has_f),
+        "stress": pa.FixedSizeListArray.from_arrays(
+            pa.array(stress.reshape(-1)), 6, mask=pa.array(~has_s)
+        ),
+        "method": pa.array([f.method for f in frames], pa.string()),
+        "config_type": pa.array([f.config_type for f in frames], pa.string()),
+        "group": pa.array([f.group for f in frames], pa.string()),
+        "source": pa.array([f.source for f in frames], pa.string()),
+        "info": pa.array([json.dumps(_jsonable(f.info)) for f in frames], pa.string()),
+    }
+    for fld in schema:
+        if not fld.name.startswith(ARRAY_PREFIX):
+            continue
+        name = fld.name[len(ARRAY_PREFIX) :]
+        values = [f.arrays.get(name) for f in frames]
+        vtype = fld.type.value_type
+        try:
+            arr = pa.array(
+                [None if v is None else _py_rows(v) for v in values], type=pa.list_(vtype)
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise SchemaError(f"per-atom array '{name}' does not fit column type {vtype}: {exc}")
+        cols[fld.name] = arr
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def _py_rows(value: np.ndarray) -> list:
+    return np.asarray(value).tolist()
+
+
+_formula_cache: dict[bytes, str] = {}
+
+
+def _formula(numbers: np.ndarray) -> str:
+    key = np.ascontiguousarray(numbers, dtype=np.int16).tobytes()
+    out = _formula_cache.get(key)
+    if out is None:
+        out = ase.symbols.Symbols(numbers).get_chemical_formula()
+        if len(_formula_cache) < 100_000:
+            _formula_cache[key] = out
+    return out
+
+
+def _flat(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Values and offsets of a (possibly nested) list column, one chunk."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    offsets = col.offsets.to_numpy()
+    values = col.values
+    if pa.types.is_fixed_size_list(values.type):
+        width = values.type.list_size
+        flat = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    else:
+        flat = values.to_numpy(zero_copy_only=False)
+    return flat, offsets
+
+
+def _fsl_values(col: pa.Array, width: int) -> np.ndarray:
+    """All slots of a fixed-size-list array (null rows included) as an (n, width) array."""
+    values = col.values.slice(col.offset * width, len(col) * width)
+    return values.to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
+    """Turn rows of the structure table back into ``ase.Atoms``.
+
+    Labels go into a ``SinglePointCalculator``; ``method``, ``config_type`` and ``group`` into
+    ``atoms.info``; extra arrays into ``atoms.arrays`` (or the calculator when ASE treats the
+    name as a calculator property).
+    """
+    if table.num_rows == 0:
+        return []
+    numbers, offs = _flat(table.column("numbers"))
+    positions, _ = _flat(table.column("positions"))
+    cells = _fsl_values(table.column("cell").combine_chunks(), 9).reshape(-1, 3, 3)
+    pbcs = _fsl_values(table.column("pbc").combine_chunks(), 3)
+    energy = table.column("energy").to_pylist()
+    fcol = table.column("forces").combine_chunks()
+    fvalid = fcol.is_valid().to_numpy(zero_copy_only=False)
+    forces, foffs = _flat(fcol)
+    scol = table.column("stress").combine_chunks()
+    svalid = scol.is_valid().to_numpy(zero_copy_only=False)
+    stress = _fsl_values(scol, 6)
+    meta = {k: table.column(k).to_pylist() for k in ("method", "config_type", "group", "info")}
+    extra = [c for c in table.column_names if c.startswith(ARRAY_PREFIX)]
+    extra_vals = {c: table.column(c).to_pylist() for c in extra}
+
+    out = []
+    for i in range(table.num_rows):
+        a, b = offs[i], offs[i + 1]
+        atoms = ase.Atoms(
+            numbers=numbers[a:b], positions=positions[a:b], cell=cells[i], pbc=pbcs[i]
+        )
+        info = _from_json(json.loads(meta["info"][i]))
+        results = {}
+        for k in list(info):
+            if k in all_properties:
+                results[k] = info.pop(k)
+        for key in ("method", "config_type", "group"):
+            if meta[key][i] is not None:
+                info[key] = meta[key][i]
+        atoms.info.update(info)
+        for c in extra:
+            v = extra_vals[c][i]
+            if v is None:
+                continue
+            name = c[len(ARRAY_PREFIX) :]
+            arr = np.array(v)
+            if name in all_properties:
+                results[name] = arr
+            else:
+                atoms.arrays[name] = arr
+        if energy[i] is not None:
+            results["energy"] = energy[i]
+        if fvalid[i]:
+            results["forces"] = forces[foffs[i] : foffs[i + 1]].copy()
+        if svalid[i]:
+            results["stress"] = stress[i].copy()
+        if results:
+            atoms.calc = SinglePointCalculator(atoms, **results)
+        out.append(atoms)
+    return out
+
+
+def iter_batches(items: Iterable, size: int) -> Iterable[list]:
+    """Yield lists of at most ``size`` items."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

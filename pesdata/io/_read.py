@@ -1,0 +1,133 @@
+"""Streaming reader: any ASE format → :class:`~pesdata.frames.Frame`, errors with file and frame."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import ase.io
+from ase import Atoms
+from ase.io.formats import UnknownFileTypeError, filetype, ioformats
+
+from ..errors import FormatError, InputError
+from ..frames import Frame, LabelKeys
+from ._xsf_aenet import is_aenet_xsf, read_aenet_xsf
+
+__all__ = ["detect_format", "iter_atoms", "read_frames"]
+
+AENET_XSF = "aenet-xsf"
+EXTRA_FORMATS = (AENET_XSF,)
+
+
+def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """Name the format of ``path``, checking that it is a readable, non-empty file.
+
+    Parameters
+    ----------
+    path : path-like
+        The structure file.
+    format : str, optional
+        An ASE format name (``extxyz``, ``vasp-out``, ``aims-output``, ...) or ``aenet-xsf``.
+        Without it the format is guessed from the name and content as ASE does; ``.xsf`` files
+        that open with aenet's ``# total energy`` comment are read as ``aenet-xsf``.
+
+    Raises
+    ------
+    InputError
+        The path does not exist, is a directory or is empty.
+    FormatError
+        The format is unknown or cannot be guessed.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file", path=str(p))
+    if p.is_dir():
+        raise InputError("is a directory, not a structure file", path=str(p))
+    if p.stat().st_size == 0:
+        raise InputError("file is empty", path=str(p))
+    if format is not None:
+        if format not in ioformats and format not in EXTRA_FORMATS:
+            known = ", ".join(sorted([*ioformats, *EXTRA_FORMATS]))
+            raise FormatError(f"unknown format {format!r}; known formats: {known}", path=str(p))
+        if format in ioformats and not ioformats[format].can_read:
+            raise FormatError(f"ASE cannot read format {format!r}", path=str(p))
+        return format
+    try:
+        fmt = filetype(str(p), guess=False)
+    except (UnknownFileTypeError, OSError, ValueError, StopIteration) as exc:
+        raise FormatError(
+            f"cannot tell the file format ({exc}); name it with --format/format=", path=str(p)
+        ) from None
+    if fmt == "xsf" and is_aenet_xsf(p):
+        return AENET_XSF
+    if fmt not in ioformats or not ioformats[fmt].can_read:
+        raise FormatError(f"format {fmt!r} cannot be read; name another with --format", path=str(p))
+    return fmt
+
+
+def iter_atoms(path: str | os.PathLike, format: str | None = None) -> Iterator[Atoms]:
+    """Stream the frames of a file as ``ase.Atoms``; errors name the file and the frame."""
+    fmt = detect_format(path, format)
+    p = str(path)
+    it = read_aenet_xsf(Path(p)) if fmt == AENET_XSF else ase.io.iread(p, index=":", format=fmt)
+    frame = 0
+    while True:
+        try:
+            atoms = next(it)
+        except StopIteration:
+            break
+        except Exception as exc:  # ASE parsers raise anything from IndexError to AssertionError
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"cannot parse ({type(exc).__name__}: {msg}); the file may be truncated or "
+                f"not in format {fmt!r}",
+                path=p,
+                frame=frame,
+            ) from exc
+        yield atoms
+        frame += 1
+    if frame == 0:
+        raise InputError(f"no frames could be read as format {fmt!r}", path=p)
+
+
+def read_frames(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    method: str | None = None,
+    config_type: str | None = None,
+    group: str | None = None,
+    keys: LabelKeys | None = None,
+) -> Iterator[Frame]:
+    """Stream :class:`~pesdata.frames.Frame` objects from a structure file.
+
+    Parameters
+    ----------
+    path : path-like
+        Any file ASE reads, or an aenet XSF file.
+    format : str, optional
+        Format name when the extension is ambiguous (see :func:`detect_format`).
+    method, config_type, group : str, optional
+        Metadata for every frame; when absent, taken from each frame's ``info``.
+    keys : LabelKeys, optional
+        Non-standard label names (``dft_energy``, ``force``, ``dft_virial``, ...).
+
+    Yields
+    ------
+    Frame
+        With ``source`` set to ``"<path>#<frame>"``.
+    """
+    name = str(path)
+    for i, atoms in enumerate(iter_atoms(path, format)):
+        try:
+            yield Frame.from_atoms(
+                atoms,
+                method=method,
+                config_type=config_type,
+                group=group,
+                source=f"{name}#{i}",
+                keys=keys,
+            )
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"cannot convert frame: {exc}", path=name, frame=i) from exc

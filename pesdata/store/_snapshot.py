@@ -1,0 +1,165 @@
+"""Read-only view of one store version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import ase
+import lance
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..frames import _flat, _fsl_values, table_to_atoms
+
+__all__ = ["Snapshot"]
+
+CREATED = "_row_created_at_version"
+UPDATED = "_row_last_updated_at_version"
+
+
+class Snapshot:
+    """An immutable version of a store.
+
+    Obtain one with :meth:`pesdata.Store.read`. Rows keep a stable order within a version;
+    ``take`` indexes into that order.
+    """
+
+    def __init__(self, dataset: lance.LanceDataset, tag: str | None = None) -> None:
+        self._ds = dataset
+        self.version: int = dataset.version
+        self.tag = tag
+        self._ids: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Snapshot(version={self.version}, n_structures={len(self)})"
+
+    def __len__(self) -> int:
+        return self._ds.count_rows()
+
+    @property
+    def dataset(self) -> lance.LanceDataset:
+        """The underlying Lance dataset (read-only use)."""
+        return self._ds
+
+    @property
+    def ids(self) -> list[str]:
+        """Structure ids in row order."""
+        if self._ids is None:
+            self._ids = self._ds.to_table(columns=["id"]).column("id").to_pylist()
+        return self._ids
+
+    def table(self, columns: Sequence[str] | None = None, filter: str | None = None) -> pa.Table:
+        """The version as an Arrow table (``columns`` and a Lance SQL ``filter`` optional)."""
+        return self._ds.to_table(columns=list(columns) if columns else None, filter=filter)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per structure.
+
+        Columns: id, formula, n_atoms, energy, energy_per_atom, fmax (largest force norm,
+        eV/Å), volume (Å³, NaN without full pbc), method, config_type, group, source,
+        version_added.
+        """
+        t = self._ds.to_table(
+            columns=[
+                "id", "formula", "n_atoms", "energy", "forces", "cell", "pbc",
+                "method", "config_type", "group", "source", CREATED,
+            ]
+        )
+        n = t.column("n_atoms").to_numpy().astype(np.int64)
+        energy = t.column("energy").to_numpy(zero_copy_only=False).astype(float)
+        cells = _fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3)
+        pbc = _fsl_values(t.column("pbc").combine_chunks(), 3)
+        volume = np.where(pbc.all(axis=1), np.abs(np.linalg.det(cells)), np.nan) if len(n) else []
+        return pd.DataFrame(
+            {
+                "id": t.column("id").to_pylist(),
+                "formula": t.column("formula").to_pylist(),
+                "n_atoms": n,
+                "energy": energy,
+                "energy_per_atom": energy / np.maximum(n, 1),
+                "fmax": _fmax(t.column("forces")),
+                "volume": volume,
+                "method": t.column("method").to_pylist(),
+                "config_type": t.column("config_type").to_pylist(),
+                "group": t.column("group").to_pylist(),
+                "source": t.column("source").to_pylist(),
+                "version_added": t.column(CREATED).to_numpy().astype(np.int64),
+            }
+        )
+
+    def __iter__(self) -> Iterator[ase.Atoms]:
+        """Stream the structures as ``ase.Atoms``, a batch at a time."""
+        for batch in self._ds.to_batches(batch_size=1024):
+            yield from table_to_atoms(pa.Table.from_batches([batch]))
+
+    def to_atoms(self) -> list[ase.Atoms]:
+        """All structures as a list of ``ase.Atoms`` (labels in a SinglePointCalculator)."""
+        return list(self)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> list[ase.Atoms]:
+        """Random access: the structures at row ``indices`` of this version, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"index out of range for a version of {n} structures")
+        idx = np.where(idx < 0, idx + n, idx)
+        return table_to_atoms(self._ds.take(idx.tolist()))
+
+    def to_arrays(self, columns: Sequence[str] = ("numbers", "positions", "forces")) -> dict:
+        """Bulk numpy arrays for training code.
+
+        Returns
+        -------
+        dict
+            ``numbers`` (N,), ``positions`` (N, 3), ``forces`` (N, 3; NaN rows for structures
+            without forces), ``energy`` (n_structures,; NaN when missing), ``cell``
+            (n_structures, 3, 3), ``pbc`` (n_structures, 3) and ``offsets`` (n_structures + 1):
+            atoms of structure ``i`` are rows ``offsets[i]:offsets[i+1]``. N is the total atom
+            count.
+        """
+        cols = ["n_atoms", "energy", "cell", "pbc", *columns]
+        t = self._ds.to_table(columns=list(dict.fromkeys(cols)))
+        n = t.column("n_atoms").to_numpy().astype(np.int64)
+        offsets = np.zeros(len(n) + 1, dtype=np.int64)
+        np.cumsum(n, out=offsets[1:])
+        out = {
+            "offsets": offsets,
+            "energy": t.column("energy").to_numpy(zero_copy_only=False).astype(float),
+            "cell": _fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3),
+            "pbc": _fsl_values(t.column("pbc").combine_chunks(), 3).astype(bool),
+        }
+        for name in columns:
+            col = t.column(name).combine_chunks()
+            if name == "forces" and col.null_count:
+                out[name] = _dense_forces(col, n, offsets)
+            else:
+                flat, _ = _flat(col)
+                out[name] = flat
+        if "numbers" in out:
+            out["numbers"] = out["numbers"].astype(np.int64)
+        return out
+
+
+def _dense_forces(col: pa.Array, n: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    dense = np.full((int(offsets[-1]), 3), np.nan)
+    flat, foffs = _flat(col)
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(valid):
+        dense[offsets[i] : offsets[i + 1]] = flat[foffs[i] : foffs[i + 1]]
+    return dense
+
+
+def _fmax(col: pa.ChunkedArray) -> np.ndarray:
+    col = col.combine_chunks()
+    out = np.full(len(col), np.nan)
+    if len(col) == 0:
+        return out
+    flat, offs = _flat(col)
+    if flat.size == 0:
+        return out
+    norms = np.linalg.norm(flat[: offs[-1]], axis=1)
+    valid = col.is_valid().to_numpy(zero_copy_only=False) & (np.diff(offs) > 0)
+    starts = offs[:-1][valid]
+    out[valid] = np.maximum.reduceat(norms, starts) if starts.size else []
+    return out

@@ -1,0 +1,254 @@
+"""The versioned structure store."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from ..errors import PesdataError, StoreExistsError, StoreNotFoundError, VersionNotFound
+from ._artefacts import ArtefactStore
+from ._lock import write_lock
+from ._snapshot import UPDATED, Snapshot
+from ._table import StructureTable
+
+__all__ = ["Store", "open_store"]
+
+FORMAT_VERSION = 1
+_MARKER = "_pesdata/store.json"
+
+
+def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) -> Store:
+    """Open the pesdata store at ``uri`` (a directory or an fsspec URL).
+
+    Parameters
+    ----------
+    uri : str or path-like
+        Store location.
+    create : bool
+        Create an empty store when none exists (an existing store is opened as is).
+    **storage_options
+        Object-store options passed to fsspec and Lance.
+
+    Raises
+    ------
+    StoreNotFoundError
+        No store at ``uri`` and ``create`` is false.
+    """
+    uri = str(uri)
+    fs, root = fsspec.core.url_to_fs(uri, **storage_options)
+    marker = f"{root.rstrip('/')}/{_MARKER}"
+    if fs.exists(marker):
+        return Store(uri, storage_options)
+    if not create:
+        raise StoreNotFoundError(f"no pesdata store at {uri!r} (create one with create=True)")
+    if fs.exists(root) and fs.isfile(root):
+        raise StoreExistsError(f"{uri!r} is a file, not a store directory")
+    store = Store(uri, storage_options, _check=False)
+    fs.makedirs(f"{root.rstrip('/')}/_pesdata", exist_ok=True)
+    with write_lock(store._lock_path):
+        if not fs.exists(marker):
+            try:
+                store.table.dataset()
+            except (ValueError, OSError, RuntimeError):  # no table yet: make version 1
+                StructureTable.create(store._table_uri, storage_options or None)
+            with fs.open(marker, "w") as fh:
+                json.dump({"format": "pesdata-store", "format_version": FORMAT_VERSION}, fh)
+    return store
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+class Store:
+    """A versioned store of structures with labels (use :func:`open_store`).
+
+    Every write makes a new immutable version; any version can be read by number or tag.
+    """
+
+    def __init__(self, uri: str, storage_options: dict | None = None, _check: bool = True):
+        self.uri = uri
+        self._fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        self._root = root.rstrip("/")
+        base = uri.rstrip("/")
+        self._table_uri = (
+            os.path.join(self._root, "structures.lance")
+            if _is_local(uri)
+            else f"{base}/structures.lance"
+        )
+        self.table = StructureTable(self._table_uri, storage_options or None)
+        self.artefacts = ArtefactStore(f"{base}/artefacts" if not _is_local(uri) else
+                                       os.path.join(self._root, "artefacts"))
+        if _check and not self._fs.exists(f"{self._root}/{_MARKER}"):
+            raise StoreNotFoundError(f"no pesdata store at {uri!r}")
+
+    def __repr__(self) -> str:
+        return f"Store({self.uri!r}, version={self.version})"
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def _lock_path(self) -> str | None:
+        return os.path.join(self._root, "_pesdata", "write.lock") if _is_local(self.uri) else None
+
+    def _tmp_dir(self) -> Path:
+        """Scratch space for a writer (inside the store when local, so renames stay atomic)."""
+        if _is_local(self.uri):
+            path = Path(self._root) / "_pesdata" / "tmp"
+        else:  # pragma: no cover - object stores
+            import tempfile
+
+            path = Path(tempfile.gettempdir()) / "pesdata-spool"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def writing(self, timeout: float = 600.0):
+        """Context manager holding the store's exclusive write lock."""
+        return write_lock(self._lock_path, timeout=timeout)
+
+    # -- versions -----------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The latest version number."""
+        return self.table.latest_version()
+
+    def resolve(self, version: int | str | None = None) -> int:
+        """Version number of ``version`` (a number, a numeric string, a tag or ``None``)."""
+        if version is None:
+            return self.version
+        if isinstance(version, str) and version.lstrip("-").isdigit():
+            version = int(version)
+        if isinstance(version, str):
+            tags = self.tags()
+            if version not in tags:
+                raise VersionNotFound(
+                    f"no tag {version!r} in store; tags: {sorted(tags) or 'none'}"
+                )
+            return tags[version]
+        numbers = [v["version"] for v in self.table.dataset().versions()]
+        if version < 0:  # -1 = latest, -2 = the one before, ...
+            if -version > len(numbers):
+                raise VersionNotFound(f"no version {version} (store has {len(numbers)})")
+            return numbers[version]
+        if version not in numbers:
+            raise VersionNotFound(f"no version {version}; versions are 1..{max(numbers)}")
+        return int(version)
+
+    def read(self, version: int | str | None = None) -> Snapshot:
+        """A read-only :class:`Snapshot` of ``version`` (number or tag; ``None`` = latest)."""
+        number = self.resolve(version)
+        tag = version if isinstance(version, str) and not version.isdigit() else None
+        return Snapshot(self.table.dataset(number), tag=tag)
+
+    def tag(self, name: str, version: int | str | None = None) -> int:
+        """Name ``version`` (default latest) ``name``; returns the version number."""
+        number = self.resolve(version)
+        if not name or name.lstrip("-").isdigit():
+            raise PesdataError(f"invalid tag name {name!r}: use a name that is not a number")
+        ds = self.table.dataset()
+        existing = ds.tags.list()
+        if name in existing:
+            raise PesdataError(f"tag {name!r} already names version {existing[name]['version']}")
+        ds.tags.create(name, number)
+        return number
+
+    def tags(self) -> dict[str, int]:
+        """Tag name → version number."""
+        return {k: int(v["version"]) for k, v in self.table.dataset().tags.list().items()}
+
+    def log(self) -> pd.DataFrame:
+        """History: one row per version with version, timestamp, message, n_structures, tags."""
+        tags: dict[int, list[str]] = {}
+        for name, number in self.tags().items():
+            tags.setdefault(number, []).append(name)
+        rows = self.table.history()
+        return pd.DataFrame(
+            {
+                "version": [r["version"] for r in rows],
+                "timestamp": [r["timestamp"] for r in rows],
+                "message": [r["message"] for r in rows],
+                "n_structures": [r["n_structures"] for r in rows],
+                "tags": [",".join(sorted(tags.get(r["version"], []))) for r in rows],
+            }
+        )
+
+    def diff(self, a: int | str, b: int | str) -> dict[str, list[str]]:
+        """What changed from version ``a`` to version ``b``.
+
+        Returns
+        -------
+        dict
+            ``added`` (ids in ``b`` not in ``a``), ``removed`` (in ``a`` not in ``b``) and
+            ``relabelled`` (in both, labels rewritten in between), each sorted.
+        """
+        ta = self.read(a).table(columns=["id", UPDATED])
+        tb = self.read(b).table(columns=["id", UPDATED])
+        ua = dict(zip(ta.column("id").to_pylist(), ta.column(UPDATED).to_pylist(), strict=True))
+        ub = dict(zip(tb.column("id").to_pylist(), tb.column(UPDATED).to_pylist(), strict=True))
+        return {
+            "added": sorted(set(ub) - set(ua)),
+            "removed": sorted(set(ua) - set(ub)),
+            "relabelled": sorted(k for k in set(ua) & set(ub) if ua[k] != ub[k]),
+        }
+
+    def info(self, version: int | str | None = None) -> dict:
+        """Summary of a version: version, n_structures, n_atoms, elements, methods (+ more)."""
+        snap = self.read(version)
+        t = snap.table(columns=["n_atoms", "method", "energy", "forces", "formula"])
+        t_numbers = snap.table(columns=["numbers"]).column("numbers").combine_chunks()
+        elements = np.unique(t_numbers.values.to_numpy()) if len(t_numbers) else []
+        from ase.data import chemical_symbols
+
+        methods = pd.Series(t.column("method").to_pylist(), dtype=object).value_counts()
+        return {
+            "version": snap.version,
+            "n_structures": t.num_rows,
+            "n_atoms": int(np.sum(t.column("n_atoms").to_numpy())) if t.num_rows else 0,
+            "elements": [chemical_symbols[int(z)] for z in elements],
+            "methods": {str(k): int(v) for k, v in methods.items()},
+            "n_with_energy": t.num_rows - t.column("energy").null_count,
+            "n_with_forces": t.num_rows - t.column("forces").null_count,
+            "tags": sorted(k for k, v in self.tags().items() if v == snap.version),
+        }
+
+    # -- writing ------------------------------------------------------------------------------
+    def curate(self, paths: str | os.PathLike | Sequence[str | os.PathLike], **options):
+        """Ingest, validate and deduplicate structure files into a new version.
+
+        See :func:`pesdata.curate.curate` for the options. Returns a
+        :class:`~pesdata.curate.CurateReport`.
+        """
+        from ..curate import curate
+
+        return curate(self, paths, **options)
+
+    def export(
+        self, out: str | os.PathLike, version: int | str | None = None, format: str | None = None
+    ) -> int:
+        """Write a version to ``out`` (extxyz, ASE db, or any format ASE writes).
+
+        Returns the number of structures written.
+        """
+        from ..io import write_atoms
+
+        return write_atoms(out, iter(self.read(version)), format=format)
+
+    def optimize(self) -> int:
+        """Compact fragments and (re)build the BTREE indices on ``id`` and ``geometry_hash``.
+
+        Makes new versions with the same rows; returns the latest version number.
+        """
+        with self.writing():
+            ds = self.table.dataset()
+            if ds.count_rows():
+                ds.optimize.compact_files()
+                ds = self.table.dataset()
+                for col in ("id", "geometry_hash"):
+                    ds.create_scalar_index(col, "BTREE", replace=True)
+                    ds = self.table.dataset()
+        return self.version
