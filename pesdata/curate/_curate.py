@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase.data import chemical_symbols
+from ase.formula import Formula
 
 from ..errors import InputError, ValidationError
 from ..frames import Frame, LabelKeys, frames_to_table, iter_batches
@@ -30,8 +31,9 @@ class _Seen:
 
 
 def _group_key(frame: Frame) -> str:
-    elements = "-".join(chemical_symbols[z] for z in sorted(set(frame.numbers.tolist())))
-    return f"{frame.method}|{elements}"
+    """Method and reduced composition (TiO2 and Ti8O15 are different groups)."""
+    formula = Formula.from_list([chemical_symbols[z] for z in frame.numbers])
+    return f"{frame.method}|{formula.reduce()[0].format('hill')}"
 
 
 def _label_diff(e1, f1, e2, f2, n: int) -> tuple[float | None, float | None]:

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import ase.db
 import ase.io
 from ase import Atoms
 from ase.io.formats import filetype, ioformats
@@ -44,8 +45,6 @@ def write_atoms(path: str | os.PathLike, images: Iterable[Atoms], format: str | 
     count = 0
     try:
         if fmt == "db":
-            import ase.db
-
             with ase.db.connect(tmp, type="db") as db:
                 for atoms in images:
                     db.write(atoms, key_value_pairs={})

@@ -142,16 +142,29 @@ class StructureTable:
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=timezone.utc)
             meta = json.loads(props.get(META_KEY, "{}") or "{}")
+            message = props.get(MESSAGE_KEY) or meta.get("kind") or self._describe(number)
             out.append(
                 {
                     "version": number,
                     "timestamp": ts,
-                    "message": props.get(MESSAGE_KEY, meta.get("kind", "")),
+                    "message": message,
                     "n_structures": int(v["metadata"].get("total_rows", 0)),
                     "meta": meta,
                 }
             )
         return out
+
+
+    def _describe(self, number: int) -> str:
+        """A message for versions written without one (schema evolution, maintenance)."""
+        if number <= 1:
+            return ""
+        new = self.dataset(number).schema.names
+        old = set(self.dataset(number - 1).schema.names)
+        added = [n for n in new if n not in old]
+        if added:
+            return "schema: add columns " + ", ".join(added)
+        return "maintenance (compaction / index)"
 
 
 def _without_metadata(schema: pa.Schema) -> pa.Schema:

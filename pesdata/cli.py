@@ -1,0 +1,277 @@
+"""The ``pesdata`` command line: parses arguments, calls the library, prints the result.
+
+Every command takes ``--json`` for machine-readable output and ``--traceback`` to show the full
+traceback of an error; otherwise an error is one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import PesdataError
+
+app = typer.Typer(
+    name="pesdata",
+    help="Versioned, curated datasets for machine-learning interatomic potentials.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TraceOpt = Annotated[bool, typer.Option("--traceback", help="Show the full traceback on error.")]
+StoreArg = Annotated[str, typer.Argument(help="Store directory or URL.")]
+VersionOpt = Annotated[
+    str | None, typer.Option("--version", "-v", help="Version number or tag (default: latest).")
+]
+
+
+def _command(fn):
+    """Run a command body, mapping errors to a one-line message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        trace = kwargs.get("traceback", False)
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except PesdataError as exc:
+            if trace:
+                raise
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:  # noqa: BLE001 - anything else is still one line
+            if trace:
+                raise
+            err.print(
+                f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _open(store: str, create: bool = False):
+    from . import open_store
+
+    return open_store(store, create=create)
+
+
+@app.command()
+@_command
+def curate(
+    store: StoreArg,
+    files: Annotated[list[Path], typer.Argument(help="Structure files (any format ASE reads).")],
+    method: Annotated[str | None, typer.Option(help="Level of theory, e.g. 'PBE'.")] = None,
+    config_type: Annotated[str | None, typer.Option(help="Kind of structure.")] = None,
+    group: Annotated[str | None, typer.Option(help="Trajectory/group for splits.")] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+    format: Annotated[str | None, typer.Option(help="File format (ASE name).")] = None,
+    energy_key: Annotated[str | None, typer.Option(help="info key of the energy.")] = None,
+    forces_key: Annotated[str | None, typer.Option(help="arrays key of the forces.")] = None,
+    stress_key: Annotated[str | None, typer.Option(help="info key of the stress.")] = None,
+    virial_key: Annotated[str | None, typer.Option(help="info key of the virial (eV).")] = None,
+    quarantine: Annotated[
+        bool, typer.Option(help="Commit valid frames; list rejected ones in the report.")
+    ] = False,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Ingest, validate and deduplicate structure files into a new version."""
+    from .errors import ValidationError
+
+    st = _open(store, create=True)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed} frames"), TimeElapsedColumn(),
+        console=err, transient=True, disable=json_ or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("curating", total=None)
+
+        def progress(n: int, path: str) -> None:
+            bar.update(task, completed=n, description=f"reading {Path(path).name}")
+
+        try:
+            report = st.curate(
+                [str(f) for f in files], method=method, config_type=config_type, group=group,
+                message=message, format=format, energy_key=energy_key, forces_key=forces_key,
+                stress_key=stress_key, virial_key=virial_key, quarantine=quarantine,
+                progress=progress,
+            )
+        except ValidationError as exc:
+            if exc.report is not None and not json_:
+                _report_table(exc.report)
+            elif exc.report is not None:
+                _print_json(exc.report.summary())
+            raise
+    if json_:
+        _print_json(report.summary())
+    else:
+        _report_table(report)
+
+
+def _report_table(report) -> None:
+    title = (
+        f"curate → version {report.version}" if report.committed
+        else f"curate: nothing written (version {report.version})"
+    )
+    table = Table(title=title, show_header=True)
+    table.add_column("", style="bold")
+    table.add_column("frames", justify="right")
+    for key in ("read", "added", "duplicates", "relabelled", "unlabelled"):
+        table.add_row(key, str(getattr(report, key)))
+    table.add_row("conflicts", str(len(report.conflicts)))
+    table.add_row("rejected", str(len(report.rejected)))
+    for reason, count in report.rejected_by_reason.items():
+        table.add_row(f"  rejected: {reason}", str(count))
+    out.print(table)
+    for c in report.conflicts[:5]:
+        out.print(f"conflict {c['id'][:12]}: {c['sources'][0]} vs {c['sources'][1]}", soft_wrap=True)
+    for r in report.rejected[:5]:
+        reasons = "; ".join(f"{x['field']}: {x['message']}" for x in r["reasons"])
+        out.print(f"rejected {r['source']}: {reasons}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+@_command
+def log(store: StoreArg, json_: JsonOpt = False, traceback: TraceOpt = False) -> None:
+    """List the versions of a store, oldest first."""
+    df = _open(store).log()
+    if json_:
+        _print_json(
+            [
+                {
+                    "version": int(r.version), "message": r.message,
+                    "timestamp": r.timestamp.isoformat(), "n_structures": int(r.n_structures),
+                    "tags": [t for t in r.tags.split(",") if t],
+                }
+                for r in df.itertuples()
+            ]
+        )
+        return
+    table = Table(title=f"log of {store}")
+    for col in ("version", "timestamp", "structures", "tags", "message"):
+        table.add_column(col, justify="right" if col in ("version", "structures") else "left")
+    for r in df.itertuples():
+        table.add_row(
+            str(r.version), r.timestamp.strftime("%Y-%m-%d %H:%M:%S"), str(r.n_structures),
+            r.tags, r.message,
+        )
+    out.print(table)
+
+
+@app.command()
+@_command
+def info(
+    store: StoreArg, version: VersionOpt = None, json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Summarise a version: structures, atoms, elements, methods."""
+    summary = _open(store).info(version)
+    if json_:
+        _print_json(summary)
+        return
+    table = Table(title=f"{store} @ version {summary['version']}", show_header=False)
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@app.command()
+@_command
+def diff(
+    store: StoreArg,
+    a: Annotated[str, typer.Argument(help="Old version (number or tag).")],
+    b: Annotated[str, typer.Argument(help="New version (number or tag).")],
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Structures added, removed and relabelled between two versions."""
+    d = _open(store).diff(a, b)
+    if json_:
+        _print_json(d)
+        return
+    table = Table(title=f"diff {a} → {b}")
+    table.add_column("change")
+    table.add_column("structures", justify="right")
+    table.add_column("first ids")
+    for key, ids in d.items():
+        table.add_row(key, str(len(ids)), ", ".join(i[:12] for i in ids[:3]))
+    out.print(table)
+
+
+@app.command()
+@_command
+def tag(
+    store: StoreArg,
+    name: Annotated[str, typer.Argument(help="Tag name.")],
+    version: VersionOpt = None,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Name a version (default: the latest)."""
+    number = _open(store).tag(name, version)
+    if json_:
+        _print_json({"tag": name, "version": number})
+    else:
+        out.print(f"tagged version {number} as {name!r}")
+
+
+@app.command()
+@_command
+def export(
+    store: StoreArg,
+    out_file: Annotated[Path, typer.Argument(metavar="OUT", help="Output file (.xyz, .db...).")],
+    version: VersionOpt = None,
+    format: Annotated[str | None, typer.Option(help="ASE format name.")] = None,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Write a version to extxyz, an ASE database or any format ASE writes."""
+    st = _open(store)
+    n = st.export(out_file, version=version, format=format)
+    number = st.resolve(version)
+    if json_:
+        _print_json({"version": number, "n_structures": n, "path": str(out_file)})
+    else:
+        out.print(f"wrote {n} structures of version {number} to {out_file}")
+
+
+@app.command()
+@_command
+def optimize(store: StoreArg, json_: JsonOpt = False, traceback: TraceOpt = False) -> None:
+    """Compact the table's files and rebuild its id/geometry_hash indices."""
+    version = _open(store).optimize()
+    if json_:
+        _print_json({"version": version})
+    else:
+        out.print(f"optimized; latest version {version}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    """Entry point of the ``pesdata`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
