@@ -43,13 +43,20 @@ __all__ = [
     "table_to_atoms",
 ]
 
-_ROUND = 1e6  # positions and cell are hashed after rounding to 1e-6 Å
+
+
+def _quantize(x) -> np.ndarray:
+    """Integers of 1e-6 Å, rounding first to 1e-8 Å (the precision extxyz writes, so that a
+    frame written by ASE and read back hashes the same), then half-up to 1e-6 Å."""
+    q8 = np.rint(np.asarray(x, dtype=float) * 1e8).astype("<i8")
+    return np.floor_divide(q8 + 50, 100).astype("<i8")
+
 _RESERVED_INFO = ("method", "config_type", "group")
 _LABELS = ("energy", "forces", "stress")
 
 
 def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc) -> str:
-    """Canonical hash of a geometry.
+    """Canonical hash of a geometry (positions and cell rounded to 1e-6 Å, see ``_quantize``).
 
     Parameters
     ----------
@@ -65,8 +72,8 @@ def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, 
     """
     h = hashlib.blake2b(digest_size=16)
     h.update(np.ascontiguousarray(numbers, dtype="<i2").tobytes())
-    h.update(np.rint(np.asarray(positions, dtype=float) * _ROUND).astype("<i8").tobytes())
-    h.update(np.rint(np.asarray(cell, dtype=float) * _ROUND).astype("<i8").tobytes())
+    h.update(_quantize(positions).tobytes())
+    h.update(_quantize(cell).tobytes())
     h.update(np.asarray(pbc, dtype=bool).astype("u1").tobytes())
     return h.hexdigest()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from ase import Atoms
 from ase.data import chemical_symbols
 from ase.formula import Formula
 
@@ -19,6 +20,7 @@ from ._validators import Issue, default_validators
 
 __all__ = ["ENERGY_TOL", "FORCE_TOL", "curate"]
 
+MEMORY = "<memory>"
 ENERGY_TOL = 1e-3  # eV/atom: duplicates whose energies differ more are conflicts
 FORCE_TOL = 1e-3  # eV/Å: same for the largest force-component difference
 
@@ -51,7 +53,7 @@ def _is_conflict(de, df) -> bool:
 
 def curate(
     store,
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    paths: str | os.PathLike | Sequence[str | os.PathLike] | Sequence[Atoms],
     *,
     format: str | None = None,
     method: str | None = None,
@@ -80,8 +82,9 @@ def curate(
     ----------
     store : pesdata.Store
         Target store.
-    paths : path or sequence of paths
-        Structure files (any format ASE reads; aenet XSF).
+    paths : path, sequence of paths, or sequence of ase.Atoms
+        Structure files (any format ASE reads; aenet XSF), or structures in memory (their
+        ``source`` is ``<memory>#i``), e.g. labelled results of a calculation.
     format : str, optional
         Format of all files when extensions are ambiguous (e.g. ``aims-output``).
     method, config_type, group : str, optional
@@ -107,13 +110,19 @@ def curate(
     -------
     CurateReport
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, os.PathLike, Atoms)):
         paths = [paths]
-    paths = [str(p) for p in paths]
+    paths = list(paths)
     if not paths:
         raise InputError("no input files given")
-    for p in paths:  # fail fast, before taking the lock, on missing/empty/unknown files
-        detect_format(p, format)
+    if all(isinstance(p, Atoms) for p in paths):
+        inputs: list = [paths]
+        paths = [MEMORY]
+    else:
+        paths = [str(p) for p in paths]
+        inputs = paths
+        for p in paths:  # fail fast, before taking the lock, on missing/empty/unknown files
+            detect_format(p, format)
     frame_checks, population_checks = validators or default_validators()
     keys = LabelKeys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key)
     options = {
@@ -136,7 +145,7 @@ def curate(
         spool = Spool(store._tmp_dir())
         try:
             positions = _ingest(
-                store, ds, spool, paths, report, frame_checks, keys,
+                store, ds, spool, inputs, report, frame_checks, keys,
                 dict(format=format, method=method, config_type=config_type, group=group),
                 batch_size, progress,
             )
@@ -162,7 +171,16 @@ def curate(
     return report
 
 
-def _ingest(store, ds, spool, paths, report, frame_checks, keys, meta, batch_size, progress):
+def _frames(source, keys: LabelKeys, meta: dict) -> Iterator[Frame]:
+    if isinstance(source, str):
+        yield from read_frames(source, keys=keys, **meta)
+        return
+    meta = {k: v for k, v in meta.items() if k != "format"}
+    for i, atoms in enumerate(source):
+        yield Frame.from_atoms(atoms, source=f"{MEMORY}#{i}", keys=keys, **meta)
+
+
+def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_size, progress):
     """Read, validate and classify every frame; spool the rows to commit.
 
     Returns the per-spooled-row statistics used by the population validators.
@@ -172,9 +190,9 @@ def _ingest(store, ds, spool, paths, report, frame_checks, keys, meta, batch_siz
         "pos": [], "group": [], "fmax": [], "energy_per_atom": [], "source": [], "kind": []
     }
     schema = ds.schema
-    for path in paths:
-        frames = read_frames(path, keys=keys, **meta)
-        for batch in iter_batches(frames, batch_size):
+    for source in inputs:
+        path = source if isinstance(source, str) else MEMORY
+        for batch in iter_batches(_frames(source, keys, meta), batch_size):
             report.read += len(batch)
             valid = []
             for frame in batch:
