@@ -134,7 +134,10 @@ def curate(
         ).items()
         if v is not None
     }
-    message = message or "curate " + ", ".join(os.path.basename(p) for p in paths)
+    if not message:
+        names = [os.path.basename(p) for p in paths]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        message = "curate " + ", ".join(names[:3]) + more
 
     with store.writing(timeout=lock_timeout):
         ds = store.table.dataset()
@@ -190,51 +193,64 @@ def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_si
         "pos": [], "group": [], "fmax": [], "energy_per_atom": [], "source": [], "kind": []
     }
     schema = ds.schema
-    for source in inputs:
-        path = source if isinstance(source, str) else MEMORY
-        for batch in iter_batches(_frames(source, keys, meta), batch_size):
-            report.read += len(batch)
-            valid = []
-            for frame in batch:
-                issues: list[Issue] = []
-                for check in frame_checks:
-                    issues.extend(check.check(frame))
-                    if issues and check.name == "shape":
-                        break  # later checks assume the shapes are right
-                errors = [i for i in issues if i.severity == "error"]
-                if errors:
-                    report.rejected.append(
-                        {"source": frame.source, "reasons": [i.to_dict() for i in errors]}
-                    )
-                    continue
-                if not frame.has_labels:
-                    report.unlabelled += 1
-                valid.append(frame)
-            existing = _existing(store, ds, [f.id for f in valid])
-            to_spool: dict[str, tuple[Frame, str]] = {}
-            for frame in valid:
-                _classify(frame, seen, existing, spool, report, to_spool)
-            if to_spool:
-                table = frames_to_table([f for f, _ in to_spool.values()], schema)
-                schema = table.schema
-                for (frame, kind), pos in zip(to_spool.values(), spool.append(table), strict=True):
-                    stats["kind"].append(kind)
-                    seen[frame.id] = _Seen(pos, frame.has_labels, kind)
-                    stats["pos"].append(pos)
-                    stats["group"].append(_group_key(frame))
-                    stats["source"].append(frame.source)
-                    fmax = (
-                        float(np.sqrt((frame.forces**2).sum(axis=1)).max())
-                        if frame.forces is not None and frame.n_atoms
-                        else np.nan
-                    )
-                    stats["fmax"].append(fmax)
-                    stats["energy_per_atom"].append(
-                        frame.energy / frame.n_atoms if frame.energy is not None else np.nan
-                    )
-            if progress is not None:
-                progress(report.read, path)
+    current = {"path": ""}
+
+    def stream():
+        for source in inputs:
+            current["path"] = source if isinstance(source, str) else MEMORY
+            yield from _frames(source, keys, meta)
+
+    for batch in iter_batches(stream(), batch_size):
+        report.read += len(batch)
+        valid = []
+        for frame in batch:
+            errors = _validate(frame, frame_checks)
+            if errors:
+                report.rejected.append(
+                    {"source": frame.source, "reasons": [i.to_dict() for i in errors]}
+                )
+                continue
+            if not frame.has_labels:
+                report.unlabelled += 1
+            valid.append(frame)
+        existing = _existing(store, ds, [f.id for f in valid])
+        to_spool: dict[str, tuple[Frame, str]] = {}
+        for frame in valid:
+            _classify(frame, seen, existing, spool, report, to_spool)
+        if to_spool:
+            table = frames_to_table([f for f, _ in to_spool.values()], schema)
+            schema = table.schema
+            for (frame, kind), pos in zip(to_spool.values(), spool.append(table), strict=True):
+                seen[frame.id] = _Seen(pos, frame.has_labels, kind)
+                _record(stats, frame, pos, kind)
+        if progress is not None:
+            progress(report.read, current["path"])
     return stats
+
+
+def _validate(frame: Frame, checks) -> list[Issue]:
+    """Errors of the per-frame validators (shape problems stop the later checks)."""
+    issues: list[Issue] = []
+    for check in checks:
+        issues.extend(check.check(frame))
+        if issues and check.name == "shape":
+            break  # later checks assume the shapes are right
+    return [i for i in issues if i.severity == "error"]
+
+
+def _record(stats: dict, frame: Frame, pos: tuple[int, int], kind: str) -> None:
+    """Keep the scalars the population (outlier) validators need for a spooled row."""
+    fmax = np.nan
+    if frame.forces is not None and frame.n_atoms:
+        fmax = float(np.sqrt((frame.forces**2).sum(axis=1)).max())
+    stats["pos"].append(pos)
+    stats["kind"].append(kind)
+    stats["group"].append(_group_key(frame))
+    stats["source"].append(frame.source)
+    stats["fmax"].append(fmax)
+    stats["energy_per_atom"].append(
+        frame.energy / frame.n_atoms if frame.energy is not None else np.nan
+    )
 
 
 def _existing(store, ds, ids: list[str]) -> dict[str, dict]:
