@@ -9,9 +9,10 @@ transaction).
 Measured, each as the median of ``--repeats`` timed runs after one untimed warm-up
 (``time.perf_counter``; page cache warm for every contender):
 
-1. read a whole version into numpy (positions + forces): ``store.read().to_arrays(...)`` (fresh
-   Snapshot per run) vs ``ase.db`` ``select()`` of every row vs ``ase.io.read(extxyz, ":")``,
-   each concatenated into (N, 3) arrays. Bar: pesdata ≥ 20× ase.db in atoms/s.
+1. read a whole version into numpy (positions + forces): ``store.read().to_arrays(...)``
+   (opening the Snapshot is timed) vs ``ase.db`` ``connect().select()`` of every row vs
+   ``ase.io.read(extxyz, ":")``, each concatenated into (N, 3) arrays. Bar: pesdata ≥ 20× ase.db
+   in atoms/s.
 2. random batch of 256 structures as ``ase.Atoms``: ``snap.take(idx)`` (fresh Snapshot per
    batch) vs ``db.get(id=i + 1).toatoms()`` for the same indices (one held sqlite connection,
    ase.db's fastest path); ``--batches`` batches with different seeds per run. Bar: ≥ 10×.
@@ -132,7 +133,7 @@ def bench_read(store, db_path: Path, xyz: Path, repeats: int, n_atoms: int) -> d
         assert pos.shape == (n_atoms, 3) and frc.shape == (n_atoms, 3)
 
     return {
-        "pesdata_s": timed(pes, repeats, store.read),
+        "pesdata_s": timed(lambda _: pes(store.read()), repeats),
         "ase_db_s": timed(adb, repeats),
         "ase_io_read_s": timed(lambda _: concat(ase.io.read(xyz, ":")), repeats),
     }

@@ -64,7 +64,7 @@ class InputError(PesdataError):
             where.append(f"frame {frame}")
         if field is not None:
             where.append(f"field '{field}'")
-        super().__init__(": ".join([", ".join(where), message]) if where else message)
+        super().__init__(": ".join([*where, message]))
 
 
 class FormatError(InputError):

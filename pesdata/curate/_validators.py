@@ -171,7 +171,7 @@ class MinDistanceValidator:
 
     def check(self, frame: Frame) -> list[Issue]:
         z = frame.numbers
-        if len(z) < 2:
+        if len(z) < 2 and not frame.pbc.any():
             return []
         radii = covalent_radii[np.clip(z, 0, len(covalent_radii) - 1)]
         cutoff = self.threshold * 2 * float(radii.max())
