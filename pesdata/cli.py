@@ -142,7 +142,8 @@ def _report_table(report) -> None:
         table.add_row(f"  rejected: {reason}", str(count))
     out.print(table)
     for c in report.conflicts[:5]:
-        out.print(f"conflict {c['id'][:12]}: {c['sources'][0]} vs {c['sources'][1]}", soft_wrap=True)
+        kept, incoming = c["sources"]
+        out.print(f"conflict {c['id'][:12]}: {kept} vs {incoming}", soft_wrap=True)
     for r in report.rejected[:5]:
         reasons = "; ".join(f"{x['field']}: {x['message']}" for x in r["reasons"])
         out.print(f"rejected {r['source']}: {reasons}", soft_wrap=True, highlight=False)

@@ -7,7 +7,8 @@ downloaded data:
   with EMT energy, forces and stress) plus 2 rattled cells without labels (awaiting a
   calculation);
 * ``cu_more.extxyz`` — 12 new cells (strained, with a vacancy, a (111) slab), 5 exact
-  duplicates of MD snapshots, 1 MD snapshot with an energy 0.5 eV (4.6 meV/atom) higher (a label conflict)
+  duplicates of MD snapshots, 1 MD snapshot with an energy 0.5 eV (4.6 meV/atom) higher (a
+  label conflict)
   and the 2 formerly unlabelled cells, now labelled (relabelled);
 * ``cu_broken.extxyz`` — 4 good cells, 1 with NaN forces and 1 with two overlapping atoms.
 """
@@ -74,12 +75,12 @@ def make_demo_data(directory: str | Path, seed: int = 0) -> dict[str, Path]:
         a = bulk("Cu", "fcc", a=3.61 * (1 + strain), cubic=True) * (2, 2, 2)
         a.rattle(0.03, seed=int(rng.integers(1 << 30)))
         new.append(_label(a))
-    for k in range(4):
+    for _ in range(4):
         a = bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3)
         del a[int(rng.integers(len(a)))]
         a.rattle(0.05, seed=int(rng.integers(1 << 30)))
         new.append(_label(a))
-    for k in range(4):
+    for _ in range(4):
         slab = fcc111("Cu", size=(3, 3, 4), vacuum=6.0, periodic=True)
         slab.rattle(0.04, seed=int(rng.integers(1 << 30)))
         slab.info.pop("adsorbate_info", None)
@@ -111,5 +112,5 @@ def make_demo_data(directory: str | Path, seed: int = 0) -> dict[str, Path]:
 
 if __name__ == "__main__":  # pragma: no cover - used by `make demo`
     paths = make_demo_data(sys.argv[1] if len(sys.argv) > 1 else "demo-out")
-    for name, path in paths.items():
+    for path in paths.values():
         print(f"wrote {path} ({len(ase.io.read(path, ':'))} frames)")

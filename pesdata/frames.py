@@ -335,21 +335,35 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
     for fld in schema:
         if not fld.name.startswith(ARRAY_PREFIX):
             continue
-        name = fld.name[len(ARRAY_PREFIX) :]
-        values = [f.arrays.get(name) for f in frames]
-        vtype = fld.type.value_type
-        try:
-            arr = pa.array(
-                [None if v is None else _py_rows(v) for v in values], type=pa.list_(vtype)
-            )
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-            raise SchemaError(f"per-atom array '{name}' does not fit column type {vtype}: {exc}")
-        cols[fld.name] = arr
+        cols[fld.name] = _array_column(fld, frames, n)
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
-def _py_rows(value: np.ndarray) -> list:
-    return np.asarray(value).tolist()
+def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.Array:
+    """One extra per-atom array column, built from concatenated numpy values."""
+    name = fld.name[len(ARRAY_PREFIX) :]
+    vtype = fld.type.value_type
+    width = vtype.list_size if pa.types.is_fixed_size_list(vtype) else None
+    leaf = vtype.value_type if width else vtype
+    values = [f.arrays.get(name) for f in frames]
+    present = np.array([v is not None for v in values], dtype=bool)
+    try:
+        rows = [np.asarray(v).reshape(len(v), -1) if width else np.asarray(v)
+                for v in values if v is not None]
+        if pa.types.is_string(leaf):
+            flat = pa.array(np.concatenate(rows).reshape(-1).astype(str), pa.string())
+        else:
+            flat = pa.array(np.concatenate(rows).reshape(-1), type=leaf)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise SchemaError(
+            f"per-atom array '{name}' does not fit column type {vtype}: {exc}"
+        ) from None
+    if width:
+        flat = pa.FixedSizeListArray.from_arrays(flat, width)
+    offsets = np.zeros(len(frames) + 1, dtype=np.int32)
+    np.cumsum(np.where(present, n, 0), out=offsets[1:])
+    mask = None if present.all() else pa.array(~present)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=mask)
 
 
 _formula_cache: dict[bytes, str] = {}

@@ -3,8 +3,7 @@
 Each column of the structure table is one :class:`Property` (name, dtype, unit, shape, whether it
 is per atom or per structure, nullable or not). :func:`structure_schema` builds the Arrow schema
 from the registry and :func:`schema_document` the language-neutral JSON document checked in as
-``schemas/structure.json`` (regenerate it with ``python -m pesdata.schema > schemas/structure.json``;
-a test fails when it is stale).
+``schemas/structure.json`` (regenerate it with ``make schemas``; a test fails when it is stale).
 
 Per-atom arrays that ASE carried beyond the registered ones (``magmoms``, ``charges``, site
 labels, ...) get one column each, named ``arr_<name>``, created on first use in their own dtype

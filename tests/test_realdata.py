@@ -102,7 +102,8 @@ def test_aenet_xsf_forces_in_ev_per_angstrom(tmp_path, data):
     assert report.added == 200 and report.rejected == []
     got = {s.rsplit("/", 1)[1].split("#")[0]: a for s, a in zip(
         st.read().to_pandas()["source"], st.read().to_atoms(), strict=True)}
-    ref = {a.info["source_file"]: a for a in ase.io.read(data / "tio2/TiO2_aenet_subset.extxyz", ":")}
+    subset = ase.io.read(data / "tio2/TiO2_aenet_subset.extxyz", ":")
+    ref = {a.info["source_file"]: a for a in subset}
     for name, atoms in got.items():
         np.testing.assert_allclose(atoms.get_forces(), ref[name].get_forces(), atol=1e-8)
         assert atoms.get_potential_energy() == pytest.approx(

@@ -32,10 +32,19 @@ class _Seen:
     kind: str  # "added" or "relabelled"
 
 
+_REDUCED: dict[bytes, str] = {}
+
+
 def _group_key(frame: Frame) -> str:
     """Method and reduced composition (TiO2 and Ti8O15 are different groups)."""
-    formula = Formula.from_list([chemical_symbols[z] for z in frame.numbers])
-    return f"{frame.method}|{formula.reduce()[0].format('hill')}"
+    key = np.ascontiguousarray(frame.numbers, dtype=np.int16).tobytes()
+    reduced = _REDUCED.get(key)
+    if reduced is None:
+        formula = Formula.from_list([chemical_symbols[z] for z in frame.numbers])
+        reduced = formula.reduce()[0].format("hill")
+        if len(_REDUCED) < 100_000:
+            _REDUCED[key] = reduced
+    return f"{frame.method}|{reduced}"
 
 
 def _label_diff(e1, f1, e2, f2, n: int) -> tuple[float | None, float | None]:
@@ -200,11 +209,11 @@ def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_si
             current["path"] = source if isinstance(source, str) else MEMORY
             yield from _frames(source, keys, meta)
 
-    for batch in iter_batches(stream(), batch_size):
+    def process(batch: list[Frame], checked: list[list[Issue]]) -> None:
+        nonlocal schema
         report.read += len(batch)
         valid = []
-        for frame in batch:
-            errors = _validate(frame, frame_checks)
+        for frame, errors in zip(batch, checked, strict=True):
             if errors:
                 report.rejected.append(
                     {"source": frame.source, "reasons": [i.to_dict() for i in errors]}
@@ -225,6 +234,9 @@ def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_si
                 _record(stats, frame, pos, kind)
         if progress is not None:
             progress(report.read, current["path"])
+
+    for batch in iter_batches(stream(), batch_size):
+        process(batch, [_validate(f, frame_checks) for f in batch])
     return stats
 
 

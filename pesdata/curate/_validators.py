@@ -97,7 +97,10 @@ class FiniteValidator:
                 fields[k] = value
         issues = []
         for k, v in fields.items():
-            bad = int(np.size(v) - np.count_nonzero(np.isfinite(np.asarray(v, dtype=float))))
+            finite = np.isfinite(np.asarray(v, dtype=float))
+            if finite.all():
+                continue
+            bad = int(finite.size - np.count_nonzero(finite))
             if bad:
                 issues.append(Issue(self.name, k, self.message.format(field=k, count=bad)))
         return issues
@@ -178,7 +181,7 @@ class MinDistanceValidator:
         if cutoff <= 0:
             return []
         box = frame.cell if frame.pbc.any() else np.zeros((3, 3))
-        nl = NeighborList(cutoff=cutoff, full_list=False)
+        nl = NeighborList(cutoff=cutoff, full_list=False, n_threads=1)  # threads cost more here
         i, j, d = nl.compute(frame.positions, box, frame.pbc.tolist(), quantities="ijd")
         if len(d) == 0:
             return []

@@ -12,6 +12,7 @@ from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 
 from ..errors import FormatError, InputError
 from ..frames import Frame, LabelKeys
+from ._extxyz import VecFile, iread_extxyz
 from ._xsf_aenet import is_aenet_xsf, read_aenet_xsf
 
 __all__ = ["detect_format", "iter_atoms", "read_frames"]
@@ -70,7 +71,12 @@ def iter_atoms(path: str | os.PathLike, format: str | None = None) -> Iterator[A
     """Stream the frames of a file as ``ase.Atoms``; errors name the file and the frame."""
     fmt = detect_format(path, format)
     p = str(path)
-    it = read_aenet_xsf(Path(p)) if fmt == AENET_XSF else ase.io.iread(p, index=":", format=fmt)
+    if fmt == AENET_XSF:
+        it = read_aenet_xsf(Path(p))
+    elif fmt == "extxyz":
+        it = _extxyz(p)
+    else:
+        it = ase.io.iread(p, index=":", format=fmt)
     frame = 0
     while True:
         try:
@@ -89,6 +95,20 @@ def iter_atoms(path: str | os.PathLike, format: str | None = None) -> Iterator[A
         frame += 1
     if frame == 0:
         raise InputError(f"no frames could be read as format {fmt!r}", path=p)
+
+
+def _extxyz(path: str) -> Iterator[Atoms]:
+    """The vectorised extxyz reader, or ASE's for files with VEC cell lines."""
+    frames = iread_extxyz(path)
+    try:
+        first = next(frames)
+    except VecFile:
+        yield from ase.io.iread(path, index=":", format="extxyz")
+        return
+    except StopIteration:
+        return
+    yield first
+    yield from frames
 
 
 def read_frames(

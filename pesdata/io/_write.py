@@ -74,4 +74,6 @@ def _guess(p: Path) -> str:
     try:
         return filetype(str(p), read=False)
     except Exception:  # noqa: BLE001 - ASE raises several kinds here
-        raise FormatError("cannot tell the output format; name it with --format", path=str(p))
+        raise FormatError(
+            "cannot tell the output format; name it with --format", path=str(p)
+        ) from None

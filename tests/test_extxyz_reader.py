@@ -1,0 +1,79 @@
+"""The vectorised extxyz reader gives the same Atoms as ASE's, frame by frame."""
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixAtoms
+
+from pesdata.io._extxyz import iread_extxyz
+
+from .conftest import DATA
+
+FILES = [
+    "mlearn/Si_training.extxyz", "mlearn/Si_test.extxyz", "mlearn/Cu_test.extxyz",
+    "mlearn/Cu_train_acedata.xyz", "tio2/TiO2_aenet_subset.extxyz", "quirks/Si_tiny.xyz",
+]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a.numbers, b.numbers)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    np.testing.assert_array_equal(a.cell.array, b.cell.array)
+    np.testing.assert_array_equal(a.pbc, b.pbc)
+    assert set(a.arrays) == set(b.arrays)
+    for k in a.arrays:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+        assert a.arrays[k].dtype == b.arrays[k].dtype, k
+    assert set(a.info) == set(b.info)
+    for k in a.info:
+        np.testing.assert_array_equal(a.info[k], b.info[k])
+    ra = a.calc.results if a.calc else {}
+    rb = b.calc.results if b.calc else {}
+    assert set(ra) == set(rb)
+    for k in ra:
+        np.testing.assert_array_equal(ra[k], rb[k])
+    assert [type(c) for c in a.constraints] == [type(c) for c in b.constraints]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_same_as_ase_on_real_files(name):
+    ours = list(iread_extxyz(DATA / name))
+    ref = ase.io.read(DATA / name, ":", format="extxyz")
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref, strict=True):
+        assert_same(a, b)
+
+
+def test_same_as_ase_on_odd_columns(tmp_path):
+    a = bulk("Cu", cubic=True) * (2, 1, 1)
+    a.arrays["flag"] = np.array([True, False] * 4)
+    a.arrays["label"] = np.array(["x", "y"] * 4)
+    a.arrays["count"] = np.arange(8)
+    a.set_initial_charges(np.linspace(-1, 1, 8))
+    a.set_initial_magnetic_moments(np.ones(8))
+    a.info["note"] = "two words"
+    a.info["flag"] = True
+    a.info["vec"] = np.array([1.5, 2.5])
+    a.calc = SinglePointCalculator(
+        a, energy=-1.0, forces=np.full((8, 3), 0.1), stress=np.arange(6.0), magmoms=np.ones(8)
+    )
+    m = molecule("CH3CH2OH")
+    m.set_constraint(FixAtoms([0, 2]))
+    iso = molecule("H2O")
+    iso.calc = SinglePointCalculator(iso, energy=-14.0, forces=np.zeros((3, 3)))
+    ase.io.write(tmp_path / "odd.xyz", [a, m, iso], format="extxyz")
+    ours = list(iread_extxyz(tmp_path / "odd.xyz"))
+    ref = ase.io.read(tmp_path / "odd.xyz", ":")
+    for x, y in zip(ours, ref, strict=True):
+        assert_same(x, y)
+
+
+def test_plain_xyz_and_truncated_file(tmp_path):
+    (tmp_path / "plain.xyz").write_text("2\nwater-ish\nO 0 0 0\nH 0 0 0.97\n")
+    assert_same(next(iread_extxyz(tmp_path / "plain.xyz")), ase.io.read(tmp_path / "plain.xyz"))
+    (tmp_path / "cut.xyz").write_text("3\n\nO 0 0 0\nH 0 0 0.97\n")
+    with pytest.raises(Exception, match="Frame has 2 atoms, expected 3"):
+        list(iread_extxyz(tmp_path / "cut.xyz"))
