@@ -347,6 +347,8 @@ def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.A
     leaf = vtype.value_type if width else vtype
     values = [f.arrays.get(name) for f in frames]
     present = np.array([v is not None for v in values], dtype=bool)
+    if not present.any():
+        return pa.nulls(len(frames), fld.type)
     try:
         rows = [np.asarray(v).reshape(len(v), -1) if width else np.asarray(v)
                 for v in values if v is not None]

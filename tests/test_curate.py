@@ -167,3 +167,16 @@ def test_new_per_atom_array_adds_a_column(store):
     atoms = [a for a in store.read().to_atoms() if "tags" in a.arrays]
     assert len(atoms) == 1 and atoms[0].get_tags().tolist() == list(range(32))
     assert "schema: add columns arr_tags" in store.log()["message"].tolist()
+
+
+def test_batches_without_an_existing_extra_array_get_nulls(store):
+    cells = emt_cells(3)
+    tagged = cells[0].copy()
+    tagged.calc = cells[0].calc
+    tagged.set_tags(np.arange(len(tagged)))
+    store.curate([tagged], method="EMT")
+    store.curate(cells[1:], method="EMT")  # no tags in this batch: the column stays null
+    df = store.read().to_pandas()
+    assert len(df) == 3 and df["version_added"].tolist() == [3, 4, 4]
+    atoms = store.read().to_atoms()
+    assert "tags" in atoms[0].arrays and "tags" not in atoms[1].arrays

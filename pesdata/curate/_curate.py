@@ -173,7 +173,8 @@ def curate(
                 meta = {"kind": "curate", **report.summary()}
                 meta.pop("version"), meta.pop("committed")
                 report.version = store.table.commit(
-                    spool.batches(), spool.schema, message=message, meta=meta
+                    spool.batches(), spool.schema, message=message, meta=meta,
+                    append_only=report.relabelled == 0 and store._lock_path is not None,
                 )
                 report.committed = True
         finally:

@@ -15,6 +15,7 @@ from datetime import timezone
 import lance
 import pyarrow as pa
 import pyarrow.compute as pc
+from lance.fragment import write_fragments
 
 from ..errors import VersionNotFound
 from ..schema import structure_schema
@@ -84,6 +85,7 @@ class StructureTable:
         *,
         message: str,
         meta: dict,
+        append_only: bool = False,
     ) -> int:
         """Insert new rows and relabel unlabelled ones in one new version.
 
@@ -97,6 +99,10 @@ class StructureTable:
             Commit message.
         meta : dict
             JSON-serialisable metadata stored with the version (e.g. curate counts).
+        append_only : bool
+            The caller holds the store's write lock and has checked that no row's id is in
+            the table: the rows are appended in order (faster than the ``merge_insert`` that
+            is used otherwise, and keeps file order).
 
         Returns
         -------
@@ -112,12 +118,21 @@ class StructureTable:
         reader = pa.RecordBatchReader.from_batches(
             _without_metadata(target), _conform(batches, target)
         )
-        builder = (
-            ds.merge_insert("id")
-            .when_matched_update_all(condition=UNLABELLED)
-            .when_not_matched_insert_all()
-        )
-        transaction, _stats = builder.execute_uncommitted(reader)
+        if append_only:
+            fragments = write_fragments(
+                reader, self.uri, schema=reader.schema, storage_options=self.storage_options,
+                enable_stable_row_ids=True,
+            )
+            transaction = lance.Transaction(
+                read_version=ds.version, operation=lance.LanceOperation.Append(fragments)
+            )
+        else:
+            builder = (
+                ds.merge_insert("id")
+                .when_matched_update_all(condition=UNLABELLED)
+                .when_not_matched_insert_all()
+            )
+            transaction, _stats = builder.execute_uncommitted(reader)
         props = dict(transaction.transaction_properties or {})
         props[META_KEY] = json.dumps(meta)
         props[MESSAGE_KEY] = message
