@@ -422,8 +422,17 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
     svalid = scol.is_valid().to_numpy(zero_copy_only=False)
     stress = _fsl_values(scol, 6)
     meta = {k: table.column(k).to_pylist() for k in ("method", "config_type", "group", "info")}
-    extra = [c for c in table.column_names if c.startswith(ARRAY_PREFIX)]
-    extra_vals = {c: table.column(c).to_pylist() for c in extra}
+    extra = {}
+    for c in table.column_names:
+        if not c.startswith(ARRAY_PREFIX):
+            continue
+        col = table.column(c).combine_chunks()
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        if valid.any():
+            flat, eoffs = _flat(col)
+            if flat.dtype == object:  # strings
+                flat = flat.astype(str)
+            extra[c[len(ARRAY_PREFIX) :]] = (flat, eoffs, valid)
 
     out = []
     for i in range(table.num_rows):
@@ -440,12 +449,10 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
             if meta[key][i] is not None:
                 info[key] = meta[key][i]
         atoms.info.update(info)
-        for c in extra:
-            v = extra_vals[c][i]
-            if v is None:
+        for name, (flat, eoffs, valid) in extra.items():
+            if not valid[i]:
                 continue
-            name = c[len(ARRAY_PREFIX) :]
-            arr = np.array(v)
+            arr = flat[eoffs[i] : eoffs[i + 1]].copy()
             if name in all_properties:
                 results[name] = arr
             else:

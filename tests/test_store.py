@@ -175,3 +175,18 @@ def test_optimize_keeps_rows_and_builds_indices(store):
 
 def test_log_is_a_dataframe(store):
     assert isinstance(store.log(), pd.DataFrame)
+
+
+def test_take_arrays_matches_take(store):
+    cells = emt_cells(5)
+    store.curate(cells, method="EMT")
+    snap = store.read()
+    batch = snap.take_arrays([3, 1])
+    atoms = snap.take([3, 1])
+    assert batch["offsets"].tolist() == [0, 32, 64]
+    np.testing.assert_array_equal(batch["positions"][:32], atoms[0].positions)
+    np.testing.assert_array_equal(batch["forces"][32:], atoms[1].get_forces())
+    np.testing.assert_array_equal(batch["numbers"], np.full(64, 29))
+    assert batch["energy"].tolist() == [a.get_potential_energy() for a in atoms]
+    with pytest.raises(IndexError):
+        snap.take_arrays([5])

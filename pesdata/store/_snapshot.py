@@ -99,15 +99,11 @@ class Snapshot:
 
     def take(self, indices: Sequence[int] | np.ndarray) -> list[ase.Atoms]:
         """Random access: the structures at row ``indices`` of this version, in that order."""
-        idx = np.asarray(indices, dtype=np.int64)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"index out of range for a version of {n} structures")
-        idx = np.where(idx < 0, idx + n, idx)
+        idx = self._check_indices(indices)
         return table_to_atoms(self._ds.take(idx.tolist()))
 
     def to_arrays(self, columns: Sequence[str] = ("numbers", "positions", "forces")) -> dict:
-        """Bulk numpy arrays for training code.
+        """Bulk numpy arrays of the whole version, for training code.
 
         Returns
         -------
@@ -116,29 +112,49 @@ class Snapshot:
             without forces), ``energy`` (n_structures,; NaN when missing), ``cell``
             (n_structures, 3, 3), ``pbc`` (n_structures, 3) and ``offsets`` (n_structures + 1):
             atoms of structure ``i`` are rows ``offsets[i]:offsets[i+1]``. N is the total atom
-            count.
+            count. ``columns`` picks the per-atom arrays.
         """
-        cols = ["n_atoms", "energy", "cell", "pbc", *columns]
-        t = self._ds.to_table(columns=list(dict.fromkeys(cols)))
-        n = t.column("n_atoms").to_numpy().astype(np.int64)
-        offsets = np.zeros(len(n) + 1, dtype=np.int64)
-        np.cumsum(n, out=offsets[1:])
-        out = {
-            "offsets": offsets,
-            "energy": t.column("energy").to_numpy(zero_copy_only=False).astype(float),
-            "cell": _fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3),
-            "pbc": _fsl_values(t.column("pbc").combine_chunks(), 3).astype(bool),
-        }
-        for name in columns:
-            col = t.column(name).combine_chunks()
-            if name == "forces" and col.null_count:
-                out[name] = _dense_forces(col, n, offsets)
-            else:
-                flat, _ = _flat(col)
-                out[name] = flat
-        if "numbers" in out:
-            out["numbers"] = out["numbers"].astype(np.int64)
-        return out
+        cols = list(dict.fromkeys(["n_atoms", "energy", "cell", "pbc", *columns]))
+        return _arrays(self._ds.to_table(columns=cols), columns)
+
+    def take_arrays(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        columns: Sequence[str] = ("numbers", "positions", "forces"),
+    ) -> dict:
+        """Random access for training batches: :meth:`to_arrays` of the rows ``indices``."""
+        idx = self._check_indices(indices)
+        cols = list(dict.fromkeys(["n_atoms", "energy", "cell", "pbc", *columns]))
+        return _arrays(self._ds.take(idx.tolist(), columns=cols), columns)
+
+    def _check_indices(self, indices) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"index out of range for a version of {n} structures")
+        return np.where(idx < 0, idx + n, idx)
+
+
+def _arrays(t: pa.Table, columns: Sequence[str]) -> dict:
+    n = t.column("n_atoms").to_numpy().astype(np.int64)
+    offsets = np.zeros(len(n) + 1, dtype=np.int64)
+    np.cumsum(n, out=offsets[1:])
+    out = {
+        "offsets": offsets,
+        "energy": t.column("energy").to_numpy(zero_copy_only=False).astype(float),
+        "cell": _fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3),
+        "pbc": _fsl_values(t.column("pbc").combine_chunks(), 3).astype(bool),
+    }
+    for name in columns:
+        col = t.column(name).combine_chunks()
+        if name == "forces" and col.null_count:
+            out[name] = _dense_forces(col, n, offsets)
+        else:
+            flat, offs = _flat(col)
+            out[name] = flat[offs[0] : offs[-1]]
+    if "numbers" in out:
+        out["numbers"] = out["numbers"].astype(np.int64)
+    return out
 
 
 def _dense_forces(col: pa.Array, n: np.ndarray, offsets: np.ndarray) -> np.ndarray:
