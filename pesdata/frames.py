@@ -30,11 +30,14 @@ import numpy as np
 import pyarrow as pa
 from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixAtoms, FixCartesian
+from ase.io.extxyz import _make_move_mask
 
 from .errors import SchemaError
 from .schema import ARRAY_PREFIX, array_field, structure_schema
 
 __all__ = [
+    "AtomsParts",
     "Frame",
     "LabelKeys",
     "frames_to_table",
@@ -81,6 +84,45 @@ def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, 
 def structure_id(geom_hash: str, method: str) -> str:
     """Primary key of a row: hash of the geometry hash and the method string."""
     return hashlib.blake2b(f"{geom_hash}|{method}".encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class AtomsParts:
+    """What an ``ase.Atoms`` carries, unassembled: arrays, ``info`` and calculator results."""
+
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    info: dict
+    arrays: dict
+    results: dict
+
+    @classmethod
+    def from_atoms(cls, atoms: ase.Atoms) -> AtomsParts:
+        """Take an ``ase.Atoms`` apart; FixAtoms/FixCartesian become a ``move_mask`` array
+        (True = free), as extxyz writes them."""
+        arrays = {k: v for k, v in atoms.arrays.items() if k not in ("numbers", "positions")}
+        if any(isinstance(c, (FixAtoms, FixCartesian)) for c in atoms.constraints):
+            arrays["move_mask"] = _make_move_mask(atoms)
+        return cls(
+            numbers=atoms.numbers,
+            positions=atoms.positions,
+            cell=atoms.cell.array,
+            pbc=atoms.pbc,
+            info=dict(atoms.info),
+            arrays=arrays,
+            results=dict(atoms.calc.results) if atoms.calc is not None else {},
+        )
+
+
+def _set_move_mask(atoms: ase.Atoms, move_mask: np.ndarray) -> None:
+    """Constraints from a ``move_mask`` array, as ASE's extxyz reader sets them."""
+    move_mask = np.asarray(move_mask, dtype=bool)
+    if move_mask.ndim == 1:
+        atoms.set_constraint(FixAtoms(mask=~move_mask))
+    else:
+        atoms.set_constraint([FixCartesian(a, mask=~move_mask[a]) for a in range(len(atoms))])
 
 
 @dataclass
@@ -194,10 +236,28 @@ class Frame:
         ``method``, ``config_type`` and ``group`` given here win over the same keys in
         ``atoms.info``; without either, ``method`` is ``"unknown"``.
         """
+        return cls.from_parts(
+            AtomsParts.from_atoms(atoms), method=method, config_type=config_type, group=group, source=source, keys=keys
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        parts: AtomsParts,
+        *,
+        method: str | None = None,
+        config_type: str | None = None,
+        group: str | None = None,
+        source: str = "",
+        keys: LabelKeys | None = None,
+    ) -> Frame:
+        """Take a frame from the pieces of an ``ase.Atoms`` (see :meth:`from_atoms`).
+
+        Readers that never build an ``ase.Atoms`` (the vectorised extxyz reader) use this;
+        ``parts.info``, ``parts.arrays`` and ``parts.results`` are consumed.
+        """
         keys = keys or LabelKeys()
-        info = dict(atoms.info)
-        arrays = {k: v for k, v in atoms.arrays.items() if k not in ("numbers", "positions")}
-        results = dict(atoms.calc.results) if atoms.calc is not None else {}
+        info, arrays, results = parts.info, parts.arrays, parts.results
 
         energy = results.pop("energy", None)
         forces = results.pop("forces", None)
@@ -211,7 +271,7 @@ class Frame:
         if keys.virial is not None:
             virial = info.pop(keys.virial, None)
             if virial is not None:
-                volume = abs(np.linalg.det(atoms.cell.array))
+                volume = abs(np.linalg.det(np.asarray(parts.cell, dtype=float)))
                 stress = -np.asarray(virial, dtype=float) / volume if volume > 0 else None
         # extxyz files without a calculator may carry labels under their standard names
         if energy is None and "energy" in info:
@@ -221,7 +281,7 @@ class Frame:
         if stress is None and "stress" in info:
             stress = info.pop("stress")
 
-        n = len(atoms)
+        n = len(parts.numbers)
         for name, value in results.items():  # other calculator results are kept
             arr = np.asarray(value)
             if arr.ndim >= 1 and arr.shape[0] == n and name in ("magmoms", "charges", "energies"):
@@ -231,10 +291,10 @@ class Frame:
 
         meta = {k: info.pop(k, None) for k in _RESERVED_INFO}
         return cls(
-            numbers=atoms.numbers,
-            positions=atoms.positions,
-            cell=atoms.cell.array,
-            pbc=atoms.pbc,
+            numbers=parts.numbers,
+            positions=parts.positions,
+            cell=parts.cell,
+            pbc=parts.pbc,
             energy=_scalar(energy),
             forces=None if forces is None else np.asarray(forces, dtype=float),
             stress=None if stress is None else _to_voigt(stress),
@@ -453,7 +513,9 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
             if not valid[i]:
                 continue
             arr = flat[eoffs[i] : eoffs[i + 1]].copy()
-            if name in all_properties:
+            if name == "move_mask":
+                _set_move_mask(atoms, arr)
+            elif name in all_properties:
                 results[name] = arr
             else:
                 atoms.arrays[name] = arr

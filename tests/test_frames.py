@@ -117,3 +117,18 @@ def test_non_scalar_energy_becomes_nan_for_validators(bad):
     a.info["e"] = bad
     f = Frame.from_atoms(a, keys=LabelKeys(energy="e"))
     assert np.isnan(f.energy)
+
+
+def test_constraints_round_trip_as_move_mask():
+    from ase.constraints import FixAtoms, FixCartesian
+
+    a = bulk("Cu", cubic=True)
+    a.set_constraint(FixAtoms([1, 3]))
+    back = table_to_atoms(frames_to_table([Frame.from_atoms(a)]))[0]
+    assert isinstance(back.constraints[0], FixAtoms)
+    assert sorted(back.constraints[0].index.tolist()) == [1, 3]
+    b = bulk("Cu", cubic=True)
+    b.set_constraint(FixCartesian(0, mask=[True, False, True]))
+    back = table_to_atoms(frames_to_table([Frame.from_atoms(b)]))[0]
+    fixed = {c.index[0]: c.mask.tolist() for c in back.constraints if c.mask.any()}
+    assert fixed == {0: [True, False, True]}

@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ase import Atoms
+from ase.calculators.calculator import all_properties
 from ase.data import atomic_numbers
 from ase.io import extxyz as _ase_extxyz
+
+from ..frames import AtomsParts
 
 __all__ = ["VecFile", "iread_extxyz"]
 
@@ -77,13 +80,19 @@ def _parse_block(lines: list[str], dtype: np.dtype, n_total: int) -> dict | None
     return out
 
 
-def _build(info: dict, props: str, columns: dict, a: int, b: int) -> Atoms:
-    """One frame from its header and rows a:b of the parsed columns (ASE's semantics)."""
+def _build(info: dict, props: str, columns: dict, a: int, b: int) -> AtomsParts:
+    """One frame from its header and rows a:b of the parsed columns.
+
+    Mirrors ``ase.io.extxyz._read_xyz_frame`` + ``set_calc_and_arrays`` without building an
+    ``ase.Atoms``: per-atom names in ``all_properties`` and per-config keys ASE treats as
+    results become calculator results, a 3×3 stress becomes Voigt.
+    """
     properties, names, _, _ = _ase_extxyz.parse_properties(props)
+    n = b - a
     pbc = info.pop("pbc", None)
     if pbc is None and "Lattice" in info:
-        pbc = [True, True, True]
-    cell = info.pop("Lattice").T if "Lattice" in info else None
+        pbc = True
+    cell = info.pop("Lattice").T if "Lattice" in info else np.zeros((3, 3))
     info.pop("Properties", None)
     arrays = {}
     for name in names:
@@ -96,16 +105,27 @@ def _build(info: dict, props: str, columns: dict, a: int, b: int) -> Atoms:
     symbols = arrays.pop("symbols", None)
     if numbers is None and symbols is not None:
         numbers = columns[_NUMBERS][a:b]
-    atoms = Atoms(
-        numbers=numbers,
-        positions=arrays.pop("positions", None),
-        charges=arrays.pop("initial_charges", None),
-        cell=cell,
-        pbc=pbc,
+    positions = arrays.pop("positions", None)
+    if "initial_charges" in arrays:
+        arrays["initial_charges"] = arrays["initial_charges"].astype(float)
+    results = {k: arrays.pop(k) for k in list(arrays) if k in all_properties}
+    for key in list(info):
+        if key in _ase_extxyz.per_config_properties:
+            value = info.pop(key)
+            if key == "stress" and np.shape(value) == (3, 3):
+                value = np.array(
+                    [value[0, 0], value[1, 1], value[2, 2], value[1, 2], value[0, 2], value[0, 1]]
+                )
+            results[key] = value
+    return AtomsParts(
+        numbers=np.asarray(numbers if numbers is not None else np.zeros(n), dtype=np.int64),
+        positions=np.zeros((n, 3)) if positions is None else np.asarray(positions, dtype=float),
+        cell=np.asarray(cell, dtype=float),
+        pbc=np.broadcast_to(np.asarray(False if pbc is None else pbc, dtype=bool), 3).copy(),
         info=info,
+        arrays=arrays,
+        results=results,
     )
-    _ase_extxyz.set_calc_and_arrays(atoms, arrays)
-    return atoms
 
 
 def _species_numbers(species: np.ndarray) -> np.ndarray:
@@ -115,11 +135,11 @@ def _species_numbers(species: np.ndarray) -> np.ndarray:
     return lut[inverse.reshape(-1)]
 
 
-def _slow(comment: str, lines: list[str], natoms: int) -> Atoms:
-    return _ase_extxyz._read_xyz_frame(iter([comment, *lines]), natoms)
+def _slow(comment: str, lines: list[str], natoms: int) -> AtomsParts:
+    return AtomsParts.from_atoms(_ase_extxyz._read_xyz_frame(iter([comment, *lines]), natoms))
 
 
-def _chunk(frames: list[tuple[str, list[str], int]]) -> Iterator[Atoms]:
+def _chunk(frames: list[tuple[str, list[str], int]]) -> Iterator[AtomsParts]:
     """Parse a chunk of raw frames: runs sharing one Properties string in one pandas call."""
     headers = [_header(comment) for comment, _, _ in frames]
     i = 0
@@ -147,8 +167,10 @@ def _chunk(frames: list[tuple[str, list[str], int]]) -> Iterator[Atoms]:
         i = j
 
 
-def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[Atoms]:
-    """Yield the frames of an extxyz file as ASE's extxyz reader would.
+def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[AtomsParts]:
+    """Yield the frames of an extxyz file as ASE's extxyz reader would, unassembled.
+
+    ``Frame.from_parts`` of each equals ``Frame.from_atoms`` of ASE's ``Atoms``.
 
     Frames are read ``chunk`` at a time (memory stays flat with file size). Files whose first
     frame is followed by ``VEC`` cell lines (ADF-style XYZ) raise :class:`VecFile` before any

@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 
 from ..errors import FormatError, InputError
-from ..frames import Frame, LabelKeys
+from ..frames import AtomsParts, Frame, LabelKeys
 from ._extxyz import VecFile, iread_extxyz
 from ._xsf_aenet import is_aenet_xsf, read_aenet_xsf
 
@@ -67,13 +67,19 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     return fmt
 
 
-def iter_atoms(path: str | os.PathLike, format: str | None = None) -> Iterator[Atoms]:
-    """Stream the frames of a file as ``ase.Atoms``; errors name the file and the frame."""
+def iter_atoms(
+    path: str | os.PathLike, format: str | None = None, parts: bool = False
+) -> Iterator[Atoms | AtomsParts]:
+    """Stream the frames of a file as ``ase.Atoms``; errors name the file and the frame.
+
+    With ``parts=True`` extxyz frames come as :class:`~pesdata.frames.AtomsParts` from the
+    vectorised reader (other formats still as ``ase.Atoms``).
+    """
     fmt = detect_format(path, format)
     p = str(path)
     if fmt == AENET_XSF:
         it = read_aenet_xsf(Path(p))
-    elif fmt == "extxyz":
+    elif fmt == "extxyz" and parts:
         it = _extxyz(p)
     else:
         it = ase.io.iread(p, index=":", format=fmt)
@@ -97,7 +103,7 @@ def iter_atoms(path: str | os.PathLike, format: str | None = None) -> Iterator[A
         raise InputError(f"no frames could be read as format {fmt!r}", path=p)
 
 
-def _extxyz(path: str) -> Iterator[Atoms]:
+def _extxyz(path: str) -> Iterator[Atoms | AtomsParts]:
     """The vectorised extxyz reader, or ASE's for files with VEC cell lines."""
     frames = iread_extxyz(path)
     try:
@@ -139,10 +145,11 @@ def read_frames(
         With ``source`` set to ``"<path>#<frame>"``.
     """
     name = str(path)
-    for i, atoms in enumerate(iter_atoms(path, format)):
+    for i, item in enumerate(iter_atoms(path, format, parts=True)):
+        make = Frame.from_parts if isinstance(item, AtomsParts) else Frame.from_atoms
         try:
-            yield Frame.from_atoms(
-                atoms,
+            yield make(
+                item,
                 method=method,
                 config_type=config_type,
                 group=group,
