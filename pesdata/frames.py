@@ -237,7 +237,12 @@ class Frame:
         ``atoms.info``; without either, ``method`` is ``"unknown"``.
         """
         return cls.from_parts(
-            AtomsParts.from_atoms(atoms), method=method, config_type=config_type, group=group, source=source, keys=keys
+            AtomsParts.from_atoms(atoms),
+            method=method,
+            config_type=config_type,
+            group=group,
+            source=source,
+            keys=keys,
         )
 
     @classmethod

@@ -1,7 +1,7 @@
 """Extended XYZ, read with ASE's own parsers and a vectorised atom block.
 
 ASE's extxyz reader converts every token of every atom line with a Python call, which makes
-parsing the bulk of ingest time. This reader gives the same ``ase.Atoms`` as
+parsing the bulk of ingest time. This reader gives the same frames as
 ``ase.io.iread(path, format="extxyz")`` — it uses ASE's comment-line parser
 (``key_val_str_to_dict``), ASE's ``parse_properties`` and ASE's ``set_calc_and_arrays`` — but
 parses the atom lines of a run of frames that share one ``Properties`` string in a single
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from ase import Atoms
 from ase.calculators.calculator import all_properties
 from ase.data import atomic_numbers
 from ase.io import extxyz as _ase_extxyz
