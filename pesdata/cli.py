@@ -67,6 +67,15 @@ def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _bar(quiet: bool) -> Progress:
+    """A transient progress bar on stderr (off for --json and when stderr is no terminal)."""
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed} structures"), TimeElapsedColumn(),
+        console=err, transient=True, disable=quiet or not err.is_terminal,
+    )
+
+
 def _open(store: str, create: bool = False):
     from . import open_store
 
@@ -97,11 +106,7 @@ def curate(
     from .errors import ValidationError
 
     st = _open(store, create=True)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-        TextColumn("{task.completed} frames"), TimeElapsedColumn(),
-        console=err, transient=True, disable=json_ or not err.is_terminal,
-    ) as bar:
+    with _bar(json_) as bar:
         task = bar.add_task("curating", total=None)
 
         def progress(n: int, path: str) -> None:
@@ -250,7 +255,12 @@ def export(
 ) -> None:
     """Write a version to extxyz, an ASE database or any format ASE writes."""
     st = _open(store)
-    n = st.export(out_file, version=version, format=format)
+    with _bar(json_) as bar:
+        task = bar.add_task(f"exporting to {out_file.name}", total=None)
+        n = st.export(
+            out_file, version=version, format=format,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     number = st.resolve(version)
     if json_:
         _print_json({"version": number, "n_structures": n, "path": str(out_file)})

@@ -190,3 +190,18 @@ def test_take_arrays_matches_take(store):
     assert batch["energy"].tolist() == [a.get_potential_energy() for a in atoms]
     with pytest.raises(IndexError):
         snap.take_arrays([5])
+
+
+def test_file_url_and_reingest_of_db_and_traj_exports(tmp_path):
+    st = pesdata.open_store(f"file://{tmp_path / 'url-store'}", create=True)
+    cells = emt_cells(3)
+    st.curate(cells, method="EMT")
+    assert len(pesdata.open_store(tmp_path / "url-store").read()) == 3
+    calls = []
+    for name in ("out.db", "out.traj"):
+        assert st.export(tmp_path / name, progress=lambda d, t: calls.append((d, t))) == 3
+        other = pesdata.open_store(tmp_path / f"from-{name}", create=True)
+        report = other.curate(tmp_path / name, method="EMT")
+        assert report.added == 3
+        assert sorted(other.read().ids) == sorted(st.read().ids)  # same geometry, same ids
+    assert calls[-1] == (3, 3)

@@ -55,7 +55,7 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
             raise FormatError(f"ASE cannot read format {format!r}", path=str(p))
         return format
     try:
-        fmt = filetype(str(p), guess=False)
+        fmt = filetype(str(p), guess=True)
     except (UnknownFileTypeError, OSError, ValueError, StopIteration) as exc:
         raise FormatError(
             f"cannot tell the file format ({exc}); name it with --format/format=", path=str(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import fsspec
@@ -228,15 +228,31 @@ class Store:
         return curate(self, paths, **options)
 
     def export(
-        self, out: str | os.PathLike, version: int | str | None = None, format: str | None = None
+        self,
+        out: str | os.PathLike,
+        version: int | str | None = None,
+        format: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> int:
         """Write a version to ``out`` (extxyz, ASE db, or any format ASE writes).
 
-        Returns the number of structures written.
+        ``progress(done, total)`` is called as structures are written. Returns the number of
+        structures written.
         """
         from ..io import write_atoms
 
-        return write_atoms(out, iter(self.read(version)), format=format)
+        snap = self.read(version)
+        total = len(snap)
+
+        def images():
+            for done, atoms in enumerate(snap, 1):
+                yield atoms
+                if progress is not None and done % 256 == 0:
+                    progress(done, total)
+            if progress is not None:
+                progress(total, total)
+
+        return write_atoms(out, images(), format=format)
 
     def optimize(self) -> int:
         """Compact fragments and (re)build the BTREE indices on ``id`` and ``geometry_hash``.
