@@ -104,7 +104,10 @@ def curate(
 ) -> None:
     """Ingest, validate and deduplicate structure files into a new version."""
     from .errors import ValidationError
+    from .io import detect_format
 
+    for f in files:  # bad input must not leave a new, empty store behind
+        detect_format(f, format)
     st = _open(store, create=True)
     with _bar(json_) as bar:
         task = bar.add_task("curating", total=None)
