@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import ase
@@ -33,6 +33,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms, FixCartesian
 from ase.io.extxyz import _make_move_mask
 
+from ._arrow import flat_values, fsl_values, list_array
 from .errors import SchemaError
 from .schema import ARRAY_PREFIX, array_field, structure_schema
 
@@ -327,17 +328,6 @@ def _opt_str(value) -> str | None:
     return None if value is None else str(value)
 
 
-def _list_array(values: np.ndarray, counts: np.ndarray, width: int | None, mask=None) -> pa.Array:
-    """List<(fixed_size_list<)T(, width>)> from concatenated rows and per-structure counts."""
-    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    inner = pa.array(values.reshape(-1))
-    if width is not None:
-        inner = pa.FixedSizeListArray.from_arrays(inner, width)
-    mask_arr = None if mask is None else pa.array(mask, type=pa.bool_())
-    return pa.ListArray.from_arrays(pa.array(offsets), inner, mask=mask_arr)
-
-
 def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) -> pa.Table:
     """Batch frames into an Arrow table of the structure schema.
 
@@ -374,8 +364,8 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
     cols: dict[str, pa.Array] = {
         "id": pa.array([f.id for f in frames], pa.string()),
         "geometry_hash": pa.array([f.geometry_hash for f in frames], pa.string()),
-        "numbers": _list_array(cat([f.numbers for f in frames], 1).astype(np.int16), n, None),
-        "positions": _list_array(cat([f.positions for f in frames], 3), n, 3),
+        "numbers": list_array(cat([f.numbers for f in frames], 1).astype(np.int16), n, None),
+        "positions": list_array(cat([f.positions for f in frames], 3), n, 3),
         "cell": pa.FixedSizeListArray.from_arrays(
             pa.array(np.array([f.cell for f in frames]).reshape(-1)), 9
         ),
@@ -387,7 +377,7 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
         "energy": pa.array(
             [f.energy for f in frames], pa.float64(), from_pandas=False
         ),
-        "forces": _list_array(forces, np.where(has_f, n, 0), 3, mask=~has_f),
+        "forces": list_array(forces, np.where(has_f, n, 0), 3, mask=~has_f),
         "stress": pa.FixedSizeListArray.from_arrays(
             pa.array(stress.reshape(-1)), 6, mask=pa.array(~has_s)
         ),
@@ -446,26 +436,6 @@ def _formula(numbers: np.ndarray) -> str:
     return out
 
 
-def _flat(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Values and offsets of a (possibly nested) list column, one chunk."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    offsets = col.offsets.to_numpy()
-    values = col.values
-    if pa.types.is_fixed_size_list(values.type):
-        width = values.type.list_size
-        flat = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-    else:
-        flat = values.to_numpy(zero_copy_only=False)
-    return flat, offsets
-
-
-def _fsl_values(col: pa.Array, width: int) -> np.ndarray:
-    """All slots of a fixed-size-list array (null rows included) as an (n, width) array."""
-    values = col.values.slice(col.offset * width, len(col) * width)
-    return values.to_numpy(zero_copy_only=False).reshape(-1, width)
-
-
 def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
     """Turn rows of the structure table back into ``ase.Atoms``.
 
@@ -475,17 +445,17 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
     """
     if table.num_rows == 0:
         return []
-    numbers, offs = _flat(table.column("numbers"))
-    positions, _ = _flat(table.column("positions"))
-    cells = _fsl_values(table.column("cell").combine_chunks(), 9).reshape(-1, 3, 3)
-    pbcs = _fsl_values(table.column("pbc").combine_chunks(), 3)
+    numbers, offs = flat_values(table.column("numbers"))
+    positions, _ = flat_values(table.column("positions"))
+    cells = fsl_values(table.column("cell").combine_chunks(), 9).reshape(-1, 3, 3)
+    pbcs = fsl_values(table.column("pbc").combine_chunks(), 3)
     energy = table.column("energy").to_pylist()
     fcol = table.column("forces").combine_chunks()
     fvalid = fcol.is_valid().to_numpy(zero_copy_only=False)
-    forces, foffs = _flat(fcol)
+    forces, foffs = flat_values(fcol)
     scol = table.column("stress").combine_chunks()
     svalid = scol.is_valid().to_numpy(zero_copy_only=False)
-    stress = _fsl_values(scol, 6)
+    stress = fsl_values(scol, 6)
     meta = {k: table.column(k).to_pylist() for k in ("method", "config_type", "group", "info")}
     extra = {}
     for c in table.column_names:
@@ -494,7 +464,7 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
         col = table.column(c).combine_chunks()
         valid = col.is_valid().to_numpy(zero_copy_only=False)
         if valid.any():
-            flat, eoffs = _flat(col)
+            flat, eoffs = flat_values(col)
             if flat.dtype == object:  # strings
                 flat = flat.astype(str)
             extra[c[len(ARRAY_PREFIX) :]] = (flat, eoffs, valid)
@@ -534,15 +504,3 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
             atoms.calc = SinglePointCalculator(atoms, **results)
         out.append(atoms)
     return out
-
-
-def iter_batches(items: Iterable, size: int) -> Iterable[list]:
-    """Yield lists of at most ``size`` items."""
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +12,7 @@ from ase.data import chemical_symbols
 from ase.formula import Formula
 
 from ..errors import InputError, ValidationError
-from ..frames import Frame, LabelKeys, frames_to_table, iter_batches
+from ..frames import Frame, LabelKeys, frames_to_table
 from ..io import detect_format, read_frames
 from ._report import CurateReport
 from ._spool import Spool
@@ -356,3 +356,15 @@ def _population(stats, population_checks, spool, report) -> None:
         report.rejected.append(
             {"source": stats["source"][idx], "reasons": [i.to_dict() for i in flagged[idx]]}
         )
+
+
+def iter_batches(items: Iterable, size: int) -> Iterable[list]:
+    """Yield lists of at most ``size`` items."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..frames import _flat
+from .._arrow import flat_values
 
 __all__ = ["Spool"]
 
@@ -59,7 +59,7 @@ class Spool:
         fcol = row.column("forces").combine_chunks()
         forces = None
         if fcol.is_valid()[0].as_py():
-            flat, offs = _flat(fcol)
+            flat, offs = flat_values(fcol)
             forces = flat[offs[0] : offs[1]]
         return energy, forces, row.column("n_atoms")[0].as_py(), row.column("source")[0].as_py()
 

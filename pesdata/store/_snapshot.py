@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..frames import _flat, _fsl_values, table_to_atoms
+from .._arrow import flat_values, fsl_values
+from ..frames import table_to_atoms
 
 __all__ = ["Snapshot"]
 
@@ -68,8 +69,8 @@ class Snapshot:
         )
         n = t.column("n_atoms").to_numpy().astype(np.int64)
         energy = t.column("energy").to_numpy(zero_copy_only=False).astype(float)
-        cells = _fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3)
-        pbc = _fsl_values(t.column("pbc").combine_chunks(), 3)
+        cells = fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3)
+        pbc = fsl_values(t.column("pbc").combine_chunks(), 3)
         volume = np.where(pbc.all(axis=1), np.abs(np.linalg.det(cells)), np.nan) if len(n) else []
         return pd.DataFrame(
             {
@@ -142,15 +143,15 @@ def _arrays(t: pa.Table, columns: Sequence[str]) -> dict:
     out = {
         "offsets": offsets,
         "energy": t.column("energy").to_numpy(zero_copy_only=False).astype(float),
-        "cell": _fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3),
-        "pbc": _fsl_values(t.column("pbc").combine_chunks(), 3).astype(bool),
+        "cell": fsl_values(t.column("cell").combine_chunks(), 9).reshape(-1, 3, 3),
+        "pbc": fsl_values(t.column("pbc").combine_chunks(), 3).astype(bool),
     }
     for name in columns:
         col = t.column(name).combine_chunks()
         if name == "forces" and col.null_count:
             out[name] = _dense_forces(col, n, offsets)
         else:
-            flat, offs = _flat(col)
+            flat, offs = flat_values(col)
             out[name] = flat[offs[0] : offs[-1]]
     if "numbers" in out:
         out["numbers"] = out["numbers"].astype(np.int64)
@@ -159,7 +160,7 @@ def _arrays(t: pa.Table, columns: Sequence[str]) -> dict:
 
 def _dense_forces(col: pa.Array, n: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     dense = np.full((int(offsets[-1]), 3), np.nan)
-    flat, foffs = _flat(col)
+    flat, foffs = flat_values(col)
     valid = col.is_valid().to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(valid):
         dense[offsets[i] : offsets[i + 1]] = flat[foffs[i] : foffs[i + 1]]
@@ -171,7 +172,7 @@ def _fmax(col: pa.ChunkedArray) -> np.ndarray:
     out = np.full(len(col), np.nan)
     if len(col) == 0:
         return out
-    flat, offs = _flat(col)
+    flat, offs = flat_values(col)
     if flat.size == 0:
         return out
     norms = np.linalg.norm(flat[: offs[-1]], axis=1)
