@@ -25,7 +25,10 @@ demo: install
 	@echo "--- 1. curate an EMT molecular-dynamics run of Cu into a new store"
 	$(BIN)/pesdata curate $(DEMO)/store $(DEMO)/cu_md.extxyz --method EMT --group md-300K -m "Cu MD at 300 K"
 	$(BIN)/pesdata tag $(DEMO)/store md-only
-	@echo "--- 2. a second batch: new cells, 5 duplicates of the MD frames, 1 conflicting relabel"
+	@echo "--- 2. a second batch: 12 new cells; 8 duplicates = 5 exact copies of MD frames,"
+	@echo "       1 copy with a different energy (a conflict: stored label kept) and the 2 cells"
+	@echo "       that were unlabelled, now with labels (relabelled); a new per-atom array (tags)"
+	@echo "       adds a column first (its own version)"
 	$(BIN)/pesdata curate $(DEMO)/store $(DEMO)/cu_more.extxyz --method EMT
 	@echo "--- 3. a broken batch (NaN forces, overlapping atoms) is rejected whole: nothing written"
 	-$(BIN)/pesdata curate $(DEMO)/store $(DEMO)/cu_broken.extxyz --method EMT

@@ -143,7 +143,8 @@ def _report_table(report) -> None:
     table.add_column("", style="bold")
     table.add_column("frames", justify="right")
     for key in ("read", "added", "duplicates", "relabelled", "unlabelled"):
-        table.add_row(key, str(getattr(report, key)))
+        label = key if report.committed or key in ("read", "unlabelled") else f"{key} (not written)"
+        table.add_row(label, str(getattr(report, key)))
     table.add_row("conflicts", str(len(report.conflicts)))
     table.add_row("rejected", str(len(report.rejected)))
     for reason, count in report.rejected_by_reason.items():
