@@ -1,0 +1,75 @@
+"""Shared pieces of the descriptors: batching ase.Atoms, species, config hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import ase
+import numpy as np
+import torch
+from ase.data import atomic_numbers, chemical_symbols
+
+from ..errors import SchemaError
+
+__all__ = ["Batch", "batch_atoms", "config_hash", "species_numbers"]
+
+
+def species_numbers(species: Sequence[str | int]) -> list[int]:
+    """Sorted, unique atomic numbers of ``species`` (symbols or numbers)."""
+    out = set()
+    for s in species:
+        if isinstance(s, str):
+            if s not in atomic_numbers:
+                raise SchemaError(f"unknown chemical symbol {s!r} in species")
+            out.add(atomic_numbers[s])
+        else:
+            z = int(s)
+            if not 1 <= z < len(chemical_symbols):
+                raise SchemaError(f"unknown atomic number {s!r} in species")
+            out.add(z)
+    if not out:
+        raise SchemaError("species must name at least one element")
+    return sorted(out)
+
+
+def config_hash(config: dict) -> str:
+    """Stable hash of a JSON-serialisable descriptor config (sorted keys, 16 hex digits)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class Batch:
+    """Flat tensors of a batch of structures (positions, numbers, cells, pbc, structure)."""
+
+    def __init__(self, positions, numbers, cells, pbc, structure):
+        self.positions = positions
+        self.numbers = numbers
+        self.cells = cells
+        self.pbc = pbc
+        self.structure = structure
+
+
+def batch_atoms(
+    atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: str | torch.device
+) -> Batch:
+    """Flatten one or many ``ase.Atoms`` into a :class:`Batch`."""
+    images = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
+    n = np.array([len(a) for a in images], dtype=np.int64)
+    return Batch(
+        positions=torch.as_tensor(
+            np.concatenate([a.positions for a in images]) if images else np.zeros((0, 3)),
+            dtype=dtype, device=device,
+        ),
+        numbers=torch.as_tensor(
+            np.concatenate([a.numbers for a in images]) if images else np.zeros(0, np.int64),
+            dtype=torch.long, device=device,
+        ),
+        cells=torch.as_tensor(
+            np.array([a.cell.array for a in images]).reshape(-1, 3, 3), dtype=dtype,
+            device=device,
+        ),
+        pbc=torch.as_tensor(np.array([a.pbc for a in images]).reshape(-1, 3), device=device),
+        structure=torch.as_tensor(np.repeat(np.arange(len(images)), n), device=device),
+    )

@@ -1,0 +1,249 @@
+"""Behler–Parrinello atom-centred symmetry functions (ACSF) in torch.
+
+Definitions (Behler, J. Chem. Phys. 134, 074106 (2011)), with fc(r) = 0.5 [cos(π r / rc) + 1]
+for r < rc and 0 beyond:
+
+* G1 = Σ_j fc(r_ij)
+* G2 = Σ_j exp(−η (r_ij − Rs)²) fc(r_ij)
+* G4 = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η (r_ij² + r_ik² + r_jk²)) fc(r_ij) fc(r_ik) fc(r_jk)
+* G5 = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η (r_ij² + r_ik²)) fc(r_ij) fc(r_ik)
+
+Conventions, chosen to equal dscribe's ACSF for the same parameters: the angular sums run over
+unordered pairs {j, k} of distinct neighbours (periodic images are distinct neighbours), the
+central atom's element is not encoded, and features are element-resolved in this order — for
+each neighbour element Z (ascending atomic number): G1, then the G2 rows in the order given;
+then for each unordered element pair (Z_a ≥ Z_b, ordered as dscribe: pair index
+a(a+1)/2 + b over sorted species indices): the G4 rows, then the G5 rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ase
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+
+from ..errors import SchemaError
+from ._base import batch_atoms, config_hash, species_numbers
+from ._neighbors import neighbor_pairs
+
+__all__ = ["ACSF", "default_acsf_params"]
+
+
+def default_acsf_params(r_cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """A documented default grid derived from the cutoff.
+
+    G2: 8 Gaussians centred at Rs = 0, η_n = 1 / (2 σ_n²) with σ_n = rc (n + 1) / 16,
+    n = 0..7 (widths from rc/16 to rc/2).
+    G4: η ∈ {2 / rc², 0.5 / rc²} (σ = rc/2 and rc), ζ ∈ {1, 4}, λ ∈ {−1, +1} (8 rows).
+    """
+    sigma = r_cut * (np.arange(8) + 1) / 16
+    g2 = np.stack([1 / (2 * sigma**2), np.zeros(8)], axis=1)
+    g4 = np.array(
+        [[eta, zeta, lam] for eta in (2 / r_cut**2, 0.5 / r_cut**2) for zeta in (1, 4)
+         for lam in (-1, 1)],
+        dtype=float,
+    )
+    return g2, g4
+
+
+def _as_rows(params, width: int, name: str) -> np.ndarray:
+    if params is None:
+        return np.zeros((0, width))
+    arr = np.asarray(params, dtype=float).reshape(-1, width) if np.size(params) else np.zeros(
+        (0, width)
+    )
+    if not np.isfinite(arr).all():
+        raise SchemaError(f"{name} must be finite numbers, got {params!r}")
+    return arr
+
+
+class ACSF:
+    """Element-resolved ACSF (G1, G2, G4, G5), batched and differentiable.
+
+    Parameters
+    ----------
+    species : sequence of str or int
+        Elements that may occur (symbols or atomic numbers); others raise.
+    r_cut : float
+        Cutoff radius, Å.
+    g2_params : array (n, 2), optional
+        Rows (η [Å⁻²], Rs [Å]). Default: :func:`default_acsf_params`.
+    g4_params, g5_params : array (n, 3), optional
+        Rows (η [Å⁻²], ζ, λ). G4 default: :func:`default_acsf_params`; G5 default none.
+    dtype : torch.dtype
+        float64 (default) or float32.
+    device : str or torch.device
+        Where the computation runs.
+    """
+
+    name = "acsf"
+
+    def __init__(
+        self,
+        species: Sequence[str | int],
+        r_cut: float,
+        g2_params=None,
+        g4_params=None,
+        g5_params=None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not r_cut > 0:
+            raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
+        self.species = species_numbers(species)
+        self.r_cut = float(r_cut)
+        d2, d4 = default_acsf_params(self.r_cut)
+        self.g2_params = _as_rows(d2 if g2_params is None else g2_params, 2, "g2_params")
+        self.g4_params = _as_rows(d4 if g4_params is None else g4_params, 3, "g4_params")
+        self.g5_params = _as_rows(g5_params, 3, "g5_params")
+        self.dtype = dtype
+        self.device = torch.device(device)
+        n_types = len(self.species)
+        self._lookup = torch.full((max(self.species) + 1,), -1, dtype=torch.long)
+        self._lookup[torch.tensor(self.species)] = torch.arange(n_types)
+        self._radial = 1 + len(self.g2_params)
+        self._angular = len(self.g4_params) + len(self.g5_params)
+        self.n_features = self._radial * n_types + self._angular * n_types * (n_types + 1) // 2
+
+    # -- description ---------------------------------------------------------------------------
+    def config(self) -> dict:
+        """JSON-serialisable configuration (what the config hash covers)."""
+        return {
+            "descriptor": self.name,
+            "species": self.species,
+            "r_cut": self.r_cut,
+            "g2_params": self.g2_params.tolist(),
+            "g4_params": self.g4_params.tolist(),
+            "g5_params": self.g5_params.tolist(),
+        }
+
+    @property
+    def config_hash(self) -> str:
+        """Stable hash of :meth:`config` (dtype and device excluded)."""
+        return config_hash(self.config())
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One name per feature column, in output order."""
+        sym = [chemical_symbols[z] for z in self.species]
+        names = []
+        for s in sym:
+            names.append(f"G1[{s}]")
+            names += [f"G2[{s}](eta={e:g},rs={r:g})" for e, r in self.g2_params]
+        for a in range(len(sym)):
+            for b in range(a + 1):
+                pair = f"{sym[a]}-{sym[b]}"
+                names += [f"G4[{pair}](eta={e:g},zeta={z:g},lambda={lam:g})"
+                          for e, z, lam in self.g4_params]
+                names += [f"G5[{pair}](eta={e:g},zeta={z:g},lambda={lam:g})"
+                          for e, z, lam in self.g5_params]
+        return names
+
+    # -- computation --------------------------------------------------------------------------
+    def compute(self, atoms: ase.Atoms | Sequence[ase.Atoms]) -> torch.Tensor:
+        """Descriptors of one or many structures: (total atoms, n_features), input atom order."""
+        b = batch_atoms(atoms, self.dtype, self.device)
+        return self.forward(b.positions, b.numbers, b.cells, b.pbc, b.structure)
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        numbers: torch.Tensor,
+        cells: torch.Tensor,
+        pbc: torch.Tensor,
+        structure: torch.Tensor,
+    ) -> torch.Tensor:
+        """Batched entry point on flat tensors; differentiable in ``positions`` and ``cells``.
+
+        Parameters
+        ----------
+        positions : (N, 3), numbers : (N,), cells : (S, 3, 3), pbc : (S, 3),
+        structure : (N,) structure index of each atom (contiguous per structure).
+        """
+        numbers = numbers.to(torch.long)
+        if numbers.numel():
+            bad = set(numbers.unique().tolist()) - set(self.species)
+            if bad:
+                raise SchemaError(
+                    f"atomic number(s) {sorted(bad)} not in the descriptor's species "
+                    f"{self.species}"
+                )
+        n_atoms = positions.shape[0]
+        dtype, dev = positions.dtype, positions.device
+        out = torch.zeros(n_atoms * self.n_features, dtype=dtype, device=dev)
+        types = self._lookup.to(dev)[numbers]
+        pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
+        if pairs.i.numel() == 0:
+            return out.view(n_atoms, self.n_features)
+        vec = pairs.vectors(positions, cells, structure)
+        r = torch.linalg.norm(vec, dim=1)
+        fc = 0.5 * (torch.cos(torch.pi * r / self.r_cut) + 1)
+        tj = types[pairs.j]
+
+        # radial block: [G1, G2...] per neighbour element
+        radial = [fc]
+        if len(self.g2_params):
+            g2 = torch.as_tensor(self.g2_params, dtype=dtype, device=dev)
+            radial_g2 = torch.exp(-g2[:, 0] * (r[:, None] - g2[:, 1]) ** 2) * fc[:, None]
+            radial = [fc[:, None], radial_g2]
+        else:
+            radial = [fc[:, None]]
+        values = torch.cat(radial, dim=1)  # (P, 1 + n_g2)
+        col = tj[:, None] * self._radial + torch.arange(self._radial, device=dev)
+        index = pairs.i[:, None] * self.n_features + col
+        out.index_add_(0, index.reshape(-1), values.reshape(-1))
+
+        if self._angular:
+            self._angular_terms(out, pairs.i, vec, r, fc, tj, dtype, dev)
+        return out.view(n_atoms, self.n_features)
+
+    def _angular_terms(self, out, center, vec, r, fc, tj, dtype, dev) -> None:
+        """G4/G5 over unordered neighbour pairs {p, q} of each center (p < q in list order)."""
+        order = torch.argsort(center, stable=True)
+        counts = torch.bincount(center, minlength=int(center.max()) + 1)
+        starts = torch.cumsum(counts, 0) - counts
+        # all (p, q) with p < q inside each center's block of the sorted pair list
+        n_per = counts[center[order]]
+        first = starts[center[order]]
+        local = torch.arange(order.numel(), device=dev) - first  # position inside the block
+        n_q = n_per - local - 1  # how many partners after p
+        p_rep = torch.repeat_interleave(torch.arange(order.numel(), device=dev), n_q)
+        offs = torch.cumsum(n_q, 0) - n_q
+        q_rep = p_rep + 1 + (torch.arange(p_rep.numel(), device=dev) - offs[p_rep])
+        p, q = order[p_rep], order[q_rep]
+        if p.numel() == 0:
+            return
+        rij, rik = r[p], r[q]
+        d_jk = vec[q] - vec[p]
+        rjk = torch.linalg.norm(d_jk, dim=1)
+        cos = (vec[p] * vec[q]).sum(dim=1) / (rij * rik)
+        a, b = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
+        pair_type = a * (a + 1) // 2 + b
+        base = len(self.species) * self._radial + pair_type * self._angular
+        cols, vals = [], []
+        k = 0
+        for params, with_jk in ((self.g4_params, True), (self.g5_params, False)):
+            if not len(params):
+                continue
+            prm = torch.as_tensor(params, dtype=dtype, device=dev)
+            eta, zeta, lam = prm[:, 0], prm[:, 1], prm[:, 2]
+            if with_jk:
+                fc_jk = torch.where(
+                    rjk < self.r_cut, 0.5 * (torch.cos(torch.pi * rjk / self.r_cut) + 1),
+                    torch.zeros_like(rjk),
+                )
+                r2 = (rij**2 + rik**2 + rjk**2)[:, None]
+                cut = (fc[p] * fc[q] * fc_jk)[:, None]
+            else:
+                r2 = (rij**2 + rik**2)[:, None]
+                cut = (fc[p] * fc[q])[:, None]
+            ang = torch.clamp(1 + lam * cos[:, None], min=0)
+            term = 2 ** (1 - zeta) * ang**zeta * torch.exp(-eta * r2) * cut
+            cols.append(base[:, None] + k + torch.arange(len(params), device=dev))
+            vals.append(term)
+            k += len(params)
+        index = center[p][:, None] * self.n_features + torch.cat(cols, dim=1)
+        out.index_add_(0, index.reshape(-1), torch.cat(vals, dim=1).reshape(-1))

@@ -1,0 +1,142 @@
+"""ACSF against dscribe (an independent reference), invariances, gradients, precision."""
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from dscribe.descriptors import ACSF as DscribeACSF
+
+from pesdata.descriptors import ACSF
+from pesdata.errors import SchemaError
+
+from .conftest import DATA
+
+PARAMS = [
+    dict(g2_params=[[0.5, 0.0], [1.0, 2.0], [0.1, 3.0]], g4_params=[[0.01, 1, 1], [0.05, 2, -1]],
+         g5_params=None),
+    dict(g2_params=[[0.05, 0.0]], g4_params=[[0.005, 4, 1], [0.02, 16, -1]],
+         g5_params=[[0.02, 1, -1], [0.01, 2, 1]]),
+    dict(g2_params=None, g4_params=None, g5_params=None),  # the documented default grid
+]
+
+
+def systems():
+    tio2 = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", ":40")[::13]
+    si = ase.io.read(DATA / "mlearn/Si_test.extxyz", ":3")
+    cu = ase.io.read(DATA / "mlearn/Cu_test.extxyz", "0")
+    return [*tio2, *si, cu, bulk("Cu", "fcc", a=3.6)]  # the last: 1 atom, many images
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_equals_dscribe(params):
+    for atoms in systems():
+        species = sorted(set(atoms.get_chemical_symbols()))
+        ours = ACSF(species, 5.5, **params)
+        d = DscribeACSF(
+            species=species, r_cut=5.5, periodic=True,
+            g2_params=ours.g2_params, g4_params=ours.g4_params,
+            g5_params=ours.g5_params if len(ours.g5_params) else None,
+        )
+        ref = d.create(atoms)
+        got = ours.compute(atoms).numpy()
+        assert got.shape == ref.shape == (len(atoms), ours.n_features)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8 * max(1, np.abs(ref).max()))
+
+
+def test_non_periodic_molecule_equals_dscribe():
+    mol = molecule("CH3CH2OH")
+    ours = ACSF(["H", "C", "O"], 4.0, **PARAMS[1])
+    d = DscribeACSF(species=["H", "C", "O"], r_cut=4.0, periodic=False, **PARAMS[1])
+    np.testing.assert_allclose(ours.compute(mol).numpy(), d.create(mol), atol=1e-10)
+
+
+def test_batch_equals_one_by_one_and_keeps_atom_order():
+    images = systems()[:3]
+    acsf = ACSF(["O", "Ti"], 5.0)
+    batched = acsf.compute(images)
+    single = torch.cat([acsf.compute(a) for a in images])
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
+
+
+def test_invariances():
+    atoms = systems()[0]
+    acsf = ACSF(["O", "Ti"], 5.0, **PARAMS[1])
+    ref = acsf.compute(atoms)
+    moved = atoms.copy()
+    moved.positions += [1.3, -0.7, 2.2]
+    torch.testing.assert_close(acsf.compute(moved), ref, rtol=0, atol=1e-10)
+    rotated = atoms.copy()
+    rotated.rotate(37, (1, 2, 3), rotate_cell=True)
+    torch.testing.assert_close(acsf.compute(rotated), ref, rtol=0, atol=1e-9)
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    torch.testing.assert_close(acsf.compute(atoms[perm]), ref[perm], rtol=0, atol=1e-10)
+    wrapped = atoms.copy()
+    wrapped.positions += atoms.cell[0]  # another periodic image of every atom
+    torch.testing.assert_close(acsf.compute(wrapped), ref, rtol=0, atol=1e-9)
+    sc = atoms * (2, 2, 2)
+    torch.testing.assert_close(acsf.compute(sc)[: len(atoms)], ref, rtol=0, atol=1e-9)
+
+
+def test_forces_and_cell_derivatives_match_finite_differences():
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    acsf = ACSF(["Si"], 4.0, **PARAMS[1])
+    weights = torch.linspace(0.5, 1.5, acsf.n_features, dtype=torch.float64)
+
+    def energy(pos, cell):
+        feats = acsf.forward(pos, torch.tensor(atoms.numbers), cell[None], torch.ones(1, 3,
+                             dtype=torch.bool), torch.zeros(len(atoms), dtype=torch.long))
+        return (feats * weights).sum()
+
+    pos = torch.tensor(atoms.positions, requires_grad=True)
+    cell = torch.tensor(atoms.cell.array, requires_grad=True)
+    e = energy(pos, cell)
+    g_pos, g_cell = torch.autograd.grad(e, (pos, cell))
+    h = 1e-5
+    for a, k in [(0, 0), (3, 1), (7, 2)]:
+        dp = torch.zeros_like(pos)
+        dp[a, k] = h
+        fd = (energy(pos.detach() + dp, cell.detach()) - energy(pos.detach() - dp,
+                                                                cell.detach())) / (2 * h)
+        assert g_pos[a, k].item() == pytest.approx(fd.item(), rel=1e-6, abs=1e-8)
+    for a, k in [(0, 0), (1, 2), (2, 1)]:
+        dc = torch.zeros_like(cell)
+        dc[a, k] = h
+        # strain the cell with the atoms fixed in Cartesian space: d/dcell at fixed positions
+        fd = (energy(pos.detach(), cell.detach() + dc) - energy(pos.detach(),
+                                                               cell.detach() - dc)) / (2 * h)
+        assert g_cell[a, k].item() == pytest.approx(fd.item(), rel=1e-6, abs=1e-8)
+
+
+def test_float32_agrees_with_float64():
+    atoms = systems()[0]
+    f64 = ACSF(["O", "Ti"], 5.0).compute(atoms)
+    f32 = ACSF(["O", "Ti"], 5.0, dtype=torch.float32).compute(atoms)
+    assert f32.dtype == torch.float32
+    torch.testing.assert_close(f32.double(), f64, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_agrees_with_cpu():
+    atoms = systems()[0]
+    cpu = ACSF(["O", "Ti"], 5.0).compute(atoms)
+    gpu = ACSF(["O", "Ti"], 5.0, device="cuda").compute(atoms)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-10)
+
+
+def test_config_names_and_errors():
+    a = ACSF(["Ti", "O"], 5.0)
+    b = ACSF([8, 22], 5.0)
+    assert a.species == [8, 22] and a.config_hash == b.config_hash
+    assert ACSF(["Ti", "O"], 5.5).config_hash != a.config_hash
+    names = a.feature_names
+    assert len(names) == a.n_features == 2 * 9 + 3 * 8
+    assert names[0] == "G1[O]" and names[9] == "G1[Ti]" and names[18].startswith("G4[O-O]")
+    with pytest.raises(SchemaError, match=r"\[1\] not in the descriptor's species"):
+        a.compute(Atoms("H2O", positions=[[0, 0, 0], [0, 0, 1], [0, 1, 0]]))
+    with pytest.raises(SchemaError, match="unknown chemical symbol"):
+        ACSF(["Xx"], 5.0)
+    with pytest.raises(SchemaError, match="r_cut must be positive"):
+        ACSF(["O"], 0)
