@@ -5,7 +5,8 @@ for r < rc and 0 beyond:
 
 * G1 = Σ_j fc(r_ij)
 * G2 = Σ_j exp(−η (r_ij − Rs)²) fc(r_ij)
-* G4 = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η (r_ij² + r_ik² + r_jk²)) fc(r_ij) fc(r_ik) fc(r_jk)
+* G4 = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η (r_ij² + r_ik² + r_jk²))
+  · fc(r_ij) fc(r_ik) fc(r_jk)
 * G5 = 2^(1−ζ) Σ_{j<k} (1 + λ cos θ_ijk)^ζ exp(−η (r_ij² + r_ik²)) fc(r_ij) fc(r_ik)
 
 Conventions, chosen to equal dscribe's ACSF for the same parameters: the angular sums run over
