@@ -202,49 +202,90 @@ class ACSF:
         return out.view(n_atoms, self.n_features)
 
     def _angular_terms(self, out, center, vec, r, fc, tj, dtype, dev) -> None:
-        """G4/G5 over unordered neighbour pairs {p, q} of each center (p < q in list order)."""
-        order = torch.argsort(center, stable=True)
-        counts = torch.bincount(center, minlength=int(center.max()) + 1)
-        starts = torch.cumsum(counts, 0) - counts
-        # all (p, q) with p < q inside each center's block of the sorted pair list
-        n_per = counts[center[order]]
-        first = starts[center[order]]
-        local = torch.arange(order.numel(), device=dev) - first  # position inside the block
-        n_q = n_per - local - 1  # how many partners after p
-        p_rep = torch.repeat_interleave(torch.arange(order.numel(), device=dev), n_q)
-        offs = torch.cumsum(n_q, 0) - n_q
-        q_rep = p_rep + 1 + (torch.arange(p_rep.numel(), device=dev) - offs[p_rep])
-        p, q = order[p_rep], order[q_rep]
+        """G4/G5 over unordered neighbour pairs {p, q} of each center (p < q in list order).
+
+        Kernel notes: pair quantities are packed and gathered once per triplet side; one exp
+        per distinct η; integer ζ by repeated squaring; r_jk from the law of cosines; the
+        (triplet × parameter) terms are reduced row-wise per (center, element pair).
+        """
+        p, q = _triplets(center)
         if p.numel() == 0:
             return
-        rij, rik = r[p], r[q]
-        d_jk = vec[q] - vec[p]
-        rjk = torch.linalg.norm(d_jk, dim=1)
-        cos = (vec[p] * vec[q]).sum(dim=1) / (rij * rik)
-        a, b = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
-        pair_type = a * (a + 1) // 2 + b
-        base = len(self.species) * self._radial + pair_type * self._angular
-        cols, vals = [], []
-        k = 0
-        for params, with_jk in ((self.g4_params, True), (self.g5_params, False)):
-            if not len(params):
-                continue
-            prm = torch.as_tensor(params, dtype=dtype, device=dev)
-            eta, zeta, lam = prm[:, 0], prm[:, 1], prm[:, 2]
-            if with_jk:
-                fc_jk = torch.where(
-                    rjk < self.r_cut, 0.5 * (torch.cos(torch.pi * rjk / self.r_cut) + 1),
-                    torch.zeros_like(rjk),
-                )
-                r2 = (rij**2 + rik**2 + rjk**2)[:, None]
-                cut = (fc[p] * fc[q] * fc_jk)[:, None]
-            else:
-                r2 = (rij**2 + rik**2)[:, None]
-                cut = (fc[p] * fc[q])[:, None]
-            ang = torch.clamp(1 + lam * cos[:, None], min=0)
-            term = 2 ** (1 - zeta) * ang**zeta * torch.exp(-eta * r2) * cut
-            cols.append(base[:, None] + k + torch.arange(len(params), device=dev))
-            vals.append(term)
-            k += len(params)
-        index = center[p][:, None] * self.n_features + torch.cat(cols, dim=1)
-        out.index_add_(0, index.reshape(-1), torch.cat(vals, dim=1).reshape(-1))
+        unit = vec / r[:, None]
+        packed = torch.cat([unit, r[:, None], fc[:, None]], dim=1)  # (P, 5)
+        a_, b_ = packed[p], packed[q]
+        cos = (a_[:, :3] * b_[:, :3]).sum(dim=1)
+        rij, rik = a_[:, 3], b_[:, 3]
+        fc2 = a_[:, 4] * b_[:, 4]
+        rij2, rik2 = rij * rij, rik * rik
+        terms = []
+        if len(self.g4_params):
+            rjk2 = torch.clamp(rij2 + rik2 - 2 * rij * rik * cos, min=0)
+            rjk = torch.sqrt(rjk2)
+            fc_jk = torch.where(
+                rjk < self.r_cut, 0.5 * (torch.cos(torch.pi * rjk / self.r_cut) + 1),
+                torch.zeros_like(rjk),
+            )
+            terms.append(_angular(self.g4_params, cos, rij2 + rik2 + rjk2, fc2 * fc_jk))
+        if len(self.g5_params):
+            terms.append(_angular(self.g5_params, cos, rij2 + rik2, fc2))
+        values = torch.cat(terms, dim=1) if len(terms) > 1 else terms[0]  # (T, n_angular)
+        n_types = len(self.species)
+        ta, tb = tj[p], tj[q]
+        a, b = torch.maximum(ta, tb), torch.minimum(ta, tb)
+        n_pt = n_types * (n_types + 1) // 2
+        n_atoms = out.numel() // self.n_features
+        acc = torch.zeros(n_atoms * n_pt, self._angular, dtype=dtype, device=dev)
+        acc.index_add_(0, center[p] * n_pt + a * (a + 1) // 2 + b, values)
+        view = out.view(n_atoms, self.n_features)
+        view[:, n_types * self._radial :] += acc.view(n_atoms, n_pt * self._angular)
+
+
+def _triplets(center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (p, q), p < q, of all unordered pairs of neighbour-list entries per center."""
+    dev = center.device
+    order = torch.argsort(center, stable=True)
+    counts = torch.bincount(center)
+    starts = torch.cumsum(counts, 0) - counts
+    sorted_center = center[order]
+    local = torch.arange(order.numel(), device=dev) - starts[sorted_center]
+    n_q = counts[sorted_center] - local - 1  # partners after each entry
+    p_rep = torch.repeat_interleave(torch.arange(order.numel(), device=dev), n_q)
+    offs = torch.cumsum(n_q, 0) - n_q
+    q_rep = p_rep + 1 + (torch.arange(p_rep.numel(), device=dev) - offs[p_rep])
+    return order[p_rep], order[q_rep]
+
+
+def _angular(params: np.ndarray, cos: torch.Tensor, r2: torch.Tensor, cut: torch.Tensor):
+    """2^(1−ζ) (1 + λ cos)^ζ exp(−η r2) cut for every parameter row: (T, n_rows).
+
+    One exp per distinct η; integer ζ by repeated squaring (others by pow).
+    """
+    cols = []
+    gauss: dict[float, torch.Tensor] = {}
+    squares: dict[float, list[torch.Tensor]] = {}  # λ → [b, b², b⁴, ...], b = 1 + λ cos
+    powers: dict[tuple[float, float], torch.Tensor] = {}
+    for eta, zeta, lam in params:
+        if eta not in gauss:
+            gauss[eta] = torch.exp(-eta * r2) * cut
+        if (lam, zeta) not in powers:
+            if lam not in squares:
+                squares[lam] = [torch.clamp(1 + lam * cos, min=0)]
+            powers[(lam, zeta)] = _power(squares[lam], zeta)
+        cols.append(2.0 ** (1 - zeta) * powers[(lam, zeta)] * gauss[eta])
+    return torch.stack(cols, dim=1)
+
+
+def _power(squares: list[torch.Tensor], zeta: float) -> torch.Tensor:
+    """b**ζ from the list [b, b², b⁴, ...] (extended in place); non-integer ζ by pow."""
+    if not (float(zeta).is_integer() and zeta >= 1):
+        return squares[0] ** zeta
+    n, m, result = int(zeta), 0, None
+    while n:
+        if m == len(squares):
+            squares.append(squares[-1] * squares[-1])
+        if n & 1:
+            result = squares[m] if result is None else result * squares[m]
+        n >>= 1
+        m += 1
+    return result
