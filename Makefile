@@ -46,6 +46,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_descriptors.py
 
 lint: install
 	$(BIN)/ruff check pesdata tests benchmarks

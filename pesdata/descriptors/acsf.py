@@ -107,6 +107,7 @@ class ACSF:
         self._lookup[torch.tensor(self.species)] = torch.arange(n_types)
         self._radial = 1 + len(self.g2_params)
         self._angular = len(self.g4_params) + len(self.g5_params)
+        self.chunk = 1 << 16  # triplets per chunk of the angular kernel (measured best here)
         self.n_features = self._radial * n_types + self._angular * n_types * (n_types + 1) // 2
 
     # -- description ---------------------------------------------------------------------------
@@ -204,67 +205,96 @@ class ACSF:
     def _angular_terms(self, out, center, vec, r, fc, tj, dtype, dev) -> None:
         """G4/G5 over unordered neighbour pairs {p, q} of each center (p < q in list order).
 
-        Kernel notes: pair quantities are packed and gathered once per triplet side; one exp
-        per distinct η; integer ζ by repeated squaring; r_jk from the law of cosines; the
-        (triplet × parameter) terms are reduced row-wise per (center, element pair).
+        Kernel notes: triplets are generated and reduced in chunks of whole centers (memory
+        stays bounded); pair quantities are packed and gathered once per triplet side; one
+        exp per distinct η; integer ζ by repeated squaring; r_jk from the law of cosines; the
+        parameter-major (n_angular × T) terms are reduced with one ``index_add_`` per chunk and
+        the constant 2^(1−ζ) is applied after the reduction.
         """
-        p, q = _triplets(center)
-        if p.numel() == 0:
-            return
-        unit = vec / r[:, None]
-        packed = torch.cat([unit, r[:, None], fc[:, None]], dim=1)  # (P, 5)
-        a_, b_ = packed[p], packed[q]
-        cos = (a_[:, :3] * b_[:, :3]).sum(dim=1)
-        rij, rik = a_[:, 3], b_[:, 3]
-        fc2 = a_[:, 4] * b_[:, 4]
-        rij2, rik2 = rij * rij, rik * rik
-        terms = []
-        if len(self.g4_params):
-            rjk2 = torch.clamp(rij2 + rik2 - 2 * rij * rik * cos, min=0)
-            rjk = torch.sqrt(rjk2)
-            fc_jk = torch.where(
-                rjk < self.r_cut, 0.5 * (torch.cos(torch.pi * rjk / self.r_cut) + 1),
-                torch.zeros_like(rjk),
-            )
-            terms.append(_angular(self.g4_params, cos, rij2 + rik2 + rjk2, fc2 * fc_jk))
-        if len(self.g5_params):
-            terms.append(_angular(self.g5_params, cos, rij2 + rik2, fc2))
-        values = torch.cat(terms, dim=1) if len(terms) > 1 else terms[0]  # (T, n_angular)
         n_types = len(self.species)
-        ta, tb = tj[p], tj[q]
-        a, b = torch.maximum(ta, tb), torch.minimum(ta, tb)
         n_pt = n_types * (n_types + 1) // 2
         n_atoms = out.numel() // self.n_features
-        acc = torch.zeros(n_atoms * n_pt, self._angular, dtype=dtype, device=dev)
-        acc.index_add_(0, center[p] * n_pt + a * (a + 1) // 2 + b, values)
-        view = out.view(n_atoms, self.n_features)
-        view[:, n_types * self._radial :] += acc.view(n_atoms, n_pt * self._angular)
+        acc = torch.zeros(self._angular, n_atoms * n_pt, dtype=dtype, device=dev)
+        unit = vec / r[:, None]
+        order = torch.argsort(center, stable=True)
+        centers = center[order]
+        # pair quantities sorted by center, one contiguous row each: (6, P)
+        rows_sorted = torch.stack([*unit.T, r, fc, tj.to(dtype)])[:, order].contiguous()
+        for lo, nq, p_rep, q_rep in _triplet_chunks(centers, self.chunk):
+            # the p side repeats runs of consecutive entries; the q side is a 1-D gather per row
+            a_ = torch.repeat_interleave(rows_sorted[:, lo : lo + nq.numel()], nq, dim=1)
+            b_ = torch.stack([row.index_select(0, q_rep) for row in rows_sorted])
+            cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
+            rij, rik = a_[3], b_[3]
+            fc2 = a_[4] * b_[4]
+            r2 = rij * rij + rik * rik
+            rows: list[torch.Tensor] = []
+            if len(self.g4_params):
+                rjk2 = torch.clamp(r2 - 2 * rij * rik * cos, min=0)
+                rjk = torch.sqrt(rjk2)
+                fc_jk = torch.where(
+                    rjk < self.r_cut, 0.5 * (torch.cos(torch.pi * rjk / self.r_cut) + 1),
+                    torch.zeros_like(rjk),
+                )
+                rows += _angular(self.g4_params, cos, r2 + rjk2, fc2 * fc_jk)
+            if len(self.g5_params):
+                rows += _angular(self.g5_params, cos, r2, fc2)
+            values = torch.stack(rows) if len(rows) > 1 else rows[0][None]
+            c = centers[p_rep]
+            if n_types == 1:
+                acc.index_add_(1, c, values)
+            else:
+                ta, tb = a_[5].long(), b_[5].long()
+                hi, low = torch.maximum(ta, tb), torch.minimum(ta, tb)
+                acc.index_add_(1, c * n_pt + hi * (hi + 1) // 2 + low, values)
+        zetas = np.concatenate([self.g4_params[:, 1], self.g5_params[:, 1]])
+        acc *= torch.as_tensor(2.0 ** (1 - zetas), dtype=dtype, device=dev)[:, None]
+        block = acc.view(self._angular, n_atoms, n_pt).permute(1, 2, 0).reshape(n_atoms, -1)
+        out.view(n_atoms, self.n_features)[:, n_types * self._radial :] += block
 
 
-def _triplets(center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (p, q), p < q, of all unordered pairs of neighbour-list entries per center."""
-    dev = center.device
-    order = torch.argsort(center, stable=True)
-    counts = torch.bincount(center)
-    starts = torch.cumsum(counts, 0) - counts
-    sorted_center = center[order]
-    local = torch.arange(order.numel(), device=dev) - starts[sorted_center]
-    n_q = counts[sorted_center] - local - 1  # partners after each entry
-    p_rep = torch.repeat_interleave(torch.arange(order.numel(), device=dev), n_q)
-    offs = torch.cumsum(n_q, 0) - n_q
-    q_rep = p_rep + 1 + (torch.arange(p_rep.numel(), device=dev) - offs[p_rep])
-    return order[p_rep], order[q_rep]
+def _triplet_chunks(centers: torch.Tensor, chunk: int):
+    """Unordered pairs (p < q) of neighbour-list entries sharing a center, in chunks.
 
-
-def _angular(params: np.ndarray, cos: torch.Tensor, r2: torch.Tensor, cut: torch.Tensor):
-    """2^(1−ζ) (1 + λ cos)^ζ exp(−η r2) cut for every parameter row: (T, n_rows).
-
-    One exp per distinct η; integer ζ by repeated squaring (others by pow).
+    ``centers`` is the center index of each entry, sorted. Yields ``(lo, n_q, p_rep, q_rep)``
+    per chunk of whole centers holding about ``chunk`` triplets: entries ``lo, lo+1, ...``
+    pair with the ``n_q`` entries after them in their center's block; ``p_rep`` and ``q_rep``
+    are the entry indices of each triplet's two sides.
     """
-    cols = []
+    dev = centers.device
+    counts = torch.bincount(centers)
+    starts = torch.cumsum(counts, 0) - counts
+    local = torch.arange(centers.numel(), device=dev) - starts[centers]
+    n_q = counts[centers] - local - 1  # partners after each entry
+    ends = torch.cumsum(n_q, 0)  # triplets up to and including each entry
+    stops = torch.cumsum(counts, 0)[counts > 0]
+    totals = ends[stops - 1].tolist()
+    lo_entry, lo_trip = 0, 0
+    last = int(stops[-1]) if stops.numel() else 0
+    for stop, total in zip(stops.tolist(), totals, strict=True):
+        if total - lo_trip < chunk and stop != last:
+            continue
+        nq = n_q[lo_entry:stop]
+        p_rep = torch.repeat_interleave(torch.arange(lo_entry, stop, device=dev), nq)
+        if p_rep.numel():
+            offs = torch.cumsum(nq, 0) - nq
+            q_rep = p_rep + 1 + (torch.arange(p_rep.numel(), device=dev) - offs[p_rep - lo_entry])
+            yield lo_entry, nq, p_rep, q_rep
+        lo_entry, lo_trip = stop, total
+
+
+def _angular(
+    params: np.ndarray, cos: torch.Tensor, r2: torch.Tensor, cut: torch.Tensor
+) -> list[torch.Tensor]:
+    """(1 + λ cos)^ζ exp(−η r2) cut for every parameter row, one (T,) tensor per row.
+
+    One exp per distinct η; integer ζ by repeated squaring (others by pow); the 2^(1−ζ)
+    factor is applied by the caller after the reduction.
+    """
     gauss: dict[float, torch.Tensor] = {}
     squares: dict[float, list[torch.Tensor]] = {}  # λ → [b, b², b⁴, ...], b = 1 + λ cos
     powers: dict[tuple[float, float], torch.Tensor] = {}
+    rows = []
     for eta, zeta, lam in params:
         if eta not in gauss:
             gauss[eta] = torch.exp(-eta * r2) * cut
@@ -272,8 +302,8 @@ def _angular(params: np.ndarray, cos: torch.Tensor, r2: torch.Tensor, cut: torch
             if lam not in squares:
                 squares[lam] = [torch.clamp(1 + lam * cos, min=0)]
             powers[(lam, zeta)] = _power(squares[lam], zeta)
-        cols.append(2.0 ** (1 - zeta) * powers[(lam, zeta)] * gauss[eta])
-    return torch.stack(cols, dim=1)
+        rows.append(powers[(lam, zeta)] * gauss[eta])
+    return rows
 
 
 def _power(squares: list[torch.Tensor], zeta: float) -> torch.Tensor:
