@@ -160,6 +160,41 @@ def _report_table(report) -> None:
 
 @app.command()
 @_command
+def describe(
+    store: StoreArg,
+    descriptor: Annotated[
+        Path, typer.Option("--descriptor", "-d", help="Descriptor config JSON file.")
+    ],
+    version: VersionOpt = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 64,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Compute per-atom descriptors of a version into the store's Zarr cache."""
+    from .descriptors import describe as run_describe
+    from .descriptors import from_config
+
+    st = _open(store)
+    desc = from_config(descriptor, device=device)
+    with _bar(json_) as bar:
+        task = bar.add_task(f"describing ({desc.name})", total=None)
+        summary = run_describe(
+            st, desc, version=version, batch_size=batch_size,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if json_:
+        _print_json(summary)
+    else:
+        out.print(
+            f"version {summary['version']}: {summary['computed']} structures described "
+            f"({summary['n_atoms']} atoms), {summary['cached']} already cached; "
+            f"config {summary['config_hash']} → {summary['path']}"
+        )
+
+
+@app.command()
+@_command
 def log(store: StoreArg, json_: JsonOpt = False, traceback: TraceOpt = False) -> None:
     """List the versions of a store, oldest first."""
     df = _open(store).log()
