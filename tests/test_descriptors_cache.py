@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
-from pesdata.descriptors import ACSF, describe, from_config, load_descriptors
-from pesdata.descriptors import _cache
+from pesdata.descriptors import ACSF, _cache, describe, from_config, load_descriptors
 from pesdata.errors import PesdataError, SchemaError
 
 from .conftest import DATA
