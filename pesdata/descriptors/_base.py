@@ -13,7 +13,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from ..errors import SchemaError
 
-__all__ = ["Batch", "batch_atoms", "config_hash", "species_numbers"]
+__all__ = ["Batch", "Descriptor", "batch_atoms", "config_hash", "species_numbers"]
 
 
 def species_numbers(species: Sequence[str | int]) -> list[int]:
@@ -73,3 +73,46 @@ def batch_atoms(
         pbc=torch.as_tensor(np.array([a.pbc for a in images]).reshape(-1, 3), device=device),
         structure=torch.as_tensor(np.repeat(np.arange(len(images)), n), device=device),
     )
+
+
+class Descriptor:
+    """Shared behaviour: species lookup, config hash, ``compute`` on ``ase.Atoms``.
+
+    Subclasses set ``name``, ``species``, ``n_features``, implement ``config()``,
+    ``feature_names`` and ``forward(positions, numbers, cells, pbc, structure)``.
+    """
+
+    name = ""
+    species: list[int]
+    n_features: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def config(self) -> dict:  # pragma: no cover - overridden
+        raise TypeError("subclasses define config()")
+
+    @property
+    def config_hash(self) -> str:
+        """Stable hash of :meth:`config` (dtype and device excluded)."""
+        return config_hash(self.config())
+
+    def _types(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Species index of every atom; unknown elements raise :class:`SchemaError`."""
+        if numbers.numel():
+            bad = set(numbers.unique().tolist()) - set(self.species)
+            if bad:
+                raise SchemaError(
+                    f"atomic number(s) {sorted(bad)} not in the descriptor's species "
+                    f"{self.species}"
+                )
+        lookup = torch.full((max(self.species) + 1,), -1, dtype=torch.long)
+        lookup[torch.tensor(self.species)] = torch.arange(len(self.species))
+        return lookup.to(numbers.device)[numbers]
+
+    def compute(self, atoms: ase.Atoms | Sequence[ase.Atoms]) -> torch.Tensor:
+        """Descriptors of one or many structures: (total atoms, n_features), input atom order."""
+        b = batch_atoms(atoms, self.dtype, self.device)
+        return self.forward(b.positions, b.numbers, b.cells, b.pbc, b.structure)
+
+    def forward(self, positions, numbers, cells, pbc, structure):  # pragma: no cover
+        raise TypeError("subclasses define forward()")

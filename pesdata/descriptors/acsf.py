@@ -21,13 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import ase
 import numpy as np
 import torch
 from ase.data import chemical_symbols
 
 from ..errors import SchemaError
-from ._base import batch_atoms, config_hash, species_numbers
+from ._base import Descriptor, species_numbers
 from ._neighbors import neighbor_pairs
 
 __all__ = ["ACSF", "default_acsf_params"]
@@ -61,7 +60,7 @@ def _as_rows(params, width: int, name: str) -> np.ndarray:
     return arr
 
 
-class ACSF:
+class ACSF(Descriptor):
     """Element-resolved ACSF (G1, G2, G4, G5), batched and differentiable.
 
     Parameters
@@ -103,8 +102,6 @@ class ACSF:
         self.dtype = dtype
         self.device = torch.device(device)
         n_types = len(self.species)
-        self._lookup = torch.full((max(self.species) + 1,), -1, dtype=torch.long)
-        self._lookup[torch.tensor(self.species)] = torch.arange(n_types)
         self._radial = 1 + len(self.g2_params)
         self._angular = len(self.g4_params) + len(self.g5_params)
         self.chunk = 1 << 16  # triplets per chunk of the angular kernel (measured best here)
@@ -121,11 +118,6 @@ class ACSF:
             "g4_params": self.g4_params.tolist(),
             "g5_params": self.g5_params.tolist(),
         }
-
-    @property
-    def config_hash(self) -> str:
-        """Stable hash of :meth:`config` (dtype and device excluded)."""
-        return config_hash(self.config())
 
     @property
     def feature_names(self) -> list[str]:
@@ -145,11 +137,6 @@ class ACSF:
         return names
 
     # -- computation --------------------------------------------------------------------------
-    def compute(self, atoms: ase.Atoms | Sequence[ase.Atoms]) -> torch.Tensor:
-        """Descriptors of one or many structures: (total atoms, n_features), input atom order."""
-        b = batch_atoms(atoms, self.dtype, self.device)
-        return self.forward(b.positions, b.numbers, b.cells, b.pbc, b.structure)
-
     def forward(
         self,
         positions: torch.Tensor,
@@ -165,18 +152,10 @@ class ACSF:
         positions : (N, 3), numbers : (N,), cells : (S, 3, 3), pbc : (S, 3),
         structure : (N,) structure index of each atom (contiguous per structure).
         """
-        numbers = numbers.to(torch.long)
-        if numbers.numel():
-            bad = set(numbers.unique().tolist()) - set(self.species)
-            if bad:
-                raise SchemaError(
-                    f"atomic number(s) {sorted(bad)} not in the descriptor's species "
-                    f"{self.species}"
-                )
+        types = self._types(numbers.to(torch.long))
         n_atoms = positions.shape[0]
         dtype, dev = positions.dtype, positions.device
         out = torch.zeros(n_atoms * self.n_features, dtype=dtype, device=dev)
-        types = self._lookup.to(dev)[numbers]
         pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
         if pairs.i.numel() == 0:
             return out.view(n_atoms, self.n_features)
