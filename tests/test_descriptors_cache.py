@@ -117,3 +117,19 @@ def test_describe_cli_json(tio2_store):
     assert out["computed"] == 30 and out["config_hash"] == from_config(CONFIG).config_hash
     bad = CliRunner().invoke(app, ["describe", st.uri, "--descriptor", str(tmp / "nope.json")])
     assert bad.exit_code != 0 and "nope.json" in bad.stderr
+
+
+def test_ptsd_config_round_trip_and_cache(tio2_store):
+    from pesdata.descriptors import PTSD
+
+    st, _ = tio2_store
+    ptsd = from_config({"descriptor": "ptsd", "species": ["O", "Ti"], "r_cut": 4.0,
+                        "s1": [[0], [2]], "s2": [[0, 2]], "s3": [], "s4": [[0, 0, 1, 1]],
+                        "s5": [], "s6": []})
+    assert isinstance(ptsd, PTSD) and from_config(ptsd.config()).config_hash == ptsd.config_hash
+    with pytest.raises(SchemaError):
+        from_config({"descriptor": "ptsd", "species": ["O"], "r_cut": 4.0, "g2_params": []})
+    assert describe(st, ptsd)["computed"] == 30
+    np.testing.assert_allclose(
+        load_descriptors(st, ptsd)["features"], ptsd.compute(st.read().to_atoms()).numpy()
+    )

@@ -11,10 +11,11 @@ import torch
 from ..errors import ArtefactError, SchemaError
 from ..store._artefacts import validate
 from .acsf import ACSF
+from .ptsd import PTSD
 
 __all__ = ["from_config"]
 
-_KINDS = {"acsf": ACSF}
+_KINDS = {"acsf": ACSF, "ptsd": PTSD}
 
 
 def from_config(

@@ -1,0 +1,296 @@
+"""Power-type structure descriptors (PTSD, S1–S6) of the SSW-NN global potential, in torch.
+
+With fc(r) = 0.5 tanh³(1 − r/rc) for r < rc (0 beyond) and Rⁿ(r) = rⁿ fc(r):
+
+* S1 = Σ_j Rⁿ(r_ij)
+* S2 = [Σ_m |Σ_j Rⁿ(r_ij) Y_Lm(r̂_ij)|²]^½
+* S3 = 2^(1−ζ) Σ_{j≠k} (1 + λ cos θ_ijk)^ζ Rⁿ(r_ij) Rᵐ(r_ik) Rᵖ(r_jk)
+* S4 = 2^(1−ζ) Σ_{j≠k} (1 + λ cos θ_ijk)^ζ Rⁿ(r_ij) Rᵐ(r_ik)
+* S5 = [Σ_m |Σ_{j≠k} Rⁿ(r_ij) Rᵐ(r_ik) Rᵖ(r_jk) (Y_Lm(r̂_ij) + Y_Lm(r̂_ik))|²]^½
+* S6 = 2^(1−ζ) Σ_{j,k,l distinct} (1 + λ cos δ_ijkl)^ζ Rⁿ(r_ij) Rᵐ(r_ik) Rᵖ(r_il)
+
+Conventions where the published form leaves room:
+
+* Sums run over *ordered* neighbour tuples of distinct neighbour entries (periodic images are
+  distinct neighbours): S3–S5 over j ≠ k (both orders), S6 over ordered triples — so terms
+  with n ≠ m count each geometric pair in both roles.
+* Rᵖ(r_jk) uses the cutoff too: pairs j, k farther apart than rc contribute nothing to S3/S5.
+* δ_ijkl is the dihedral about the i–k axis: the angle between the plane (r_ij, r_ik) and the
+  plane (r_ik, r_il), cos δ = (n₁·n₂)/(|n₁||n₂|) with n₁ = r_ij × r_ik, n₂ = r_ik × r_il;
+  collinear triples (a zero normal) contribute nothing.
+* Y_Lm are orthonormal real spherical harmonics (the sums over m equal those of the complex
+  ones). Square roots are taken of max(x, tiny) so gradients stay finite for empty shells.
+* Element resolution: S1/S2 per neighbour element; S3–S5 per unordered element pair of (j, k);
+  S6 per unordered element triple of (j, k, l). Feature order: for each element (ascending Z)
+  its S1 then S2 rows; for each pair (a ≥ b, index a(a+1)/2 + b) its S3, S4, S5 rows; for each
+  triple (a ≥ b ≥ c, in that nested order) its S6 rows; rows in the order given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import combinations_with_replacement
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+
+from ..errors import SchemaError
+from ._base import Descriptor, species_numbers
+from ._neighbors import neighbor_pairs
+from .acsf import _triplet_chunks
+
+__all__ = ["PTSD", "real_spherical_harmonics"]
+
+_WIDTH = {"s1": 1, "s2": 2, "s3": 5, "s4": 4, "s5": 4, "s6": 5}
+
+
+def default_ptsd_params() -> dict[str, list]:
+    """Documented default parameter sets (S6, four-body and costly, is off by default)."""
+    return {
+        "s1": [[n] for n in range(6)],
+        "s2": [[n, ell] for n in (0, 2) for ell in (1, 2, 3, 4)],
+        "s3": [[0, 0, 0, z, lam] for z in (1, 4) for lam in (-1, 1)],
+        "s4": [[0, 0, z, lam] for z in (1, 4) for lam in (-1, 1)],
+        "s5": [[0, 0, 0, ell] for ell in (1, 2, 3)],
+        "s6": [],
+    }
+
+
+def real_spherical_harmonics(unit: torch.Tensor, l_max: int) -> list[torch.Tensor]:
+    """Orthonormal real Y_lm of unit vectors, one (P, 2l+1) tensor per l = 0..l_max.
+
+    Uses Y ∝ (dᵐP_l/dzᵐ)(z) · Re/Im((x + iy)ᵐ), which has no 1/sinθ and is smooth at the
+    poles (differentiable everywhere).
+    """
+    x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+    # (x + iy)^m as (re, im)
+    re, im = [torch.ones_like(x)], [torch.zeros_like(x)]
+    for _ in range(l_max):
+        re.append(re[-1] * x - im[-1] * y)
+        im.append(re[-2] * y + im[-1] * x)
+    # Q[l][m] = d^m P_l / dz^m by the standard recurrences
+    q = [[None] * (l_max + 1) for _ in range(l_max + 1)]
+    for m in range(l_max + 1):
+        q[m][m] = torch.full_like(z, float(np.prod(np.arange(1, 2 * m, 2)) if m else 1.0))
+        if m + 1 <= l_max:
+            q[m + 1][m] = (2 * m + 1) * z * q[m][m]
+        for ell in range(m + 2, l_max + 1):
+            q[ell][m] = ((2 * ell - 1) * z * q[ell - 1][m] - (ell + m - 1) * q[ell - 2][m]) / (
+                ell - m
+            )
+    out = []
+    for ell in range(l_max + 1):
+        cols = []
+        for m in range(-ell, ell + 1):
+            am = abs(m)
+            norm = math.sqrt(
+                (2 * ell + 1) / (4 * math.pi) * math.factorial(ell - am) / math.factorial(ell + am)
+            )
+            if m == 0:
+                cols.append(norm * q[ell][0])
+            else:
+                trig = re[am] if m > 0 else im[am]
+                cols.append(math.sqrt(2) * norm * q[ell][am] * trig)
+        out.append(torch.stack(cols, dim=1))
+    return out
+
+
+class PTSD(Descriptor):
+    """Element-resolved power-type structure descriptors S1–S6, batched and differentiable.
+
+    Parameters
+    ----------
+    species : sequence of str or int
+    r_cut : float
+        Cutoff radius, Å.
+    s1 .. s6 : list of rows, optional
+        s1 rows (n,); s2 rows (n, L); s3 rows (n, m, p, ζ, λ); s4 rows (n, m, ζ, λ);
+        s5 rows (n, m, p, L); s6 rows (n, m, p, ζ, λ). Powers n, m, p ≥ 0, L ≥ 0 integers.
+        Defaults: :func:`default_ptsd_params`.
+    dtype, device : as for :class:`~pesdata.descriptors.ACSF`.
+    """
+
+    name = "ptsd"
+
+    def __init__(
+        self,
+        species: Sequence[str | int],
+        r_cut: float,
+        s1=None, s2=None, s3=None, s4=None, s5=None, s6=None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not r_cut > 0:
+            raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
+        self.species = species_numbers(species)
+        self.r_cut = float(r_cut)
+        defaults = default_ptsd_params()
+        given = {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "s5": s5, "s6": s6}
+        self.params: dict[str, np.ndarray] = {}
+        for key, rows in given.items():
+            rows = defaults[key] if rows is None else rows
+            arr = np.asarray(rows, dtype=float).reshape(-1, _WIDTH[key])
+            if not np.isfinite(arr).all():
+                raise SchemaError(f"{key} parameters must be finite, got {rows!r}")
+            self.params[key] = arr
+        for key, col in (("s2", 1), ("s5", 3)):
+            ells = self.params[key][:, col]
+            if (ells < 0).any() or not np.all(ells == np.round(ells)):
+                raise SchemaError(f"{key}: L must be a non-negative integer, got {ells.tolist()}")
+        self.dtype = dtype
+        self.device = torch.device(device)
+        t = len(self.species)
+        self._n1 = len(self.params["s1"]) + len(self.params["s2"])
+        self._n2 = sum(len(self.params[k]) for k in ("s3", "s4", "s5"))
+        self._n3 = len(self.params["s6"])
+        self._pairs = t * (t + 1) // 2
+        self._triples = list(combinations_with_replacement(range(t - 1, -1, -1), 3))
+        self.n_features = self._n1 * t + self._n2 * self._pairs + self._n3 * len(self._triples)
+
+    def config(self) -> dict:
+        """JSON-serialisable configuration (what the config hash covers)."""
+        return {
+            "descriptor": self.name, "species": self.species, "r_cut": self.r_cut,
+            **{k: v.tolist() for k, v in self.params.items()},
+        }
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One name per feature column, in output order."""
+        sym = [chemical_symbols[z] for z in self.species]
+
+        def rows(key, label):
+            return [f"{key.upper()}[{label}]({','.join(f'{v:g}' for v in r)})"
+                    for r in self.params[key]]
+
+        names = []
+        for s in sym:
+            names += rows("s1", s) + rows("s2", s)
+        for a in range(len(sym)):
+            for b in range(a + 1):
+                names += rows("s3", f"{sym[a]}-{sym[b]}") + rows("s4", f"{sym[a]}-{sym[b]}")
+                names += rows("s5", f"{sym[a]}-{sym[b]}")
+        for a, b, c in self._triples:
+            names += rows("s6", f"{sym[a]}-{sym[b]}-{sym[c]}")
+        return names
+
+    # -- computation --------------------------------------------------------------------------
+    def _fc(self, r: torch.Tensor) -> torch.Tensor:
+        inside = r < self.r_cut
+        return torch.where(inside, 0.5 * torch.tanh(1 - r / self.r_cut) ** 3, torch.zeros_like(r))
+
+    def forward(self, positions, numbers, cells, pbc, structure) -> torch.Tensor:
+        """Batched entry point on flat tensors; differentiable in ``positions`` and ``cells``."""
+        types = self._types(numbers.to(torch.long))
+        n_atoms, t = positions.shape[0], len(self.species)
+        dtype, dev = positions.dtype, positions.device
+        out = torch.zeros(n_atoms, self.n_features, dtype=dtype, device=dev)
+        pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
+        if pairs.i.numel() == 0:
+            return out
+        vec = pairs.vectors(positions, cells, structure)
+        r = torch.linalg.norm(vec, dim=1)
+        unit = vec / r[:, None]
+        fc = self._fc(r)
+        tj = types[pairs.j]
+        ells = [int(v) for v in np.concatenate([self.params["s2"][:, 1], self.params["s5"][:, 3]])]
+        ylm = real_spherical_harmonics(unit, max(ells)) if ells else []
+        tiny = torch.finfo(dtype).tiny
+
+        # two-body block, per neighbour element
+        cols = [r ** n * fc for (n,) in self.params["s1"]]
+        two = torch.stack(cols, 1) if cols else torch.zeros(len(r), 0, dtype=dtype, device=dev)
+        acc1 = torch.zeros(n_atoms * t, len(self.params["s1"]), dtype=dtype, device=dev)
+        acc1.index_add_(0, pairs.i * t + tj, two)
+        s2_blocks = []
+        for n, ell in self.params["s2"]:
+            y = ylm[int(ell)] * (r ** n * fc)[:, None]
+            a = torch.zeros(n_atoms * t, y.shape[1], dtype=dtype, device=dev)
+            a.index_add_(0, pairs.i * t + tj, y)
+            s2_blocks.append(torch.sqrt(torch.clamp((a * a).sum(1), min=tiny))[:, None])
+        block1 = torch.cat([acc1, *s2_blocks], 1).view(n_atoms, t * self._n1)
+        out[:, : t * self._n1] = block1
+
+        if self._n2:
+            out[:, t * self._n1 : t * self._n1 + self._pairs * self._n2] = self._three_body(
+                pairs.i, r, unit, fc, tj, ylm, n_atoms, dtype, dev, tiny
+            )
+        if self._n3:
+            out[:, t * self._n1 + self._pairs * self._n2 :] = self._four_body(
+                pairs.i, r, vec, fc, tj, n_atoms, dtype, dev
+            )
+        return out
+
+    def _three_body(self, center, r, unit, fc, tj, ylm, n_atoms, dtype, dev, tiny):
+        """S3, S4, S5 over ordered pairs j ≠ k (each unordered pair in both roles)."""
+        n_pt = self._pairs
+        s3, s4, s5 = self.params["s3"], self.params["s4"], self.params["s5"]
+        acc = torch.zeros(n_atoms * n_pt, len(s3) + len(s4), dtype=dtype, device=dev)
+        acc5 = [torch.zeros(n_atoms * n_pt, 2 * int(ell) + 1, dtype=dtype, device=dev)
+                for *_, ell in s5]
+        order = torch.argsort(center, stable=True)
+        centers = center[order]
+        for _lo, _nq, p_rep, q_rep in _triplet_chunks(centers, 1 << 16):
+            p, q = order[p_rep], order[q_rep]
+            rij, rik = r[p], r[q]
+            cos = (unit[p] * unit[q]).sum(1)
+            rjk = torch.sqrt(torch.clamp(rij**2 + rik**2 - 2 * rij * rik * cos, min=0))
+            fij, fik, fjk = fc[p], fc[q], self._fc(rjk)
+            hi, lo = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
+            row = centers[p_rep] * n_pt + hi * (hi + 1) // 2 + lo
+            vals = []
+            for n, m, pw, zeta, lam in s3:
+                ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
+                radial = (rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij) * (
+                    rjk**pw * fjk
+                )
+                vals.append(ang * radial)
+            for n, m, zeta, lam in s4:
+                ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
+                vals.append(ang * (rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij))
+            if vals:
+                acc.index_add_(0, row, torch.stack(vals, 1))
+            for k, (n, m, pw, ell) in enumerate(s5):
+                w = (rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij) * (rjk**pw * fjk)
+                y = ylm[int(ell)]
+                acc5[k].index_add_(0, row, w[:, None] * (y[p] + y[q]))
+        s5_cols = [torch.sqrt(torch.clamp((a * a).sum(1), min=tiny))[:, None] for a in acc5]
+        full = torch.cat([acc, *s5_cols], 1)  # (n_atoms * n_pt, n2) in s3, s4, s5 order
+        return full.view(n_atoms, n_pt * self._n2)
+
+    def _four_body(self, center, r, vec, fc, tj, n_atoms, dtype, dev):
+        """S6 over ordered triples of distinct neighbour entries (j, k, l) of each center."""
+        triple_index = {tr: k for k, tr in enumerate(self._triples)}
+        n_tr = len(self._triples)
+        acc = torch.zeros(n_atoms * n_tr, self._n3, dtype=dtype, device=dev)
+        lut = torch.full((len(self.species),) * 3, -1, dtype=torch.long, device=dev)
+        for (a, b, c), k in triple_index.items():
+            for perm in {(a, b, c), (a, c, b), (b, a, c), (b, c, a), (c, a, b), (c, b, a)}:
+                lut[perm] = k
+        order = torch.argsort(center, stable=True)
+        counts = torch.bincount(center[order]).tolist()
+        start = 0
+        for i_atom, n in enumerate(counts):
+            idx = order[start : start + n]
+            start += n
+            if n < 3:
+                continue
+            g = torch.arange(n, device=dev)
+            jj, kk, ll = torch.meshgrid(g, g, g, indexing="ij")
+            keep = (jj != kk) & (kk != ll) & (jj != ll)
+            j, k, l_ = idx[jj[keep]], idx[kk[keep]], idx[ll[keep]]
+            n1 = torch.linalg.cross(vec[j], vec[k])
+            n2 = torch.linalg.cross(vec[k], vec[l_])
+            norm = torch.linalg.norm(n1, dim=1) * torch.linalg.norm(n2, dim=1)
+            ok = norm > 1e-12
+            cosd = torch.where(ok, (n1 * n2).sum(1) / torch.where(ok, norm, 1), 0)
+            rows = lut[tj[j], tj[k], tj[l_]] + i_atom * n_tr
+            vals = []
+            for n_, m_, p_, zeta, lam in self.params["s6"]:
+                ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cosd, min=0) ** zeta
+                rad = r[j] ** n_ * fc[j] * r[k] ** m_ * fc[k] * r[l_] ** p_ * fc[l_]
+                vals.append(torch.where(ok, ang * rad, 0))
+            acc.index_add_(0, rows, torch.stack(vals, 1))
+        return acc.view(n_atoms, n_tr * self._n3)

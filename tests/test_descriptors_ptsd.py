@@ -1,0 +1,180 @@
+"""PTSD against a deliberately slow reference written from the equations (plain loops, ASE
+neighbour lists, scipy's complex spherical harmonics); invariances; gradients."""
+
+import itertools
+import math
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+from ase.neighborlist import neighbor_list
+from scipy.special import sph_harm_y
+
+from pesdata.descriptors import PTSD
+
+from .conftest import DATA
+
+PARAMS = dict(
+    s1=[[0], [1], [3]],
+    s2=[[0, 0], [1, 2], [2, 3]],
+    s3=[[0, 1, 0, 1, 1], [1, 0, 2, 2, -1]],
+    s4=[[0, 0, 1, -1], [2, 1, 4, 1]],
+    s5=[[0, 1, 1, 1], [1, 0, 0, 2]],
+    s6=[[0, 0, 0, 1, 1], [1, 0, 1, 2, -1]],
+)
+
+
+def reference(atoms, rc, params):
+    """PTSD by explicit loops, straight from the equations in pesdata/descriptors/ptsd.py."""
+    species = sorted(set(atoms.numbers.tolist()))
+    t = len(species)
+    pairs = [(a, b) for a in range(t) for b in range(a + 1)]
+    triples = list(itertools.combinations_with_replacement(range(t - 1, -1, -1), 3))
+    ii, dd = neighbor_list("iD", atoms, rc)
+    jj = neighbor_list("j", atoms, rc)
+
+    def fc(r):
+        return 0.5 * math.tanh(1 - r / rc) ** 3 if r < rc else 0.0
+
+    def rad(n, r):
+        return r**n * fc(r)
+
+    def ylm(ell, m, v):
+        r = np.linalg.norm(v)
+        theta = math.acos(max(-1.0, min(1.0, v[2] / r)))
+        phi = math.atan2(v[1], v[0])
+        return complex(sph_harm_y(ell, m, theta, phi))
+
+    rows = []
+    for i in range(len(atoms)):
+        nb = [(dd[k], species.index(atoms.numbers[jj[k]])) for k in range(len(ii)) if ii[k] == i]
+        feats = []
+        for e in range(t):
+            mine = [v for v, te in nb if te == e]
+            for (n,) in params["s1"]:
+                feats.append(sum(rad(n, np.linalg.norm(v)) for v in mine))
+            for n, ell in params["s2"]:
+                total = 0.0
+                for m in range(-int(ell), int(ell) + 1):
+                    s = sum(rad(n, np.linalg.norm(v)) * ylm(int(ell), m, v) for v in mine)
+                    total += abs(s) ** 2
+                feats.append(math.sqrt(total))
+        for a, b in pairs:
+            combos = [(x, y) for x in range(len(nb)) for y in range(len(nb)) if x != y
+                      and sorted((nb[x][1], nb[y][1])) == sorted((a, b))]
+
+            def geo(x, y):
+                vj, vk = nb[x][0], nb[y][0]
+                rij, rik = np.linalg.norm(vj), np.linalg.norm(vk)
+                return vj, vk, rij, rik, np.linalg.norm(vk - vj), vj @ vk / (rij * rik)
+
+            for n, m, p, z, lam in params["s3"]:
+                s = 0.0
+                for x, y in combos:
+                    _, _, rij, rik, rjk, c = geo(x, y)
+                    s += max(1 + lam * c, 0) ** z * rad(n, rij) * rad(m, rik) * rad(p, rjk)
+                feats.append(2 ** (1 - z) * s)
+            for n, m, z, lam in params["s4"]:
+                s = 0.0
+                for x, y in combos:
+                    _, _, rij, rik, _, c = geo(x, y)
+                    s += max(1 + lam * c, 0) ** z * rad(n, rij) * rad(m, rik)
+                feats.append(2 ** (1 - z) * s)
+            for n, m, p, ell in params["s5"]:
+                total = 0.0
+                for mm in range(-int(ell), int(ell) + 1):
+                    s = 0
+                    for x, y in combos:
+                        vj, vk, rij, rik, rjk, _ = geo(x, y)
+                        w = rad(n, rij) * rad(m, rik) * rad(p, rjk)
+                        s += w * (ylm(int(ell), mm, vj) + ylm(int(ell), mm, vk))
+                    total += abs(s) ** 2
+                feats.append(math.sqrt(total))
+        for tri in triples:
+            for n, m, p, z, lam in params["s6"]:
+                s = 0.0
+                for x, y, w in itertools.permutations(range(len(nb)), 3):
+                    if sorted((nb[x][1], nb[y][1], nb[w][1])) != sorted(tri):
+                        continue
+                    vj, vk, vl = nb[x][0], nb[y][0], nb[w][0]
+                    n1, n2 = np.cross(vj, vk), np.cross(vk, vl)
+                    norm = np.linalg.norm(n1) * np.linalg.norm(n2)
+                    if norm <= 1e-12:
+                        continue
+                    c = n1 @ n2 / norm
+                    s += (max(1 + lam * c, 0) ** z * rad(n, np.linalg.norm(vj))
+                          * rad(m, np.linalg.norm(vk)) * rad(p, np.linalg.norm(vl)))
+                feats.append(2 ** (1 - z) * s)
+        rows.append(feats)
+    return np.array(rows)
+
+
+def small_systems():
+    si = bulk("Si", "diamond", a=5.43)
+    si.rattle(0.1, seed=3)
+    tio2 = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", "0")
+    water = molecule("H2O")
+    return [(si, 4.0), (tio2, 2.6), (water, 3.0)]
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_equals_slow_reference(case):
+    atoms, rc = small_systems()[case]
+    species = sorted(set(atoms.get_chemical_symbols()))
+    ours = PTSD(species, rc, **PARAMS)
+    got = ours.compute(atoms).numpy()
+    ref = reference(atoms, rc, ours.params | {})
+    assert got.shape == ref.shape == (len(atoms), ours.n_features)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-10)
+
+
+def test_invariances_and_supercell():
+    atoms, rc = small_systems()[0]
+    ptsd = PTSD(["Si"], rc, **PARAMS)
+    ref = ptsd.compute(atoms)
+    rot = atoms.copy()
+    rot.rotate(71, (0.3, -1, 2), rotate_cell=True)
+    rot.positions += [0.4, 1.1, -2.0]
+    torch.testing.assert_close(ptsd.compute(rot), ref, rtol=1e-9, atol=1e-9)
+    perm = [1, 0]
+    torch.testing.assert_close(ptsd.compute(atoms[perm]), ref[perm], rtol=0, atol=1e-10)
+    torch.testing.assert_close(ptsd.compute(atoms * (2, 2, 2))[:2], ref, rtol=1e-10, atol=1e-9)
+
+
+def test_gradients_match_finite_differences():
+    atoms, rc = small_systems()[0]
+    ptsd = PTSD(["Si"], rc, **PARAMS)
+    w = torch.linspace(0.2, 1.0, ptsd.n_features, dtype=torch.float64)
+
+    def energy(pos, cell):
+        f = ptsd.forward(pos, torch.tensor(atoms.numbers), cell[None],
+                         torch.ones(1, 3, dtype=torch.bool), torch.zeros(2, dtype=torch.long))
+        return (f * w).sum()
+
+    pos = torch.tensor(atoms.positions, requires_grad=True)
+    cell = torch.tensor(atoms.cell.array, requires_grad=True)
+    g_pos, g_cell = torch.autograd.grad(energy(pos, cell), (pos, cell))
+    h = 1e-6
+    for a, k in [(0, 0), (1, 2)]:
+        d = torch.zeros_like(pos)
+        d[a, k] = h
+        fd = (energy(pos.detach() + d, cell.detach()) - energy(pos.detach() - d, cell.detach()))
+        assert g_pos[a, k].item() == pytest.approx(fd.item() / (2 * h), rel=1e-5, abs=1e-7)
+    for a, k in [(0, 1), (2, 2)]:
+        d = torch.zeros_like(cell)
+        d[a, k] = h
+        fd = (energy(pos.detach(), cell.detach() + d) - energy(pos.detach(), cell.detach() - d))
+        assert g_cell[a, k].item() == pytest.approx(fd.item() / (2 * h), rel=1e-5, abs=1e-7)
+
+
+def test_float32_and_names():
+    atoms, rc = small_systems()[1]
+    p64 = PTSD(["O", "Ti"], rc, **PARAMS)
+    p32 = PTSD(["O", "Ti"], rc, dtype=torch.float32, **PARAMS)
+    torch.testing.assert_close(p32.compute(atoms).double(), p64.compute(atoms), rtol=1e-4,
+                               atol=1e-5)
+    assert len(p64.feature_names) == p64.n_features
+    assert p64.feature_names[0] == "S1[O](0)"
+    assert PTSD(["O", "Ti"], rc).config_hash != p64.config_hash
