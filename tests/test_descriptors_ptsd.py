@@ -65,7 +65,7 @@ def reference(atoms, rc, params):
             combos = [(x, y) for x in range(len(nb)) for y in range(len(nb)) if x != y
                       and sorted((nb[x][1], nb[y][1])) == sorted((a, b))]
 
-            def geo(x, y):
+            def geo(x, y, nb=nb):
                 vj, vk = nb[x][0], nb[y][0]
                 rij, rik = np.linalg.norm(vj), np.linalg.norm(vk)
                 return vj, vk, rij, rik, np.linalg.norm(vk - vj), vj @ vk / (rij * rik)
