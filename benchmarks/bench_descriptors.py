@@ -4,7 +4,8 @@ Workload (issue 3): 500 rattled 64-atom diamond-Si cells (a = 5.43 Å, rattle 0.
 rc = 6 Å, 8 G2 rows (η from 0.01 to 2 Å⁻², Rs = 0) and 8 G4 rows (η ∈ {0.005, 0.05},
 ζ ∈ {1, 4}, λ ∈ {±1}), float64, neighbour lists included on both sides. dscribe runs with
 ``n_jobs=2`` (both cores); torch with 2 threads, in batches of ``--batch`` structures. Values
-are checked equal (1e-8) before timing. Median of ``--repeats`` runs after a warm-up; no
+are checked equal (1e-8) before timing. PTSD throughput (default parameter sets, no S6) is
+reported on the same cells, without a bar. Median of ``--repeats`` runs after a warm-up; no
 timing ever fails the script. Results also go to ``<out>/bench_descriptors.json``.
 """
 
@@ -23,7 +24,7 @@ import torch
 from ase.build import bulk
 from dscribe.descriptors import ACSF as DscribeACSF
 
-from pesdata.descriptors import ACSF
+from pesdata.descriptors import ACSF, PTSD
 
 G2 = [[float(e), 0.0] for e in np.linspace(0.01, 2.0, 8)]
 G4 = [[e, z, lam] for e in (0.005, 0.05) for z in (1.0, 4.0) for lam in (-1.0, 1.0)]
@@ -67,8 +68,15 @@ def main(argv=None) -> int:
         for i in range(0, len(systems), args.batch):
             ours.compute(systems[i : i + args.batch])
 
+    ptsd = PTSD(["Si"], 6.0)  # the documented default sets (S1, S2, S3, S4, S5; no S6)
+
+    def run_ptsd():
+        for i in range(0, len(systems), args.batch):
+            ptsd.compute(systems[i : i + args.batch])
+
     t_ref = median_time(lambda: ref.create(systems, n_jobs=2), args.repeats)
     t_ours = median_time(run_ours, args.repeats)
+    t_ptsd = median_time(run_ptsd, args.repeats)
     r_ref, r_ours = n_atoms / t_ref, n_atoms / t_ours
     print(f"nproc={os.cpu_count()} python={platform.python_version()} torch={torch.__version__}")
     print(f"ACSF 8 G2 + 8 G4, rc 6 Å, {args.n} Si64 cells ({n_atoms} atoms), float64, CPU")
@@ -77,9 +85,12 @@ def main(argv=None) -> int:
     print(f"{'pesdata ACSF (torch, 2 threads)':<34}{r_ours:>12,.0f}")
     ratio = r_ours / r_ref
     print(f"ratio pesdata/dscribe: {ratio:.2f}× (bar ≥ 1.0×: {'PASS' if ratio >= 1 else 'FAIL'})")
+    r_ptsd = n_atoms / t_ptsd
+    print(f"{'pesdata PTSD defaults (' + str(ptsd.n_features) + ' features)':<34}{r_ptsd:>12,.0f}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     result = {"n_atoms": n_atoms, "dscribe_atoms_per_s": r_ref, "pesdata_atoms_per_s": r_ours,
-              "ratio": ratio, "batch": args.batch, "repeats": args.repeats}
+              "ratio": ratio, "ptsd_atoms_per_s": r_ptsd, "ptsd_n_features": ptsd.n_features,
+              "batch": args.batch, "repeats": args.repeats}
     (Path(args.out) / "bench_descriptors.json").write_text(json.dumps(result, indent=2))
     return 0
 

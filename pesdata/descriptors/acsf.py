@@ -210,11 +210,9 @@ class ACSF(Descriptor):
             rows: list[torch.Tensor] = []
             if len(self.g4_params):
                 rjk2 = torch.clamp(r2 - 2 * rij * rik * cos, min=0)
-                rjk = torch.sqrt(rjk2)
-                fc_jk = torch.where(
-                    rjk < self.r_cut, 0.5 * (torch.cos(torch.pi * rjk / self.r_cut) + 1),
-                    torch.zeros_like(rjk),
-                )
+                # fc(r_jk), 0 beyond rc: the clamp makes cos(π) = −1 there (zero gradient too)
+                x = torch.clamp(torch.sqrt(rjk2), max=self.r_cut) * (torch.pi / self.r_cut)
+                fc_jk = (torch.cos(x) + 1) * 0.5
                 rows += _angular(self.g4_params, cos, r2 + rjk2, fc2 * fc_jk)
             if len(self.g5_params):
                 rows += _angular(self.g5_params, cos, r2, fc2)
@@ -279,7 +277,7 @@ def _angular(
             gauss[eta] = torch.exp(-eta * r2) * cut
         if (lam, zeta) not in powers:
             if lam not in squares:
-                squares[lam] = [torch.clamp(1 + lam * cos, min=0)]
+                squares[lam] = [1 + lam * cos]  # ≥ 0 up to rounding, as |cos| ≤ 1
             powers[(lam, zeta)] = _power(squares[lam], zeta)
         rows.append(powers[(lam, zeta)] * gauss[eta])
     return rows
@@ -288,7 +286,7 @@ def _angular(
 def _power(squares: list[torch.Tensor], zeta: float) -> torch.Tensor:
     """b**ζ from the list [b, b², b⁴, ...] (extended in place); non-integer ζ by pow."""
     if not (float(zeta).is_integer() and zeta >= 1):
-        return squares[0] ** zeta
+        return torch.clamp(squares[0], min=0) ** zeta  # a rounding −1e-16 must not give NaN
     n, m, result = int(zeta), 0, None
     while n:
         if m == len(squares):
