@@ -140,3 +140,12 @@ def test_config_names_and_errors():
         ACSF(["Xx"], 5.0)
     with pytest.raises(SchemaError, match="r_cut must be positive"):
         ACSF(["O"], 0)
+
+
+def test_threaded_batches_equal_one_stream():
+    images = systems()[:5]
+    acsf = ACSF(["O", "Ti", "Si", "Cu"], 5.0)
+    threads = torch.get_num_threads()
+    parallel = acsf.compute(images, batch_size=1, n_workers=2)
+    assert torch.get_num_threads() == threads  # restored
+    torch.testing.assert_close(parallel, acsf.compute(images, batch_size=100), rtol=0, atol=0)
