@@ -195,6 +195,50 @@ def describe(
 
 @app.command()
 @_command
+def split(
+    store: StoreArg,
+    name: Annotated[str, typer.Option("--name", help="Manifest name.")],
+    strategy: Annotated[
+        str, typer.Option(help="holdout, kfold, loo, logo, rlt (repeated learning), bootstrap.")
+    ] = "holdout",
+    k: Annotated[int, typer.Option("--k", help="Folds for kfold.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Repeats for rlt and bootstrap.")] = 10,
+    test_size: Annotated[float, typer.Option(help="Test fraction (holdout, rlt).")] = 0.2,
+    group_by: Annotated[
+        str | None, typer.Option(help="Keep groups whole: group, source, config_type, ...")
+    ] = None,
+    stratify_by: Annotated[
+        str | None, typer.Option(help="Stratify by composition, config_type, ...")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    version: VersionOpt = None,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Make a leak-free split of a version and save it as a manifest artefact."""
+    from .split import make_split
+
+    manifest = make_split(
+        _open(store), name, strategy, k=k, repeats=repeats, test_size=test_size,
+        group_by=group_by, stratify_by=stratify_by, seed=seed, version=version,
+    )
+    if json_:
+        keys = ("name", "version", "strategy", "folds")
+        _print_json({k_: manifest[k_] for k_ in keys})
+        return
+    table = Table(title=f"split {name!r} of version {manifest['version']} ({strategy})")
+    table.add_column("fold", justify="right")
+    table.add_column("train", justify="right")
+    table.add_column("test", justify="right")
+    for i, fold in enumerate(manifest["folds"][:20]):
+        table.add_row(str(i), str(len(fold["train"])), str(len(fold["test"])))
+    out.print(table)
+    if len(manifest["folds"]) > 20:
+        out.print(f"... {len(manifest['folds'])} folds in all")
+
+
+@app.command()
+@_command
 def log(store: StoreArg, json_: JsonOpt = False, traceback: TraceOpt = False) -> None:
     """List the versions of a store, oldest first."""
     df = _open(store).log()

@@ -1,0 +1,339 @@
+"""Leak-free splits with scikit-learn's protocol, pinned to a store version as manifests.
+
+Splitters follow ``sklearn.model_selection``: constructors only store parameters,
+``split(X, y=None, groups=None)`` yields ``(train, test)`` integer index arrays and
+``get_n_splits`` counts them, so they work inside ``cross_val_score`` and friends. Where
+scikit-learn has the splitter it is used (``ShuffleSplit``, ``GroupShuffleSplit``,
+``StratifiedShuffleSplit``, ``KFold``, ``GroupKFold``, ``StratifiedKFold``,
+``StratifiedGroupKFold``, ``LeaveOneOut``, ``LeaveOneGroupOut``); the bootstrap with
+out-of-bag test is ours.
+
+:func:`make_split` runs a strategy on a version and saves a **manifest** artefact (the ids of
+each fold's train and test parts; ``schemas/split.json``). Structures that share a
+``geometry_hash`` (the same geometry under several methods) always land on the same side, and
+with ``group_by`` so does every group; both are checked on every fold before anything is saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+from sklearn import model_selection as ms
+
+from .errors import PesdataError
+
+__all__ = [
+    "STRATEGIES",
+    "Bootstrap",
+    "HoldOut",
+    "KFold",
+    "LeaveOneGroupOut",
+    "LeaveOneOut",
+    "RepeatedLearningTest",
+    "check_manifest",
+    "load_split",
+    "make_split",
+]
+
+Indices = tuple[np.ndarray, np.ndarray]
+
+
+class _Splitter:
+    """Shared sklearn-protocol plumbing: delegate to the sklearn splitter for the inputs."""
+
+    def _delegate(self, y, groups):  # pragma: no cover - overridden
+        raise TypeError
+
+    def split(self, X, y=None, groups=None) -> Iterator[Indices]:
+        """Yield ``(train, test)`` index arrays."""
+        yield from self._delegate(y, groups).split(X, y, groups)
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        """Number of (train, test) splits."""
+        return self._delegate(y, groups).get_n_splits(X, y, groups)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class HoldOut(_Splitter):
+    """One random train/test split; grouped when ``groups`` are given, stratified by ``y``.
+
+    Parameters
+    ----------
+    test_size : float
+        Fraction of structures (or of groups) in the test part.
+    random_state : int
+        Seed.
+    stratify : bool
+        Use ``y`` as stratification labels (ignored with groups).
+    """
+
+    def __init__(self, test_size: float = 0.2, random_state: int = 0, stratify: bool = False):
+        self.test_size = test_size
+        self.random_state = random_state
+        self.stratify = stratify
+
+    def _delegate(self, y, groups):
+        return _shuffle(1, self.test_size, self.random_state, self.stratify and y is not None,
+                        groups is not None)
+
+
+class RepeatedLearningTest(HoldOut):
+    """Repeated random sub-sampling (the repeated learning-testing method): ``n_repeats``
+    independent hold-outs."""
+
+    def __init__(self, n_repeats: int = 10, test_size: float = 0.2, random_state: int = 0,
+                 stratify: bool = False):
+        super().__init__(test_size, random_state, stratify)
+        self.n_repeats = n_repeats
+
+    def _delegate(self, y, groups):
+        return _shuffle(self.n_repeats, self.test_size, self.random_state,
+                        self.stratify and y is not None, groups is not None)
+
+
+def _shuffle(n, test_size, seed, stratified, grouped):
+    if grouped:
+        return ms.GroupShuffleSplit(n_splits=n, test_size=test_size, random_state=seed)
+    if stratified:
+        return ms.StratifiedShuffleSplit(n_splits=n, test_size=test_size, random_state=seed)
+    return ms.ShuffleSplit(n_splits=n, test_size=test_size, random_state=seed)
+
+
+class KFold(_Splitter):
+    """K-fold cross-validation: plain, grouped (``groups``), stratified (``y``) or both."""
+
+    def __init__(self, n_splits: int = 5, random_state: int = 0, stratify: bool = False):
+        self.n_splits = n_splits
+        self.random_state = random_state
+        self.stratify = stratify
+
+    def _delegate(self, y, groups):
+        strat = self.stratify and y is not None
+        if groups is not None and strat:
+            return ms.StratifiedGroupKFold(self.n_splits, shuffle=True,
+                                           random_state=self.random_state)
+        if groups is not None:
+            return ms.GroupKFold(self.n_splits, shuffle=True, random_state=self.random_state)
+        if strat:
+            return ms.StratifiedKFold(self.n_splits, shuffle=True, random_state=self.random_state)
+        return ms.KFold(self.n_splits, shuffle=True, random_state=self.random_state)
+
+
+class LeaveOneOut(_Splitter):
+    """Leave-one-out (LOOCV); with ``groups``, leave-one-*group*-out so no group straddles."""
+
+    def _delegate(self, y, groups):
+        return ms.LeaveOneGroupOut() if groups is not None else ms.LeaveOneOut()
+
+
+class LeaveOneGroupOut(_Splitter):
+    """Leave one group out: each fold tests one whole group (``groups`` required)."""
+
+    def _delegate(self, y, groups):
+        if groups is None:
+            raise PesdataError("LeaveOneGroupOut needs groups (e.g. --group-by group)")
+        return ms.LeaveOneGroupOut()
+
+
+class Bootstrap:
+    """Bootstrap: train on a resample with replacement, test on the out-of-bag rest.
+
+    With ``groups``, whole groups are resampled. Train indices may repeat (that is the
+    bootstrap); test indices are unique.
+    """
+
+    def __init__(self, n_repeats: int = 10, random_state: int = 0):
+        self.n_repeats = n_repeats
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_repeats
+
+    def split(self, X, y=None, groups=None) -> Iterator[Indices]:
+        n = len(X)
+        rng = np.random.default_rng(self.random_state)
+        labels = np.arange(n) if groups is None else pd.factorize(np.asarray(groups))[0]
+        members = pd.Series(np.arange(n)).groupby(labels).apply(np.asarray).tolist()
+        for _ in range(self.n_repeats):
+            drawn = rng.integers(0, len(members), len(members))
+            train = np.concatenate([members[g] for g in drawn])
+            oob = np.setdiff1d(np.arange(len(members)), drawn)
+            test = np.concatenate([members[g] for g in oob]) if len(oob) else np.array([], int)
+            yield train, np.sort(test)
+
+    def __repr__(self) -> str:
+        return f"Bootstrap(n_repeats={self.n_repeats}, random_state={self.random_state})"
+
+
+STRATEGIES = ("holdout", "kfold", "loo", "logo", "rlt", "bootstrap")
+COLUMNS = ("group", "config_type", "source", "method", "formula", "composition")
+
+
+def _splitter(strategy: str, k: int, repeats: int, test_size: float, seed: int, stratify: bool):
+    if strategy == "holdout":
+        return HoldOut(test_size, seed, stratify)
+    if strategy == "kfold":
+        return KFold(k, seed, stratify)
+    if strategy == "loo":
+        return LeaveOneOut()
+    if strategy == "logo":
+        return LeaveOneGroupOut()
+    if strategy == "rlt":
+        return RepeatedLearningTest(repeats, test_size, seed, stratify)
+    if strategy == "bootstrap":
+        return Bootstrap(repeats, seed)
+    raise PesdataError(f"unknown split strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+
+
+def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in COLUMNS:
+        raise PesdataError(f"cannot split by {name!r}; use one of {', '.join(COLUMNS)}")
+    if name == "source":  # the file a frame came from, not file#frame
+        return df["source"].str.rsplit("#", n=1).str[0].to_numpy()
+    if name == "composition":
+        from ase.formula import Formula
+
+        return np.array([Formula(f).reduce()[0].format("hill") for f in df["formula"]])
+    values = df[name].astype(object)
+    return values.where(values.notna(), "<none>").to_numpy()
+
+
+def _leak_groups(geometry: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Group labels that also keep every geometry_hash whole (union of the two relations)."""
+    g = pd.factorize(geometry)[0]
+    if groups is None:
+        return g
+    u = pd.factorize(groups)[0] + g.max() + 1
+    parent = list(range(int(u.max()) + 1))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in zip(g.tolist(), u.tolist(), strict=True):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+    return np.array([find(x) for x in g.tolist()])
+
+
+def check_manifest(manifest: dict, table: pd.DataFrame) -> None:
+    """Raise when a fold puts one geometry_hash, or one group, on both sides.
+
+    ``table`` has the version's ``id``, ``geometry_hash`` and (when the manifest names a
+    ``group_by``) the grouping column values under ``_group``.
+    """
+    by_id = table.set_index("id")
+    for k, fold in enumerate(manifest["folds"]):
+        tr, te = by_id.loc[list(set(fold["train"]))], by_id.loc[list(set(fold["test"]))]
+        if set(fold["train"]) & set(fold["test"]):
+            raise PesdataError(f"split {manifest['name']!r} fold {k}: an id is in both parts")
+        both = set(tr["geometry_hash"]) & set(te["geometry_hash"])
+        if both:
+            raise PesdataError(
+                f"split {manifest['name']!r} fold {k}: geometry {sorted(both)[0]} is on both sides"
+            )
+        if "_group" in by_id and manifest.get("group_by"):
+            shared = set(tr["_group"]) & set(te["_group"])
+            if shared:
+                raise PesdataError(
+                    f"split {manifest['name']!r} fold {k}: {manifest['group_by']} "
+                    f"{sorted(map(str, shared))[0]!r} is on both sides"
+                )
+
+
+def make_split(
+    store,
+    name: str,
+    strategy: str = "holdout",
+    *,
+    k: int = 5,
+    repeats: int = 10,
+    test_size: float = 0.2,
+    group_by: str | None = None,
+    stratify_by: str | None = None,
+    seed: int = 0,
+    version: int | str | None = None,
+    save: bool = True,
+) -> dict:
+    """Split a version and save the manifest artefact ``split/<name>``.
+
+    Returns
+    -------
+    dict
+        The manifest: ``name``, ``version``, ``strategy``, ``params``, ``group_by``,
+        ``stratify_by``, ``seed``, ``folds`` (list of ``{"train": [ids], "test": [ids]}``; a
+        hold-out is one fold), ``created``.
+    """
+    snap = store.read(version)
+    df = snap.to_pandas()
+    if df.empty:
+        raise PesdataError(f"version {snap.version} is empty: nothing to split")
+    geometry = snap.table(columns=["geometry_hash"]).column("geometry_hash").to_numpy(
+        zero_copy_only=False
+    )
+    user_groups = _column(df, group_by) if group_by else None
+    y = _column(df, stratify_by) if stratify_by else None
+    groups = _leak_groups(geometry, user_groups)
+    grouped = group_by is not None or len(set(groups.tolist())) < len(df)
+    splitter = _splitter(strategy, k, repeats, test_size, seed, stratify_by is not None)
+    ids = np.asarray(snap.ids, dtype=object)
+    try:
+        folds = [
+            {"train": ids[tr].tolist(), "test": ids[te].tolist()}
+            for tr, te in splitter.split(np.arange(len(df)), y, groups if grouped else None)
+        ]
+    except ValueError as exc:  # sklearn's own message, e.g. too few groups for k folds
+        raise PesdataError(
+            f"cannot make a {strategy} split of version {snap.version}: {exc}"
+        ) from None
+    manifest = {
+        "name": name,
+        "version": snap.version,
+        "strategy": strategy,
+        "params": {"k": k, "repeats": repeats, "test_size": test_size},
+        "group_by": group_by,
+        "stratify_by": stratify_by,
+        "seed": seed,
+        "splitter": repr(splitter),
+        "folds": folds,
+        "created": datetime.now(timezone.utc).isoformat(),
+    }
+    table = pd.DataFrame({"id": ids, "geometry_hash": geometry})
+    if user_groups is not None:
+        table["_group"] = user_groups
+    check_manifest(manifest, table)
+    if save:
+        store.artefacts.save("split", name, manifest)
+    return manifest
+
+
+def load_split(store, name: str, version: int | str | None = None, *,
+               allow_other_version: bool = False) -> dict:
+    """Load manifest ``name``. Using it on another version than its own is an error unless
+    ``allow_other_version``; even then every id must exist in that version."""
+    manifest = store.artefacts.load("split", name)
+    if version is None:
+        return manifest
+    number = store.resolve(version)
+    if number != manifest["version"]:
+        if not allow_other_version:
+            raise PesdataError(
+                f"split {name!r} is pinned to version {manifest['version']}, not {number} "
+                f"(pass allow_other_version=True to use it anyway)"
+            )
+        present = set(store.read(number).ids)
+        missing = {i for f in manifest["folds"] for part in f.values() for i in part} - present
+        if missing:
+            raise PesdataError(
+                f"split {name!r}: {len(missing)} id(s) are not in version {number}"
+            )
+    return manifest
