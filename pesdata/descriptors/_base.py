@@ -84,10 +84,21 @@ class Descriptor:
     """
 
     name = ""
-    species: list[int]
     n_features: int
-    dtype: torch.dtype
-    device: torch.device
+
+    def __init__(
+        self,
+        species: Sequence[str | int],
+        r_cut: float,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not r_cut > 0:
+            raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
+        self.species = species_numbers(species)
+        self.r_cut = float(r_cut)
+        self.dtype = dtype
+        self.device = torch.device(device)
 
     def config(self) -> dict:  # pragma: no cover - overridden
         raise TypeError("subclasses define config()")

@@ -26,7 +26,7 @@ import torch
 from ase.data import chemical_symbols
 
 from ..errors import SchemaError
-from ._base import Descriptor, species_numbers
+from ._base import Descriptor
 from ._neighbors import neighbor_pairs
 
 __all__ = ["ACSF", "default_acsf_params"]
@@ -91,16 +91,11 @@ class ACSF(Descriptor):
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
     ) -> None:
-        if not r_cut > 0:
-            raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
-        self.species = species_numbers(species)
-        self.r_cut = float(r_cut)
+        super().__init__(species, r_cut, dtype, device)
         d2, d4 = default_acsf_params(self.r_cut)
         self.g2_params = _as_rows(d2 if g2_params is None else g2_params, 2, "g2_params")
         self.g4_params = _as_rows(d4 if g4_params is None else g4_params, 3, "g4_params")
         self.g5_params = _as_rows(g5_params, 3, "g5_params")
-        self.dtype = dtype
-        self.device = torch.device(device)
         n_types = len(self.species)
         self._radial = 1 + len(self.g2_params)
         self._angular = len(self.g4_params) + len(self.g5_params)

@@ -37,7 +37,7 @@ import torch
 from ase.data import chemical_symbols
 
 from ..errors import SchemaError
-from ._base import Descriptor, species_numbers
+from ._base import Descriptor
 from ._neighbors import neighbor_pairs
 from .acsf import _triplet_chunks
 
@@ -122,10 +122,7 @@ class PTSD(Descriptor):
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
     ) -> None:
-        if not r_cut > 0:
-            raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
-        self.species = species_numbers(species)
-        self.r_cut = float(r_cut)
+        super().__init__(species, r_cut, dtype, device)
         defaults = default_ptsd_params()
         given = {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "s5": s5, "s6": s6}
         self.params: dict[str, np.ndarray] = {}
@@ -139,8 +136,6 @@ class PTSD(Descriptor):
             ells = self.params[key][:, col]
             if (ells < 0).any() or not np.all(ells == np.round(ells)):
                 raise SchemaError(f"{key}: L must be a non-negative integer, got {ells.tolist()}")
-        self.dtype = dtype
-        self.device = torch.device(device)
         t = len(self.species)
         self._n1 = len(self.params["s1"]) + len(self.params["s2"])
         self._n2 = sum(len(self.params[k]) for k in ("s3", "s4", "s5"))
