@@ -1,0 +1,94 @@
+"""A linear (SNAP-style) baseline: ridge regression on per-element summed descriptors.
+
+E = Σ_e [ w_e · Σ_{i ∈ e} G_i + b_e n_e ]: one weight vector and one reference energy per
+element, fitted by scikit-learn's ``Ridge`` on energies per atom and, with
+``force_weight > 0``, on force components too — a force row is −∂(Σ G)/∂r, from torch
+autograd through the descriptor, so E and F come from the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ase
+import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+
+from ..descriptors._base import Descriptor, batch_atoms
+from ..errors import PesdataError
+
+__all__ = ["LinearPotential"]
+
+
+class LinearPotential:
+    """Ridge regression on per-element summed descriptors (sklearn-style ``fit``/``predict``).
+
+    Parameters
+    ----------
+    descriptor : Descriptor
+        An ACSF or PTSD instance (its species are the model's elements).
+    alpha : float
+        Ridge penalty on the (column-scaled) weights.
+    force_weight : float
+        Weight of force rows (eV/Å) against energy-per-atom rows (eV/atom); 0 fits energies
+        only.
+    """
+
+    def __init__(self, descriptor: Descriptor, alpha: float = 1e-8, force_weight: float = 0.0):
+        self.descriptor = descriptor
+        self.alpha = alpha
+        self.force_weight = force_weight
+
+    def _features(self, atoms: ase.Atoms, forces: bool):
+        """Per-element sums (n_el·F + n_el counts) and, optionally, their −∂/∂r rows."""
+        d = self.descriptor
+        b = batch_atoms(atoms, d.dtype, d.device)
+        types = d._types(b.numbers)
+        n_el, f = len(d.species), d.n_features
+
+        def summed(pos):
+            g = d.forward(pos, b.numbers, b.cells, b.pbc, b.structure)
+            out = torch.zeros(n_el, f, dtype=g.dtype, device=g.device)
+            return out.index_add(0, types, g).reshape(-1)
+
+        counts = torch.bincount(types, minlength=n_el).to(torch.float64).cpu().numpy()
+        x = np.concatenate([summed(b.positions).detach().cpu().numpy(), counts])
+        if not forces:
+            return x, None
+        jac = torch.autograd.functional.jacobian(summed, b.positions, vectorize=True)
+        rows = -jac.detach().cpu().numpy().reshape(n_el * f, -1).T  # (3N, n_el·F)
+        return x, np.hstack([rows, np.zeros((rows.shape[0], n_el))])
+
+    def fit(self, images: Sequence[ase.Atoms]) -> LinearPotential:
+        """Fit to labelled structures (energy, and forces when ``force_weight > 0``)."""
+        use_f = self.force_weight > 0
+        xs, ys, fx, fy = [], [], [], []
+        for atoms in images:
+            if atoms.calc is None or "energy" not in atoms.calc.results:
+                raise PesdataError("every training structure needs an energy label")
+            x, rows = self._features(atoms, use_f)
+            xs.append(x / len(atoms))
+            ys.append(atoms.calc.results["energy"] / len(atoms))
+            if use_f:
+                if "forces" not in atoms.calc.results:
+                    raise PesdataError("force_weight > 0 needs forces on every structure")
+                fx.append(rows * self.force_weight)
+                fy.append(np.asarray(atoms.calc.results["forces"]).reshape(-1) * self.force_weight)
+        X, y = np.array(xs), np.array(ys)
+        if use_f:
+            X, y = np.vstack([X, *fx]), np.concatenate([y, *fy])
+        self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        self.ridge_ = Ridge(alpha=self.alpha, fit_intercept=False).fit(X / self.scale_, y)
+        self.coef_ = self.ridge_.coef_ / self.scale_
+        return self
+
+    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
+        """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
+        energies, all_forces = [], []
+        for atoms in images:
+            x, rows = self._features(atoms, forces)
+            energies.append(float(x @ self.coef_))
+            if forces:
+                all_forces.append((rows @ self.coef_).reshape(-1, 3))
+        return (np.array(energies), all_forces) if forces else np.array(energies)
