@@ -1,6 +1,7 @@
 """`pesdata describe`: Zarr cache content-addressed by structure id + config hash."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,11 @@ def test_ptsd_config_round_trip_and_cache(tio2_store):
     np.testing.assert_allclose(
         load_descriptors(st, ptsd)["features"], ptsd.compute(st.read().to_atoms()).numpy()
     )
+
+
+def test_describe_names_every_missing_element_and_writes_nothing(tio2_store):
+    st, _ = tio2_store
+    only_o = from_config({**CONFIG, "species": ["O", "Si"]})
+    with pytest.raises(SchemaError, match=r"element\(s\) Ti that"):
+        describe(st, only_o)
+    assert not (Path(st.uri) / "arrays").exists()

@@ -99,6 +99,8 @@ class Descriptor:
         self.r_cut = float(r_cut)
         self.dtype = dtype
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SchemaError(f"device {str(device)!r} requested, but torch has no CUDA here")
 
     def config(self) -> dict:  # pragma: no cover - overridden
         raise TypeError("subclasses define config()")

@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import zarr
+from ase.data import chemical_symbols
 
-from ..errors import PesdataError
+from ..errors import PesdataError, SchemaError
 
 __all__ = ["describe", "load_descriptors"]
 
@@ -69,6 +70,14 @@ def describe(
         (atoms computed now) and ``path``.
     """
     snap = store.read(version)
+    present = np.unique(snap.to_arrays(columns=("numbers",))["numbers"]).tolist()
+    missing = sorted(set(present) - set(descriptor.species))
+    if missing:  # checked before anything is written
+        names = ", ".join(chemical_symbols[z] for z in missing)
+        raise SchemaError(
+            f"version {snap.version} has element(s) {names} that the {descriptor.name} "
+            f"descriptor's species {[chemical_symbols[z] for z in descriptor.species]} lack"
+        )
     root = _group_dir(store, descriptor)
     (root / "index").mkdir(parents=True, exist_ok=True)
     group = zarr.open_group(root, mode="a")
