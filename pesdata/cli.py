@@ -239,6 +239,71 @@ def split(
 
 @app.command()
 @_command
+def train(
+    store: StoreArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    split: Annotated[str | None, typer.Option(help="Train on this split's train part.")] = None,
+    fold: Annotated[int, typer.Option(help="Which fold of the split.")] = 0,
+    version: VersionOpt = None,
+    model: Annotated[str, typer.Option(help="Model kind (linear).")] = "linear",
+    descriptor: Annotated[
+        Path | None, typer.Option(help="Descriptor config JSON (default: ACSF defaults).")
+    ] = None,
+    force_weight: Annotated[float, typer.Option(help="Weight of force rows (0: energies).")] = 0.0,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Fit a model on a version or a split, save it with a model card."""
+    from .train import train as run_train
+
+    card = run_train(
+        _open(store), out_dir, model=model, descriptor=descriptor, version=version,
+        split=split, fold=fold, force_weight=force_weight,
+    )
+    if json_:
+        _print_json(card)
+        return
+    m = card["metrics"]
+    out.print(
+        f"{card['kind']} model on version {card['version']} ({card['n_train']} structures) → "
+        f"{out_dir}; {card['metrics_on']} energy MAE {m['energy_mae']:.2f} meV/atom"
+        + (f", force MAE {m['force_mae']:.3f} eV/Å" if m["force_mae"] is not None else "")
+    )
+
+
+@app.command()
+@_command
+def evaluate(
+    target: Annotated[str, typer.Argument(help="STORE, STORE@VERSION or a structure file.")],
+    model_dir: Annotated[Path, typer.Option("--model", help="Model directory.")],
+    parity: Annotated[
+        Path | None, typer.Option(help="Write per-structure/per-atom predictions (Parquet).")
+    ] = None,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Energy and force errors of a saved model on a store version or a file."""
+    from .train import evaluate as run_evaluate
+
+    result = run_evaluate(model_dir, target, parity=str(parity) if parity else None)
+    if json_:
+        keys = ("n_structures", "energy_mae", "energy_rmse", "force_mae", "force_rmse")
+        _print_json({k: result[k] for k in keys})
+        return
+    table = Table(title=f"{model_dir} on {result['target']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("structures", str(result["n_structures"]))
+    table.add_row("energy MAE (meV/atom)", f"{result['energy_mae']:.3f}")
+    table.add_row("energy RMSE (meV/atom)", f"{result['energy_rmse']:.3f}")
+    if result["force_mae"] is not None:
+        table.add_row("force MAE (eV/Å)", f"{result['force_mae']:.4f}")
+        table.add_row("force RMSE (eV/Å)", f"{result['force_rmse']:.4f}")
+    out.print(table)
+
+
+@app.command()
+@_command
 def log(store: StoreArg, json_: JsonOpt = False, traceback: TraceOpt = False) -> None:
     """List the versions of a store, oldest first."""
     df = _open(store).log()

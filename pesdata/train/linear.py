@@ -85,10 +85,19 @@ class LinearPotential:
 
     def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
         """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
+        d = self.descriptor
+        n_el, f = len(d.species), d.n_features
+        w = torch.as_tensor(self.coef_[: n_el * f].reshape(n_el, f), dtype=d.dtype, device=d.device)
+        b = torch.as_tensor(self.coef_[n_el * f :], dtype=d.dtype, device=d.device)
         energies, all_forces = [], []
         for atoms in images:
-            x, rows = self._features(atoms, forces)
-            energies.append(float(x @ self.coef_))
+            batch = batch_atoms(atoms, d.dtype, d.device)
+            types = d._types(batch.numbers)
+            pos = batch.positions.requires_grad_(forces)
+            g = d.forward(pos, batch.numbers, batch.cells, batch.pbc, batch.structure)
+            energy = (g * w[types]).sum() + b[types].sum()  # one backward pass gives forces
+            energies.append(float(energy.detach()))
             if forces:
-                all_forces.append((rows @ self.coef_).reshape(-1, 3))
+                (grad,) = torch.autograd.grad(energy, pos)
+                all_forces.append(-grad.cpu().numpy())
         return (np.array(energies), all_forces) if forces else np.array(energies)

@@ -1,0 +1,78 @@
+"""Training a linear model on a store, checkpoints, `pesdata train` and `pesdata evaluate`."""
+
+import json
+
+import ase.io
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import pesdata
+from pesdata.cli import app
+from pesdata.errors import ArtefactError, PesdataError
+from pesdata.split import make_split
+from pesdata.train import evaluate, load_model, train
+
+from .test_linear import emt
+
+CONFIG = {"descriptor": "acsf", "species": ["Cu"], "r_cut": 4.5,
+          "g2_params": [[0.5, 2.5], [1.0, 3.0], [0.05, 0.0]], "g4_params": [[0.01, 1, 1]]}
+
+
+@pytest.fixture(scope="module")
+def emt_store(tmp_path_factory):
+    st = pesdata.open_store(tmp_path_factory.mktemp("train") / "s", create=True)
+    st.curate(emt(24, 5), method="EMT")
+    return st
+
+
+def test_train_on_split_saves_card_and_checkpoint(emt_store, tmp_path):
+    make_split(emt_store, "ho", "holdout", test_size=0.25, seed=1)
+    card = train(emt_store, tmp_path / "m", split="ho", descriptor=CONFIG)
+    assert card["kind"] == "linear" and card["split"] == "ho" and card["metrics_on"] == "test"
+    assert card["n_train"] == 18 and card["metrics"]["n_structures"] == 6
+    assert card["metrics"]["energy_mae"] < 20 and card["metrics"]["force_mae"] < 1.0
+    model, card2 = load_model(tmp_path / "m")
+    assert card2 == card and model.descriptor.config_hash == card["descriptor_hash"]
+    state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    assert set(state) == {"coef", "scale"}
+    res = evaluate(tmp_path / "m", f"{emt_store.uri}@{emt_store.version}")
+    assert res["n_structures"] == 24 and res["energy_mae"] >= 0
+
+
+def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
+    with pytest.raises(ArtefactError, match="not a pesdata model directory"):
+        load_model(tmp_path)
+    train(emt_store, tmp_path / "m", descriptor=CONFIG)
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    card["descriptor"]["r_cut"] = 5.0  # the weights belong to another descriptor
+    (tmp_path / "m" / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ArtefactError, match="does not match"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "model.pt").write_bytes(b"garbage")
+    with pytest.raises(ArtefactError, match="cannot read"):
+        load_model(tmp_path / "m")
+    with pytest.raises(PesdataError, match="unknown model 'hdnn'"):
+        train(emt_store, tmp_path / "x", model="hdnn")
+
+
+def test_cli_train_and_evaluate_json(emt_store, tmp_path):
+    (tmp_path / "acsf.json").write_text(json.dumps(CONFIG))
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", emt_store.uri, "--out", str(tmp_path / "m"),
+                            "--descriptor", str(tmp_path / "acsf.json"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["metrics_on"] == "train"
+    test_file = tmp_path / "test.xyz"
+    ase.io.write(test_file, emt(4, 11), format="extxyz")
+    r = runner.invoke(app, ["evaluate", str(test_file), "--model", str(tmp_path / "m"),
+                            "--json", "--parity", str(tmp_path / "p.parquet")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out) == {"n_structures", "energy_mae", "energy_rmse", "force_mae", "force_rmse"}
+    assert out["n_structures"] == 4 and out["force_rmse"] >= out["force_mae"]
+    parity = pq.read_table(tmp_path / "p.parquet")
+    assert parity.num_rows == 4 and len(parity.column("forces_pred")[0].as_py()) == 32
+    r = runner.invoke(app, ["evaluate", str(test_file), "--model", str(tmp_path / "nope")])
+    assert r.exit_code == 1 and "not a pesdata model directory" in r.stderr
