@@ -47,6 +47,7 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_descriptors.py
+	$(PY) benchmarks/bench_accuracy.py Cu Si
 
 lint: install
 	$(BIN)/ruff check pesdata tests benchmarks
