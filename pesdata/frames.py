@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import ase
 import numpy as np
@@ -31,6 +32,7 @@ import pyarrow as pa
 from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms, FixCartesian
+from ase.formula import Formula
 from ase.io.extxyz import _make_move_mask
 
 from ._arrow import flat_values, fsl_values, list_array
@@ -424,6 +426,12 @@ def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.A
 
 
 _formula_cache: dict[bytes, str] = {}
+
+
+@lru_cache(maxsize=100_000)
+def reduced_formula(formula: str) -> str:
+    """Reduced (Hill) formula: ``Ti8O16`` → ``O2Ti``; groups compositions for outliers/splits."""
+    return Formula(formula).reduce()[0].format("hill")
 
 
 def _formula(numbers: np.ndarray) -> str:

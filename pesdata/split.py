@@ -197,9 +197,9 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
     if name == "source":  # the file a frame came from, not file#frame
         return df["source"].str.rsplit("#", n=1).str[0].to_numpy()
     if name == "composition":
-        from ase.formula import Formula
+        from .frames import reduced_formula
 
-        return np.array([Formula(f).reduce()[0].format("hill") for f in df["formula"]])
+        return np.array([reduced_formula(f) for f in df["formula"]])
     values = df[name].astype(object)
     return values.where(values.notna(), "<none>").to_numpy()
 

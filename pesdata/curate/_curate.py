@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from ase.data import chemical_symbols
-from ase.formula import Formula
 
 from ..errors import InputError, ValidationError
-from ..frames import Frame, LabelKeys, frames_to_table
+from ..frames import Frame, LabelKeys, _formula, frames_to_table, reduced_formula
 from ..io import detect_format, read_frames
 from ._report import CurateReport
 from ._spool import Spool
@@ -32,19 +30,9 @@ class _Seen:
     kind: str  # "added" or "relabelled"
 
 
-_REDUCED: dict[bytes, str] = {}
-
-
 def _group_key(frame: Frame) -> str:
     """Method and reduced composition (TiO2 and Ti8O15 are different groups)."""
-    key = np.ascontiguousarray(frame.numbers, dtype=np.int16).tobytes()
-    reduced = _REDUCED.get(key)
-    if reduced is None:
-        formula = Formula.from_list([chemical_symbols[z] for z in frame.numbers])
-        reduced = formula.reduce()[0].format("hill")
-        if len(_REDUCED) < 100_000:
-            _REDUCED[key] = reduced
-    return f"{frame.method}|{reduced}"
+    return f"{frame.method}|{reduced_formula(_formula(frame.numbers))}"
 
 
 def _label_diff(e1, f1, e2, f2, n: int) -> tuple[float | None, float | None]:

@@ -160,13 +160,10 @@ class ACSF(Descriptor):
         tj = types[pairs.j]
 
         # radial block: [G1, G2...] per neighbour element
-        radial = [fc]
+        radial = [fc[:, None]]
         if len(self.g2_params):
             g2 = torch.as_tensor(self.g2_params, dtype=dtype, device=dev)
-            radial_g2 = torch.exp(-g2[:, 0] * (r[:, None] - g2[:, 1]) ** 2) * fc[:, None]
-            radial = [fc[:, None], radial_g2]
-        else:
-            radial = [fc[:, None]]
+            radial.append(torch.exp(-g2[:, 0] * (r[:, None] - g2[:, 1]) ** 2) * fc[:, None])
         values = torch.cat(radial, dim=1)  # (P, 1 + n_g2)
         col = tj[:, None] * self._radial + torch.arange(self._radial, device=dev)
         index = pairs.i[:, None] * self.n_features + col

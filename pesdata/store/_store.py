@@ -198,12 +198,12 @@ class Store:
 
     def info(self, version: int | str | None = None) -> dict:
         """Summary of a version: version, n_structures, n_atoms, elements, methods (+ more)."""
-        snap = self.read(version)
-        t = snap.table(columns=["n_atoms", "method", "energy", "forces", "formula"])
-        t_numbers = snap.table(columns=["numbers"]).column("numbers").combine_chunks()
-        elements = np.unique(t_numbers.values.to_numpy()) if len(t_numbers) else []
         from ase.data import chemical_symbols
 
+        snap = self.read(version)
+        t = snap.table(columns=["n_atoms", "method", "numbers"])  # forces are never read
+        numbers = t.column("numbers").combine_chunks()
+        elements = np.unique(numbers.values.to_numpy()) if len(numbers) else []
         methods = pd.Series(t.column("method").to_pylist(), dtype=object).value_counts()
         return {
             "version": snap.version,
@@ -211,8 +211,8 @@ class Store:
             "n_atoms": int(np.sum(t.column("n_atoms").to_numpy())) if t.num_rows else 0,
             "elements": [chemical_symbols[int(z)] for z in elements],
             "methods": {str(k): int(v) for k, v in methods.items()},
-            "n_with_energy": t.num_rows - t.column("energy").null_count,
-            "n_with_forces": t.num_rows - t.column("forces").null_count,
+            "n_with_energy": snap.dataset.count_rows(filter="energy IS NOT NULL"),
+            "n_with_forces": snap.dataset.count_rows(filter="forces IS NOT NULL"),
             "tags": sorted(k for k, v in self.tags().items() if v == snap.version),
         }
 

@@ -95,8 +95,7 @@ def train(
         "metrics_on": "test" if test_ids else "train",
         "metrics": metrics,
     }
-    save_model(fitted, out, **card)
-    return load_model(out)[1]
+    return save_model(fitted, out, **card)
 
 
 def _target_images(target: str) -> tuple[list[ase.Atoms], str]:

@@ -25,10 +25,11 @@ __all__ = ["load_model", "save_model"]
 CARD, WEIGHTS = "model_card.json", "model.pt"
 
 
-def save_model(model: LinearPotential, out: str | os.PathLike, **card) -> Path:
+def save_model(model: LinearPotential, out: str | os.PathLike, **card) -> dict:
     """Write ``model`` to directory ``out`` (atomically per file) with a model card.
 
-    ``card`` adds fields such as ``version``, ``split``, ``metrics``.
+    ``card`` adds fields such as ``version``, ``split``, ``metrics``. Returns the card as
+    written (JSON types).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,10 +47,11 @@ def save_model(model: LinearPotential, out: str | os.PathLike, **card) -> Path:
     tmp = out / f".{WEIGHTS}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, out / WEIGHTS)
+    text = json.dumps(doc, indent=2, default=str)
     tmp = out / f".{CARD}.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.write_text(text)
     os.replace(tmp, out / CARD)
-    return out
+    return json.loads(text)
 
 
 def load_model(path: str | os.PathLike) -> tuple[LinearPotential, dict]:
