@@ -27,7 +27,6 @@ from ase.data import chemical_symbols
 
 from ..errors import SchemaError
 from ._base import Descriptor
-from ._neighbors import neighbor_pairs
 
 __all__ = ["ACSF", "default_acsf_params"]
 
@@ -132,32 +131,16 @@ class ACSF(Descriptor):
         return names
 
     # -- computation --------------------------------------------------------------------------
-    def forward(
-        self,
-        positions: torch.Tensor,
-        numbers: torch.Tensor,
-        cells: torch.Tensor,
-        pbc: torch.Tensor,
-        structure: torch.Tensor,
+    def from_pairs(
+        self, vec: torch.Tensor, center: torch.Tensor, tj: torch.Tensor, n_atoms: int
     ) -> torch.Tensor:
-        """Batched entry point on flat tensors; differentiable in ``positions`` and ``cells``.
-
-        Parameters
-        ----------
-        positions : (N, 3), numbers : (N,), cells : (S, 3, 3), pbc : (S, 3),
-        structure : (N,) structure index of each atom (contiguous per structure).
-        """
-        types = self._types(numbers.to(torch.long))
-        n_atoms = positions.shape[0]
-        dtype, dev = positions.dtype, positions.device
+        """Features from the neighbour-list pair vectors (see :meth:`Descriptor.from_pairs`)."""
+        dtype, dev = vec.dtype, vec.device
         out = torch.zeros(n_atoms * self.n_features, dtype=dtype, device=dev)
-        pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
-        if pairs.i.numel() == 0:
+        if center.numel() == 0:
             return out.view(n_atoms, self.n_features)
-        vec = pairs.vectors(positions, cells, structure)
         r = torch.linalg.norm(vec, dim=1)
         fc = 0.5 * (torch.cos(torch.pi * r / self.r_cut) + 1)
-        tj = types[pairs.j]
 
         # radial block: [G1, G2...] per neighbour element
         radial = [fc[:, None]]
@@ -166,11 +149,11 @@ class ACSF(Descriptor):
             radial.append(torch.exp(-g2[:, 0] * (r[:, None] - g2[:, 1]) ** 2) * fc[:, None])
         values = torch.cat(radial, dim=1)  # (P, 1 + n_g2)
         col = tj[:, None] * self._radial + torch.arange(self._radial, device=dev)
-        index = pairs.i[:, None] * self.n_features + col
+        index = center[:, None] * self.n_features + col
         out.index_add_(0, index.reshape(-1), values.reshape(-1))
 
         if self._angular:
-            self._angular_terms(out, pairs.i, vec, r, fc, tj, dtype, dev)
+            self._angular_terms(out, center, vec, r, fc, tj, dtype, dev)
         return out.view(n_atoms, self.n_features)
 
     def _angular_terms(self, out, center, vec, r, fc, tj, dtype, dev) -> None:

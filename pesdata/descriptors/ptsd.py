@@ -38,7 +38,6 @@ from ase.data import chemical_symbols
 
 from ..errors import SchemaError
 from ._base import Descriptor
-from ._neighbors import neighbor_pairs
 from .acsf import _triplet_chunks
 
 __all__ = ["PTSD", "real_spherical_harmonics"]
@@ -176,20 +175,18 @@ class PTSD(Descriptor):
         inside = r < self.r_cut
         return torch.where(inside, 0.5 * torch.tanh(1 - r / self.r_cut) ** 3, torch.zeros_like(r))
 
-    def forward(self, positions, numbers, cells, pbc, structure) -> torch.Tensor:
-        """Batched entry point on flat tensors; differentiable in ``positions`` and ``cells``."""
-        types = self._types(numbers.to(torch.long))
-        n_atoms, t = positions.shape[0], len(self.species)
-        dtype, dev = positions.dtype, positions.device
+    def from_pairs(
+        self, vec: torch.Tensor, center: torch.Tensor, tj: torch.Tensor, n_atoms: int
+    ) -> torch.Tensor:
+        """Features from the neighbour-list pair vectors (see :meth:`Descriptor.from_pairs`)."""
+        t = len(self.species)
+        dtype, dev = vec.dtype, vec.device
         out = torch.zeros(n_atoms, self.n_features, dtype=dtype, device=dev)
-        pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
-        if pairs.i.numel() == 0:
+        if center.numel() == 0:
             return out
-        vec = pairs.vectors(positions, cells, structure)
         r = torch.linalg.norm(vec, dim=1)
         unit = vec / r[:, None]
         fc = self._fc(r)
-        tj = types[pairs.j]
         ells = [int(v) for v in np.concatenate([self.params["s2"][:, 1], self.params["s5"][:, 3]])]
         ylm = real_spherical_harmonics(unit, max(ells)) if ells else []
         tiny = torch.finfo(dtype).tiny
@@ -198,23 +195,23 @@ class PTSD(Descriptor):
         cols = [r ** n * fc for (n,) in self.params["s1"]]
         two = torch.stack(cols, 1) if cols else torch.zeros(len(r), 0, dtype=dtype, device=dev)
         acc1 = torch.zeros(n_atoms * t, len(self.params["s1"]), dtype=dtype, device=dev)
-        acc1.index_add_(0, pairs.i * t + tj, two)
+        acc1.index_add_(0, center * t + tj, two)
         s2_blocks = []
         for n, ell in self.params["s2"]:
             y = ylm[int(ell)] * (r ** n * fc)[:, None]
             a = torch.zeros(n_atoms * t, y.shape[1], dtype=dtype, device=dev)
-            a.index_add_(0, pairs.i * t + tj, y)
+            a.index_add_(0, center * t + tj, y)
             s2_blocks.append(torch.sqrt(torch.clamp((a * a).sum(1), min=tiny))[:, None])
         block1 = torch.cat([acc1, *s2_blocks], 1).view(n_atoms, t * self._n1)
         out[:, : t * self._n1] = block1
 
         if self._n2:
             out[:, t * self._n1 : t * self._n1 + self._pairs * self._n2] = self._three_body(
-                pairs.i, r, unit, fc, tj, ylm, n_atoms, dtype, dev, tiny
+                center, r, unit, fc, tj, ylm, n_atoms, dtype, dev, tiny
             )
         if self._n3:
             out[:, t * self._n1 + self._pairs * self._n2 :] = self._four_body(
-                pairs.i, r, vec, fc, tj, n_atoms, dtype, dev
+                center, r, vec, fc, tj, n_atoms, dtype, dev
             )
         return out
 

@@ -17,6 +17,7 @@ from sklearn.linear_model import Ridge
 
 from ..descriptors._base import Descriptor, batch_atoms
 from ..errors import PesdataError
+from ._predict import predict_images
 
 __all__ = ["LinearPotential"]
 
@@ -83,21 +84,20 @@ class LinearPotential:
         self.coef_ = self.ridge_.coef_ / self.scale_
         return self
 
-    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
-        """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
+    def energy(
+        self, g: torch.Tensor, types: torch.Tensor, structure: torch.Tensor, n_structures: int
+    ) -> torch.Tensor:
+        """Total energies (S,) of a flat batch from its descriptors ``g`` (differentiable)."""
         d = self.descriptor
         n_el, f = len(d.species), d.n_features
-        w = torch.as_tensor(self.coef_[: n_el * f].reshape(n_el, f), dtype=d.dtype, device=d.device)
-        b = torch.as_tensor(self.coef_[n_el * f :], dtype=d.dtype, device=d.device)
-        energies, all_forces = [], []
-        for atoms in images:
-            batch = batch_atoms(atoms, d.dtype, d.device)
-            types = d._types(batch.numbers)
-            pos = batch.positions.requires_grad_(forces)
-            g = d.forward(pos, batch.numbers, batch.cells, batch.pbc, batch.structure)
-            energy = (g * w[types]).sum() + b[types].sum()  # one backward pass gives forces
-            energies.append(float(energy.detach()))
-            if forces:
-                (grad,) = torch.autograd.grad(energy, pos)
-                all_forces.append(-grad.cpu().numpy())
-        return (np.array(energies), all_forces) if forces else np.array(energies)
+        w = torch.as_tensor(self.coef_[: n_el * f].reshape(n_el, f), dtype=g.dtype,
+                            device=g.device)
+        b = torch.as_tensor(self.coef_[n_el * f :], dtype=g.dtype, device=g.device)
+        per_atom = (g * w[types]).sum(1) + b[types]
+        out = torch.zeros(n_structures, dtype=torch.float64, device=g.device)
+        return out.index_add(0, structure, per_atom.to(torch.float64))
+
+    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
+        """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
+        out = predict_images(self, images, forces=forces)
+        return (out["energy"], out["forces"]) if forces else out["energy"]

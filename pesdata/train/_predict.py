@@ -1,0 +1,73 @@
+"""Energies, forces and stress of any model that maps descriptors to energies.
+
+A model exposes ``descriptor`` and ``energy(g, types, structure, n_structures)`` returning
+the (S,) float64 total energies of a flat batch from its descriptors ``g``. Forces are
+−∂E/∂r by autograd through the descriptor; the stress is (1/V) ∂E/∂ε for a homogeneous
+strain ε applied to positions and cell (ASE's sign and Voigt order xx yy zz yz xz xy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ase
+import numpy as np
+import torch
+
+from ..descriptors._base import batch_atoms
+
+__all__ = ["predict_images"]
+
+
+def predict_images(
+    model,
+    images: Sequence[ase.Atoms],
+    forces: bool = True,
+    stress: bool = False,
+    batch_size: int = 16,
+) -> dict:
+    """Predictions for ``images``: ``energy`` (S,), ``forces`` list of (N, 3), ``stress`` (S, 6).
+
+    Periodic structures get a stress; others get NaN there.
+    """
+    d = model.descriptor
+    images = list(images)
+    energies, all_forces, stresses = [], [], []
+    for lo in range(0, len(images), batch_size):
+        chunk = images[lo : lo + batch_size]
+        b = batch_atoms(chunk, d.dtype, d.device)
+        types = d._types(b.numbers)
+        n_s = len(chunk)
+        with torch.enable_grad():
+            pos = b.positions.detach().requires_grad_(forces)
+            strain = torch.zeros(n_s, 3, 3, dtype=d.dtype, device=d.device,
+                                 requires_grad=stress)
+            if stress:
+                deform = torch.eye(3, dtype=d.dtype, device=d.device) + strain
+                positions = torch.einsum("nk,nkl->nl", pos, deform[b.structure])
+                cells = b.cells @ deform
+            else:
+                positions, cells = pos, b.cells
+            g = d.forward(positions, b.numbers, cells, b.pbc, b.structure)
+            energy = model.energy(g, types, b.structure, n_s)
+            wrt = [t for t, on in ((pos, forces), (strain, stress)) if on]
+            grads = torch.autograd.grad(energy.sum(), wrt) if wrt else ()
+        energies.append(energy.detach().cpu().numpy())
+        grads = list(grads)
+        if forces:
+            f = -grads.pop(0).detach().cpu().numpy()
+            bounds = np.cumsum([len(a) for a in chunk])[:-1]
+            all_forces += np.split(f, bounds)
+        if stress:
+            de = grads.pop(0).detach().cpu().numpy()
+            for k, a in enumerate(chunk):
+                vol = abs(np.linalg.det(a.cell.array)) if a.pbc.all() else np.nan
+                s = de[k] / vol
+                s = 0.5 * (s + s.T)
+                stresses.append(s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]])
+    out = {"energy": np.concatenate(energies) if energies else np.zeros(0)}
+    if forces:
+        out["forces"] = all_forces
+    if stress:
+        out["stress"] = np.array(stresses).reshape(-1, 6)
+    return out

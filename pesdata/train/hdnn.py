@@ -1,0 +1,346 @@
+"""Behler–Parrinello high-dimensional neural-network potential (HDNN) in torch.
+
+E = Σ_i [ E_ref(Z_i) + s · NN_{Z_i}((G_i − μ_{Z_i}) / σ_{Z_i}) ]: one MLP per element on
+ACSF or PTSD features standardised with per-element statistics of the training part, plus
+per-element reference energies fitted by least squares on the training energies; ``s`` is the
+spread of the training energies per atom after that reference. Forces are −∂E/∂r by autograd
+through the descriptors (at training time through their stored pair Jacobian, the same
+derivative computed once). Loss: w_E · MSE(E/atom) + w_F · MSE(F) in eV and eV/Å. Adam with
+the learning rate halved when the validation loss stalls, early stopping on the validation
+part, the best validation state kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+
+import ase
+import numpy as np
+import torch
+
+from ..descriptors._base import Descriptor
+from ..errors import PesdataError
+from ._predict import predict_images
+from .data import StructureDataset, collate
+
+__all__ = ["HDNNPotential", "ElementNets"]
+
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "softplus": torch.nn.Softplus}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class ElementNets(torch.nn.Module):
+    """One MLP per element plus the standardisation and reference-energy buffers."""
+
+    def __init__(
+        self, n_species: int, n_features: int, hidden: Sequence[int], activation: str
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise PesdataError(f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
+        widths = [n_features, *[int(h) for h in hidden]]
+        nets = []
+        for _ in range(n_species):
+            layers: list[torch.nn.Module] = []
+            for a, b in zip(widths[:-1], widths[1:], strict=True):
+                layers += [torch.nn.Linear(a, b), ACTIVATIONS[activation]()]
+            layers.append(torch.nn.Linear(widths[-1], 1))
+            nets.append(torch.nn.Sequential(*layers))
+        self.nets = torch.nn.ModuleList(nets)
+        self.register_buffer("mean", torch.zeros(n_species, n_features))
+        self.register_buffer("std", torch.ones(n_species, n_features))
+        self.register_buffer("ref", torch.zeros(n_species, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+
+    def atomic(self, g: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """Network part of the atomic energies, s · NN(x), in the model dtype (N,)."""
+        x = (g - self.mean[types]) / self.std[types]
+        if len(self.nets) == 1:
+            out = self.nets[0](x)[:, 0]
+        else:
+            out = torch.zeros(len(g), dtype=x.dtype, device=x.device)
+            for e, net in enumerate(self.nets):
+                idx = torch.nonzero(types == e)[:, 0]
+                if idx.numel():
+                    out = out.index_put((idx,), net(x[idx])[:, 0])
+        return out * self.scale.to(out.dtype)
+
+    def forward(
+        self, g: torch.Tensor, types: torch.Tensor, structure: torch.Tensor, n_structures: int
+    ) -> torch.Tensor:
+        """Total energies (S,), float64."""
+        per_atom = self.atomic(g.to(self.mean.dtype), types).to(torch.float64) + self.ref[types]
+        out = torch.zeros(n_structures, dtype=torch.float64, device=g.device)
+        return out.index_add(0, structure, per_atom)
+
+
+def _batch_errors(net: ElementNets, batch: dict, use_forces: bool, create_graph: bool):
+    """Squared errors of a collated batch: (Σ (ΔE/n)², n_structures, Σ ΔF², n_components)."""
+    g = batch["g"]
+    if use_forces:
+        g = g.detach().requires_grad_(True)
+    e_net = net.atomic(g, batch["types"])
+    n_s = len(batch["energy"])
+    ref = net.ref[batch["types"]]
+    energy = torch.zeros(n_s, dtype=torch.float64, device=g.device).index_add(
+        0, batch["structure"], e_net.to(torch.float64) + ref
+    )
+    de = (energy - batch["energy"]) / batch["n_atoms"]
+    out = [(de**2).sum(), n_s, torch.zeros((), dtype=torch.float64), 0]
+    if use_forces:
+        (dedg,) = torch.autograd.grad(e_net.sum(), g, create_graph=create_graph)
+        i, j = batch["pairs"]
+        c = torch.einsum("pf,pfk->pk", dedg[i], batch["jac"])
+        forces = torch.zeros_like(batch["forces"]).index_add(0, i, c).index_add(0, j, -c)
+        mask = batch["force_mask"]
+        df = (forces - batch["forces"])[mask]
+        out[2], out[3] = (df.to(torch.float64) ** 2).sum(), df.numel()
+    return out
+
+
+class HDNNPotential:
+    """Behler–Parrinello HDNN (sklearn-style ``fit`` / ``predict``).
+
+    Parameters
+    ----------
+    descriptor : Descriptor
+        ACSF or PTSD; its species are the model's elements.
+    hidden : sequence of int
+        Hidden-layer widths of every element's MLP.
+    activation : {"tanh", "silu", "softplus"}
+    energy_weight, force_weight : float
+        w_E and w_F of the loss (energies per atom in eV, forces in eV/Å); ``force_weight=0``
+        trains on energies only (no Jacobian is computed then).
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+        Structures per optimiser step.
+    lr, lr_min : float
+        Initial learning rate; training stops once the decayed rate falls below ``lr_min``.
+    lr_patience : int
+        Epochs without validation improvement before the learning rate is halved.
+    patience : int
+        Epochs without validation improvement before early stopping.
+    valid_fraction : float
+        Part of the training structures held out for early stopping when ``fit`` gets no
+        validation set.
+    seed : int
+        Seeds the weights, the validation draw and the batch order.
+    dtype : {"float32", "float64"}
+    device : str
+        "cpu" or "cuda[:k]"; the descriptor runs where it was built.
+    max_seconds : float, optional
+        Wall-clock budget for the epochs (the best state so far is kept).
+    """
+
+    kind = "hdnn"
+
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        energy_weight: float = 1.0,
+        force_weight: float = 0.01,
+        epochs: int = 1000,
+        batch_size: int = 8,
+        lr: float = 2e-3,
+        lr_min: float = 1e-5,
+        lr_patience: int = 20,
+        patience: int = 60,
+        valid_fraction: float = 0.1,
+        seed: int = 0,
+        dtype: str = "float32",
+        device: str = "cpu",
+        max_seconds: float | None = None,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise PesdataError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise PesdataError(f"device {device!r} requested, but torch has no CUDA here")
+        if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
+            raise PesdataError("loss weights must be ≥ 0 and not both 0")
+        self.descriptor = descriptor
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation = activation
+        self.energy_weight, self.force_weight = float(energy_weight), float(force_weight)
+        self.epochs, self.batch_size = int(epochs), int(batch_size)
+        self.lr, self.lr_min, self.lr_patience = float(lr), float(lr_min), int(lr_patience)
+        self.patience, self.valid_fraction = int(patience), float(valid_fraction)
+        self.seed, self.dtype, self.device, self.max_seconds = seed, dtype, device, max_seconds
+        self.net_: ElementNets | None = None
+        self.history_: list[dict] = []
+
+    def params(self) -> dict:
+        """Hyperparameters (JSON types), as recorded in the model card."""
+        keys = ("hidden", "activation", "energy_weight", "force_weight", "epochs",
+                "batch_size", "lr", "lr_min", "lr_patience", "patience", "valid_fraction",
+                "seed", "dtype", "max_seconds")
+        out = {k: getattr(self, k) for k in keys}
+        out["hidden"] = list(self.hidden)
+        return out
+
+    def new_net(self) -> ElementNets:
+        """An untrained network of this configuration, in the model dtype."""
+        torch.manual_seed(self.seed)
+        net = ElementNets(len(self.descriptor.species), self.descriptor.n_features,
+                          self.hidden, self.activation)
+        return net.to(DTYPES[self.dtype]).to(self.device)
+
+    # -- fitting -------------------------------------------------------------------------------
+    def make_dataset(self, images: Sequence[ase.Atoms], **kwargs) -> StructureDataset:
+        """The training dataset for ``images`` (Jacobian included when training on forces)."""
+        return StructureDataset(images, self.descriptor, jacobian=self.force_weight > 0,
+                                dtype=DTYPES[self.dtype], **kwargs)
+
+    def fit(
+        self,
+        images: Sequence[ase.Atoms] | StructureDataset,
+        valid: Sequence[ase.Atoms] | StructureDataset | None = None,
+        log: Callable[[dict], None] | None = None,
+    ) -> HDNNPotential:
+        """Train on labelled structures (or a prepared dataset); ``valid`` for early stopping.
+
+        Without ``valid``, ``valid_fraction`` of the structures is held out at random.
+        ``log`` is called with each epoch's record (also kept in ``history_``).
+        """
+        data = images if isinstance(images, StructureDataset) else self.make_dataset(images)
+        if valid is None:
+            rng = np.random.default_rng(self.seed)
+            order = rng.permutation(len(data))
+            n_valid = int(round(self.valid_fraction * len(data))) if len(data) > 4 else 0
+            train_idx, valid_idx = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+            return self.fit_indices(data, train_idx, valid_idx, log=log)
+        vdata = valid if isinstance(valid, StructureDataset) else self.make_dataset(valid)
+        return self.fit_indices(data, np.arange(len(data)), None, valid_data=vdata, log=log)
+
+    def fit_indices(self, data, train_idx, valid_idx, valid_data=None, log=None):
+        """Train on ``data[train_idx]``, early-stopping on ``data[valid_idx]`` (or
+        ``valid_data``); datasets are shared, so a committee computes descriptors once."""
+        use_f = self.force_weight > 0 and data.has_jacobian and bool(data.force_mask.any())
+        if self.force_weight > 0 and not data.has_jacobian:
+            raise PesdataError("force training needs a dataset built with jacobian=True")
+        train = torch.utils.data.Subset(data, list(map(int, train_idx)))
+        if valid_data is not None:
+            valid = valid_data
+        elif valid_idx is not None and len(valid_idx):
+            valid = torch.utils.data.Subset(data, list(map(int, valid_idx)))
+        else:
+            valid = None
+        net = self.new_net()
+        self._set_stats(net, data, train_idx)
+        gen = torch.Generator().manual_seed(self.seed)
+        loader = torch.utils.data.DataLoader(
+            train, batch_size=self.batch_size, shuffle=True, collate_fn=collate, generator=gen
+        )
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=0.5, patience=self.lr_patience
+        )
+        best, best_state, stale, t0 = np.inf, copy.deepcopy(net.state_dict()), 0, time.monotonic()
+        self.history_ = []
+        for epoch in range(1, self.epochs + 1):
+            net.train()
+            sums = np.zeros(4)
+            for batch in loader:
+                batch = _to(batch, self.device)
+                se, ne, sf, nf = _batch_errors(net, batch, use_f, create_graph=True)
+                loss = self.energy_weight * se / ne
+                if use_f and nf:
+                    loss = loss + self.force_weight * sf / nf
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sums += [float(se.detach()), ne, float(sf.detach()), nf]
+            record = {"epoch": epoch, "lr": opt.param_groups[0]["lr"],
+                      **_rmse("train", sums)}
+            vsums = self._errors(net, valid, use_f) if valid is not None else sums
+            if valid is not None:
+                record.update(_rmse("valid", vsums))
+            vloss = self.energy_weight * vsums[0] / max(vsums[1], 1) + (
+                self.force_weight * vsums[2] / vsums[3] if use_f and vsums[3] else 0.0
+            )
+            record["loss"] = float(vloss)
+            record["seconds"] = time.monotonic() - t0
+            if vloss < best:
+                best, stale = vloss, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                stale += 1
+            record["best"] = float(best)
+            self.history_.append(record)
+            if log is not None:
+                log(record)
+            sched.step(vloss)
+            out_of_time = self.max_seconds is not None and record["seconds"] > self.max_seconds
+            if stale >= self.patience or opt.param_groups[0]["lr"] < self.lr_min or out_of_time:
+                break
+        net.load_state_dict(best_state)
+        net.eval()
+        self.net_ = net
+        return self
+
+    def _set_stats(self, net: ElementNets, data: StructureDataset, train_idx) -> None:
+        sub = _SubsetStats(data, train_idx)
+        stats = sub.stats()
+        with torch.no_grad():
+            net.mean.copy_(stats["mean"])
+            net.std.copy_(stats["std"])
+            net.ref.copy_(stats["ref"])
+            net.scale.fill_(max(stats["scale"], 1e-3))
+
+    def _errors(self, net, dataset, use_f) -> np.ndarray:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=32, collate_fn=collate)
+        sums = np.zeros(4)
+        with torch.set_grad_enabled(use_f):
+            for batch in loader:
+                se, ne, sf, nf = _batch_errors(net, _to(batch, self.device), use_f, False)
+                sums += [float(se), ne, float(sf), nf]
+        return sums
+
+    # -- prediction ----------------------------------------------------------------------------
+    def energy(
+        self, g: torch.Tensor, types: torch.Tensor, structure: torch.Tensor, n_structures: int
+    ) -> torch.Tensor:
+        """Total energies (S,) of a flat batch from its descriptors (differentiable)."""
+        if self.net_ is None:
+            raise PesdataError("the model is not fitted")
+        return self.net_(g.to(self.device), types.to(self.device), structure.to(self.device),
+                         n_structures).to(g.device)
+
+    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
+        """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
+        out = predict_images(self, images, forces=forces)
+        return (out["energy"], out["forces"]) if forces else out["energy"]
+
+
+class _SubsetStats:
+    """Feature statistics and reference energies over a subset of a dataset's structures."""
+
+    def __init__(self, data: StructureDataset, idx) -> None:
+        idx = np.asarray(idx, dtype=np.int64)
+        off = data.atom_offsets
+        atoms = np.concatenate([np.arange(off[k], off[k + 1]) for k in idx]) if len(idx) else []
+        atoms = torch.as_tensor(np.asarray(atoms, dtype=np.int64))
+        self.descriptor, self.g, self.types = data.descriptor, data.g[atoms], data.types[atoms]
+        self.energy, self.n_atoms = data.energy[idx], data.n_atoms[idx]
+
+    def __len__(self) -> int:
+        return len(self.energy)
+
+    stats = StructureDataset.stats
+
+
+def _to(batch: dict, device: str) -> dict:
+    if device == "cpu":
+        return batch
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _rmse(prefix: str, sums: np.ndarray) -> dict:
+    out = {f"{prefix}_energy_rmse": 1000 * float(np.sqrt(sums[0] / max(sums[1], 1)))}
+    if sums[3]:
+        out[f"{prefix}_force_rmse"] = float(np.sqrt(sums[2] / sums[3]))
+    return out
