@@ -237,6 +237,57 @@ def split(
         out.print(f"... {len(manifest['folds'])} folds in all")
 
 
+ModelOpt = Annotated[str, typer.Option(help="Model: hdnn, linear or committee.")]
+DescriptorOpt = Annotated[
+    Path | None, typer.Option(help="Descriptor config JSON (default: ACSF default grid).")
+]
+EpochsOpt = Annotated[int | None, typer.Option(help="Maximum epochs (HDNN; default 1000).")]
+ForceWeightOpt = Annotated[
+    float | None,
+    typer.Option(help="Force-loss weight w_F (HDNN default 0.01; linear default 0: energies)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda[:k].")]
+MembersOpt = Annotated[int | None, typer.Option(help="Committee size (default 4).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed of weights and batch order.")]
+DtypeOpt = Annotated[str | None, typer.Option(help="float32 (default) or float64 (HDNN).")]
+
+
+def _model_params(model, epochs, force_weight, members, seed, dtype) -> dict:
+    params = {"epochs": epochs, "force_weight": force_weight, "seed": seed, "dtype": dtype}
+    if model == "committee":
+        params["n_members"] = members
+    elif members is not None:
+        raise typer.BadParameter("--members is for --model committee")
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class _TrainProgress:
+    """A Rich bar over epochs plus a per-epoch log line on stderr (quiet with --json)."""
+
+    def __init__(self, bar: Progress, quiet: bool, epochs: int) -> None:
+        self.bar, self.quiet, self.epochs = bar, quiet, epochs
+        self.describe = bar.add_task("descriptors", total=None)
+        self.task = None
+
+    def structures(self, n: int) -> None:
+        self.bar.update(self.describe, completed=n)
+
+    def epoch(self, r: dict) -> None:
+        if self.task is None:
+            self.bar.update(self.describe, visible=False)
+            self.task = self.bar.add_task("training", total=self.epochs)
+        where = "".join(f"{k} {r[k]} " for k in ("fold", "member") if k in r)
+        self.bar.update(self.task, completed=r["epoch"],
+                        description=f"{where}epoch {r['epoch']}")
+        if self.quiet:
+            return
+        force = (f" F {r['valid_force_rmse']:.3f} eV/Å" if "valid_force_rmse" in r else "")
+        if "valid_energy_rmse" in r and (r["epoch"] % 10 == 0 or r["epoch"] == 1):
+            err.print(f"{where}epoch {r['epoch']:4d}  lr {r['lr']:.1e}  valid RMSE E "
+                      f"{r['valid_energy_rmse']:.2f} meV/atom{force}  ({r['seconds']:.0f} s)",
+                      highlight=False)
+
+
 @app.command()
 @_command
 def train(
@@ -245,21 +296,28 @@ def train(
     split: Annotated[str | None, typer.Option(help="Train on this split's train part.")] = None,
     fold: Annotated[int, typer.Option(help="Which fold of the split.")] = 0,
     version: VersionOpt = None,
-    model: Annotated[str, typer.Option(help="Model kind (linear).")] = "linear",
-    descriptor: Annotated[
-        Path | None, typer.Option(help="Descriptor config JSON (default: ACSF defaults).")
-    ] = None,
-    force_weight: Annotated[float, typer.Option(help="Weight of force rows (0: energies).")] = 0.0,
+    model: ModelOpt = "hdnn",
+    descriptor: DescriptorOpt = None,
+    epochs: EpochsOpt = None,
+    force_weight: ForceWeightOpt = None,
+    device: DeviceOpt = "cpu",
+    members: MembersOpt = None,
+    seed: SeedOpt = None,
+    dtype: DtypeOpt = None,
     json_: JsonOpt = False,
     traceback: TraceOpt = False,
 ) -> None:
     """Fit a model on a version or a split, save it with a model card."""
     from .train import train as run_train
 
-    card = run_train(
-        _open(store), out_dir, model=model, descriptor=descriptor, version=version,
-        split=split, fold=fold, force_weight=force_weight,
-    )
+    params = _model_params(model, epochs, force_weight, members, seed, dtype)
+    with _bar(json_) as bar:
+        prog = _TrainProgress(bar, json_, params.get("epochs", 1000))
+        card = run_train(
+            _open(store), out_dir, model=model, descriptor=descriptor, version=version,
+            split=split, fold=fold, device=device, params=params, log=prog.epoch,
+            progress=prog.structures,
+        )
     if json_:
         _print_json(card)
         return
@@ -269,6 +327,55 @@ def train(
         f"{out_dir}; {card['metrics_on']} energy MAE {m['energy_mae']:.2f} meV/atom"
         + (f", force MAE {m['force_mae']:.3f} eV/Å" if m["force_mae"] is not None else "")
     )
+
+
+@app.command()
+@_command
+def cv(
+    store: StoreArg,
+    split: Annotated[str, typer.Option(help="Split manifest to cross-validate over.")],
+    version: VersionOpt = None,
+    model: ModelOpt = "hdnn",
+    descriptor: DescriptorOpt = None,
+    epochs: EpochsOpt = None,
+    force_weight: ForceWeightOpt = None,
+    device: DeviceOpt = "cpu",
+    members: MembersOpt = None,
+    seed: SeedOpt = None,
+    dtype: DtypeOpt = None,
+    json_: JsonOpt = False,
+    traceback: TraceOpt = False,
+) -> None:
+    """Cross-validate: one model per fold of a split, per-fold and mean ± std errors."""
+    from .train import cross_validate
+
+    params = _model_params(model, epochs, force_weight, members, seed, dtype)
+    with _bar(json_) as bar:
+        prog = _TrainProgress(bar, json_, params.get("epochs", 1000))
+        df = cross_validate(
+            _open(store), split, model=model, descriptor=descriptor, version=version,
+            device=device, params=params, log=prog.epoch, progress=prog.structures,
+        )
+    if json_:
+        _print_json({**{k: df.attrs[k] for k in ("split", "version", "model", "mean", "std")},
+                     "folds": df.to_dict(orient="records")})
+        return
+    table = Table(title=f"{model} CV over split {split!r} (version {df.attrs['version']})")
+    cols = [("energy_mae", "E MAE", 2), ("energy_rmse", "E RMSE", 2),
+            ("force_mae", "F MAE", 3), ("force_rmse", "F RMSE", 3)]
+    cols = [c for c in cols if c[0] in df.attrs["mean"]]
+    for name in ("fold", "train", "test"):
+        table.add_column(name, justify="right")
+    for _, label, _ in cols:
+        table.add_column(label, justify="right")
+    for _, r in df.iterrows():
+        table.add_row(str(r["fold"]), str(r["n_train"]), str(r["n_test"]),
+                      *[f"{r[c]:.{d}f}" for c, _, d in cols])
+    mean, std = df.attrs["mean"], df.attrs["std"]
+    table.add_row("mean ± std", "", "", *[f"{mean[c]:.{d}f} ± {std[c]:.{d}f}" for c, _, d in cols],
+                  style="bold")
+    out.print(table)
+    out.print("energies meV/atom, forces eV/Å; each fold's test part")
 
 
 @app.command()

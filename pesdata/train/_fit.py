@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ase
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import PesdataError
 from .checkpoint import load_model, save_model
+from .committee import Committee
+from .hdnn import HDNNPotential
 from .linear import LinearPotential
 from .metrics import error_metrics
 
-__all__ = ["evaluate", "predict_metrics", "train"]
+__all__ = ["cross_validate", "cv_summary", "evaluate", "make_model", "predict_metrics", "train"]
 
-MODELS = ("linear",)
+MODELS = ("hdnn", "linear", "committee")
 
 
 def _labelled(images: list[ase.Atoms]) -> list[ase.Atoms]:
     return [a for a in images if a.calc is not None and "energy" in a.calc.results]
 
 
-def predict_metrics(model: LinearPotential, images: list[ase.Atoms]) -> tuple[dict, dict]:
+def predict_metrics(model, images: list[ase.Atoms]) -> tuple[dict, dict]:
     """Metrics of ``model`` on labelled ``images`` and the raw predictions."""
     images = _labelled(images)
     if not images:
@@ -41,31 +46,82 @@ def predict_metrics(model: LinearPotential, images: list[ase.Atoms]) -> tuple[di
     return metrics, {"images": images, "energy": energies, "forces": forces, "ref_e": ref_e}
 
 
+def make_model(kind: str, descriptor, **params):
+    """A new, unfitted model of ``kind`` (hdnn, linear or committee) with ``params``."""
+    if kind not in MODELS:
+        raise PesdataError(f"unknown model {kind!r}; available: {', '.join(MODELS)}")
+    params = {k: v for k, v in params.items() if v is not None}
+    if kind == "linear":
+        unknown = set(params) - {"alpha", "force_weight"}
+        if unknown:
+            raise PesdataError(f"the linear model takes no {', '.join(sorted(unknown))}")
+        return LinearPotential(descriptor, **params)
+    try:
+        return (HDNNPotential if kind == "hdnn" else Committee)(descriptor, **params)
+    except TypeError as exc:
+        raise PesdataError(f"bad {kind} parameters: {exc}") from None
+
+
+def _descriptor(descriptor, images, r_cut: float, device: str):
+    """A descriptor object from an object, a config dict / JSON path, or the defaults."""
+    from ..descriptors import ACSF, from_config
+
+    if descriptor is None:
+        elements = sorted({int(z) for a in images for z in a.numbers})
+        return ACSF(elements, r_cut, device=device)
+    if hasattr(descriptor, "forward"):
+        return descriptor
+    return from_config(descriptor, device=device)
+
+
+def _fit(model, images, log=None, progress=None):
+    if model.kind == "linear":
+        return model.fit(images)
+    return model.fit(model.make_dataset(images, progress=progress), log=log)
+
+
+def _summary(model) -> dict:
+    """Training-history summary for the model card (epochs, best validation RMSEs, time)."""
+    if model.kind == "linear":
+        return {}
+    out = []
+    members = model.members if model.kind == "committee" else [model]
+    for m in members:
+        best = min(m.history_, key=lambda r: r["loss"]) if m.history_ else {}
+        out.append({"epochs": len(m.history_), "best_epoch": best.get("epoch"),
+                    "seconds": m.history_[-1]["seconds"] if m.history_ else 0.0,
+                    **{k: v for k, v in best.items() if k.startswith("valid_")}})
+    return {"training": out}
+
+
 def train(
     store,
     out: str | os.PathLike,
     *,
-    model: str = "linear",
+    model: str = "hdnn",
     descriptor=None,
     version: int | str | None = None,
     split: str | None = None,
     fold: int = 0,
-    alpha: float = 1e-8,
-    force_weight: float = 0.0,
     r_cut: float = 5.0,
+    device: str = "cpu",
+    params: dict | None = None,
+    log: Callable[[dict], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Fit a model on a version (or fold ``fold`` of split ``split``) and save it to ``out``.
 
-    Without a split the model trains on every labelled structure of the version and the card
-    reports training-set metrics; with one, metrics are measured on the fold's test part.
-    ``descriptor`` is a Descriptor, a config dict or a JSON path; by default ACSF with its
-    documented default grid and ``r_cut`` for the version's elements. Returns the model card.
+    Without a split the model trains on every labelled structure of the version (an HDNN
+    holds ``valid_fraction`` out for early stopping) and the card reports training-set
+    metrics; with one, metrics are measured on the fold's test part. ``descriptor`` is a
+    Descriptor, a config dict or a JSON path; by default ACSF with its documented default
+    grid and ``r_cut`` for the version's elements. ``params`` go to the model (see
+    :class:`HDNNPotential`, :class:`LinearPotential`, :class:`Committee`); ``log`` gets each
+    epoch's record and ``progress`` the number of structures described so far.
+    Returns the model card.
     """
-    from ..descriptors import ACSF, from_config
     from ..split import load_split
 
-    if model not in MODELS:
-        raise PesdataError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
     test_ids: list[str] = []
     if split is not None:
         manifest = load_split(store, split, version, allow_other_version=False)
@@ -79,12 +135,9 @@ def train(
     train_images = _labelled(snap.take(train_rows))
     if not train_images:
         raise PesdataError(f"version {snap.version} has no labelled structures to train on")
-    if descriptor is None:
-        elements = sorted({int(z) for a in train_images for z in a.numbers})
-        descriptor = ACSF(elements, r_cut)
-    elif not hasattr(descriptor, "forward"):
-        descriptor = from_config(descriptor)
-    fitted = LinearPotential(descriptor, alpha=alpha, force_weight=force_weight).fit(train_images)
+    desc = _descriptor(descriptor, train_images, r_cut, device)
+    fitted = _fit(make_model(model, desc, device=device if model != "linear" else None,
+                             **(params or {})), train_images, log, progress)
     eval_images = snap.take([position[i] for i in test_ids]) if test_ids else train_images
     metrics, _ = predict_metrics(fitted, eval_images)
     card = {
@@ -94,8 +147,81 @@ def train(
         "n_train": len(train_images),
         "metrics_on": "test" if test_ids else "train",
         "metrics": metrics,
+        **_summary(fitted),
     }
     return save_model(fitted, out, **card)
+
+
+def cross_validate(
+    store,
+    split: str,
+    *,
+    model: str = "hdnn",
+    descriptor=None,
+    version: int | str | None = None,
+    r_cut: float = 5.0,
+    device: str = "cpu",
+    params: dict | None = None,
+    log: Callable[[dict], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Train one model per fold of ``split`` and measure it on the fold's test part.
+
+    Descriptors (and their Jacobians) are computed once for the whole version and shared by
+    the folds. Returns a DataFrame with one row per fold — ``fold``, ``n_train``, ``n_test``,
+    ``energy_mae``, ``energy_rmse`` (meV/atom), ``force_mae``, ``force_rmse`` (eV/Å),
+    ``seconds`` — and ``df.attrs`` holding ``split``, ``version``, ``model`` and the
+    ``mean`` and ``std`` over folds (see :func:`cv_summary`).
+    """
+    from ..split import load_split
+
+    manifest = load_split(store, split, version, allow_other_version=False)
+    snap = store.read(manifest["version"])
+    position = {i: k for k, i in enumerate(snap.ids)}
+    needed = sorted({i for f in manifest["folds"] for part in ("train", "test") for i in f[part]},
+                    key=position.__getitem__)
+    images = snap.take([position[i] for i in needed])
+    keep = [k for k, a in enumerate(images) if a.calc is not None and "energy" in a.calc.results]
+    index = {needed[k]: n for n, k in enumerate(keep)}
+    images = [images[k] for k in keep]
+    if not images:
+        raise PesdataError(f"version {snap.version} has no labelled structures to train on")
+    desc = _descriptor(descriptor, images, r_cut, device)
+    proto = make_model(model, desc, device=device if model != "linear" else None,
+                       **(params or {}))
+    data = proto.make_dataset(images, progress=progress) if model != "linear" else None
+    rows = []
+    for k, fold in enumerate(manifest["folds"]):
+        tr = [index[i] for i in fold["train"] if i in index]
+        te = [index[i] for i in fold["test"] if i in index]
+        if not tr or not te:
+            raise PesdataError(f"fold {k} of split {split!r} has no labelled train or test part")
+        fitted = make_model(model, desc, device=device if model != "linear" else None,
+                            **(params or {}))
+        t0 = time.perf_counter()
+        if model == "linear":
+            fitted.fit([images[i] for i in tr])
+        else:
+            fitted.fit_subset(data, tr, log=None if log is None else
+                              (lambda r, k=k: log({"fold": k, **r})))
+        seconds = time.perf_counter() - t0
+        metrics, _ = predict_metrics(fitted, [images[i] for i in te])
+        rows.append({"fold": k, "n_train": len(tr), "n_test": len(te),
+                     **{m: metrics[m] for m in METRICS}, "seconds": seconds})
+    df = pd.DataFrame(rows)
+    df.attrs.update({"split": split, "version": snap.version, "model": model,
+                     **cv_summary(df)})
+    return df
+
+
+METRICS = ("energy_mae", "energy_rmse", "force_mae", "force_rmse")
+
+
+def cv_summary(df: pd.DataFrame) -> dict:
+    """``{"mean": {...}, "std": {...}}`` of the error columns over folds (std with ddof=0)."""
+    cols = [c for c in METRICS if c in df and df[c].notna().any()]
+    return {"mean": {c: float(df[c].mean()) for c in cols},
+            "std": {c: float(df[c].std(ddof=0)) for c in cols}}
 
 
 def _target_images(target: str) -> tuple[list[ase.Atoms], str]:

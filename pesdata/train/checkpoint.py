@@ -17,30 +17,45 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ArtefactError, SchemaError
+from ..errors import ArtefactError, PesdataError, SchemaError
+from .committee import Committee
+from .hdnn import HDNNPotential
 from .linear import LinearPotential
 
 __all__ = ["load_model", "save_model"]
 
 CARD, WEIGHTS = "model_card.json", "model.pt"
+KINDS = ("linear", "hdnn", "committee")
 
 
-def save_model(model: LinearPotential, out: str | os.PathLike, **card) -> dict:
-    """Write ``model`` to directory ``out`` (atomically per file) with a model card.
+def _state(model) -> dict:
+    if model.kind == "linear":
+        return {"coef": torch.as_tensor(model.coef_), "scale": torch.as_tensor(model.scale_)}
+    members = model.members if model.kind == "committee" else [model]
+    if any(m.net_ is None for m in members):
+        raise ArtefactError("cannot save an unfitted model")
+    prefix = (lambda k: f"member{k}.") if model.kind == "committee" else (lambda k: "net.")
+    return {prefix(k) + name: t.detach().cpu() for k, m in enumerate(members)
+            for name, t in m.net_.state_dict().items()}
 
+
+def save_model(model, out: str | os.PathLike, **card) -> dict:
+    """Write a fitted model to directory ``out`` (atomically per file) with a model card.
+
+    ``model`` is a :class:`LinearPotential`, :class:`HDNNPotential` or :class:`Committee`;
     ``card`` adds fields such as ``version``, ``split``, ``metrics``. Returns the card as
     written (JSON types).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {"coef": torch.as_tensor(model.coef_), "scale": torch.as_tensor(model.scale_)}
+    state = _state(model)
     doc = {
-        "kind": "linear",
+        "kind": model.kind,
         "descriptor": model.descriptor.config(),
         "descriptor_hash": model.descriptor.config_hash,
-        "n_weights": int(model.coef_.size),
-        "alpha": model.alpha,
-        "force_weight": model.force_weight,
+        "n_weights": int(sum(t.numel() for t in state.values())),
+        "params": ({"alpha": model.alpha, "force_weight": model.force_weight}
+                   if model.kind == "linear" else model.params()),
         "created": datetime.now(timezone.utc).isoformat(),
         **card,
     }
@@ -54,7 +69,7 @@ def save_model(model: LinearPotential, out: str | os.PathLike, **card) -> dict:
     return json.loads(text)
 
 
-def load_model(path: str | os.PathLike) -> tuple[LinearPotential, dict]:
+def load_model(path: str | os.PathLike) -> tuple:
     """Load a model directory written by :func:`save_model`; returns ``(model, card)``."""
     from ..descriptors import from_config
 
@@ -67,7 +82,7 @@ def load_model(path: str | os.PathLike) -> tuple[LinearPotential, dict]:
         state = torch.load(path / WEIGHTS, weights_only=True)
     except (json.JSONDecodeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise ArtefactError(f"{path}: cannot read the checkpoint ({exc})") from None
-    if card.get("kind") != "linear":
+    if card.get("kind") not in KINDS:
         raise ArtefactError(f"{path}: unknown model kind {card.get('kind')!r}")
     try:
         descriptor = from_config(card["descriptor"])
@@ -78,10 +93,28 @@ def load_model(path: str | os.PathLike) -> tuple[LinearPotential, dict]:
             f"{path}: descriptor hash {descriptor.config_hash} does not match the card's "
             f"{card.get('descriptor_hash')}"
         )
-    coef = np.asarray(state.get("coef"), dtype=float)
-    if coef.shape != (card.get("n_weights"),):
-        raise ArtefactError(f"{path}: weights of shape {coef.shape} do not match the card")
-    model = LinearPotential(descriptor, alpha=card["alpha"], force_weight=card["force_weight"])
-    model.coef_ = coef
-    model.scale_ = np.asarray(state["scale"], dtype=float)
+    if sum(t.numel() for t in state.values()) != card.get("n_weights"):
+        raise ArtefactError(f"{path}: the weights do not match the card's n_weights")
+    params = dict(card.get("params") or {})
+    try:
+        if card["kind"] == "linear":
+            model = LinearPotential(descriptor, **params)
+            model.coef_ = np.asarray(state["coef"], dtype=float)
+            model.scale_ = np.asarray(state["scale"], dtype=float)
+            return model, card
+        if card["kind"] == "hdnn":
+            model = HDNNPotential(descriptor, **params)
+            members, prefixes = [model], ["net."]
+        else:
+            n = params.pop("n_members")
+            model = Committee(descriptor, n, **params)
+            members, prefixes = model.members, [f"member{k}." for k in range(n)]
+        for member, prefix in zip(members, prefixes, strict=True):
+            net = member.new_net()
+            net.load_state_dict({k[len(prefix):]: v for k, v in state.items()
+                                 if k.startswith(prefix)})
+            net.eval()
+            member.net_ = net
+    except (KeyError, TypeError, RuntimeError, PesdataError) as exc:
+        raise ArtefactError(f"{path}: weights do not fit the card's model ({exc})") from None
     return model, card

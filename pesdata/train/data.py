@@ -28,7 +28,9 @@ def _labels(atoms: ase.Atoms, k: int) -> tuple[float, np.ndarray | None]:
         raise PesdataError(f"structure {k} ({atoms.get_chemical_formula()}) has no energy label")
     forces = results.get("forces")
     if forces is not None and np.shape(forces) != (len(atoms), 3):
-        raise PesdataError(f"structure {k}: forces of shape {np.shape(forces)}, not ({len(atoms)}, 3)")
+        raise PesdataError(
+            f"structure {k}: forces of shape {np.shape(forces)}, not ({len(atoms)}, 3)"
+        )
     return float(results["energy"]), None if forces is None else np.asarray(forces, float)
 
 
@@ -156,7 +158,8 @@ class StructureDataset(torch.utils.data.Dataset):
         except KeyError as exc:
             raise PesdataError(f"id {exc.args[0]} is not in version {snap.version}") from None
         images = snap.take(rows)
-        keep = [k for k, a in enumerate(images) if a.calc is not None and "energy" in a.calc.results]
+        keep = [k for k, a in enumerate(images)
+                if a.calc is not None and "energy" in a.calc.results]
         if not keep:
             raise PesdataError(f"version {snap.version} has no labelled structures to train on")
         images = [images[k] for k in keep]

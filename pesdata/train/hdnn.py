@@ -208,13 +208,17 @@ class HDNNPotential:
         """
         data = images if isinstance(images, StructureDataset) else self.make_dataset(images)
         if valid is None:
-            rng = np.random.default_rng(self.seed)
-            order = rng.permutation(len(data))
-            n_valid = int(round(self.valid_fraction * len(data))) if len(data) > 4 else 0
-            train_idx, valid_idx = np.sort(order[n_valid:]), np.sort(order[:n_valid])
-            return self.fit_indices(data, train_idx, valid_idx, log=log)
+            return self.fit_subset(data, np.arange(len(data)), log=log)
         vdata = valid if isinstance(valid, StructureDataset) else self.make_dataset(valid)
         return self.fit_indices(data, np.arange(len(data)), None, valid_data=vdata, log=log)
+
+    def fit_subset(self, data: StructureDataset, idx, log=None) -> HDNNPotential:
+        """Train on ``data[idx]``, holding ``valid_fraction`` of it out (drawn with ``seed``)
+        for early stopping."""
+        idx = np.asarray(idx, dtype=np.int64)
+        order = np.random.default_rng(self.seed).permutation(idx)
+        n_valid = int(round(self.valid_fraction * len(idx))) if len(idx) > 4 else 0
+        return self.fit_indices(data, np.sort(order[n_valid:]), np.sort(order[:n_valid]), log=log)
 
     def fit_indices(self, data, train_idx, valid_idx, valid_data=None, log=None):
         """Train on ``data[train_idx]``, early-stopping on ``data[valid_idx]`` (or
@@ -297,7 +301,7 @@ class HDNNPotential:
         with torch.set_grad_enabled(use_f):
             for batch in loader:
                 se, ne, sf, nf = _batch_errors(net, _to(batch, self.device), use_f, False)
-                sums += [float(se), ne, float(sf), nf]
+                sums += [float(se.detach()), ne, float(sf.detach()), nf]
         return sums
 
     # -- prediction ----------------------------------------------------------------------------

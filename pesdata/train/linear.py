@@ -36,6 +36,8 @@ class LinearPotential:
         only.
     """
 
+    kind = "linear"
+
     def __init__(self, descriptor: Descriptor, alpha: float = 1e-8, force_weight: float = 0.0):
         self.descriptor = descriptor
         self.alpha = alpha

@@ -1,0 +1,159 @@
+"""HDNN, committee, dataset/collate and the ASE calculator, checked against independent
+references: finite differences of the model's own energy, ASE's numerical stress, EMT labels."""
+
+import ase.io
+from ase.calculators.fd import calculate_numerical_stress
+import numpy as np
+import pytest
+import torch
+from ase.md.verlet import VelocityVerlet
+from ase.units import fs
+
+import pesdata
+from pesdata.descriptors import ACSF, PTSD, describe
+from pesdata.descriptors._base import batch_atoms
+from pesdata.errors import ArtefactError, PesdataError
+from pesdata.train import (
+    Committee,
+    HDNNPotential,
+    PesdataCalculator,
+    StructureDataset,
+    collate,
+    error_metrics,
+    load_model,
+    save_model,
+)
+from pesdata.train.hdnn import _batch_errors
+
+from .conftest import DATA
+from .test_linear import emt
+
+DESC = ACSF(["Cu"], 4.5, g2_params=[[0.5, 2.5], [1.0, 3.0], [0.3, 4.0], [0.05, 0.0]],
+            g4_params=[[0.01, 1, 1], [0.01, 1, -1], [0.01, 4, 1]])
+SMALL = {"hidden": (16, 16), "epochs": 300, "force_weight": 0.1, "patience": 60}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A small float64 HDNN fitted to EMT copper (shared by several tests)."""
+    return HDNNPotential(DESC, dtype="float64", **SMALL).fit(emt(30, 1))
+
+
+@pytest.mark.parametrize("desc", [ACSF(["Si"], 4.0), PTSD(["Si"], 4.0)], ids=["acsf", "ptsd"])
+def test_pair_jacobian_gives_the_autograd_gradient(desc):
+    images = ase.io.read(DATA / "mlearn" / "Si_test.extxyz", ":3")
+    b = batch_atoms(images, torch.float64, "cpu")
+    g, pairs, jac = desc.pair_jacobian(b.positions, b.numbers, b.cells, b.pbc, b.structure)
+    w = torch.randn(g.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    pos = b.positions.clone().requires_grad_(True)
+    g_ref = desc.forward(pos, b.numbers, b.cells, b.pbc, b.structure)
+    (grad,) = torch.autograd.grad((g_ref * w).sum(), pos)
+    c = torch.einsum("pf,pfk->pk", w[pairs.i], jac)
+    via_jac = torch.zeros_like(grad).index_add_(0, pairs.j, c).index_add_(0, pairs.i, -c)
+    assert torch.equal(g, g_ref.detach())
+    assert torch.allclose(via_jac, grad, rtol=1e-10, atol=1e-10)
+
+
+def test_collate_flattens_structures_with_local_pairs():
+    images = emt(3, 4)
+    data = StructureDataset(images, DESC, jacobian=True, dtype=torch.float64, batch_size=2)
+    batch = collate([data[2], data[0]])
+    assert batch["g"].shape == (64, DESC.n_features)
+    assert batch["structure"].tolist() == [0] * 32 + [1] * 32
+    assert torch.equal(batch["energy"], data.energy[[2, 0]])
+    i, j = batch["pairs"]
+    # pairs never cross structures, and the second structure's pairs are shifted by 32
+    assert torch.equal(batch["structure"][i], batch["structure"][j])
+    assert int(i[-1]) >= 32 and len(i) == len(batch["jac"])
+
+
+def test_tiny_hdnn_fits_emt(fitted):
+    test = emt(8, 2)
+    e, f = fitted.predict(test, forces=True)
+    ref_e = np.array([a.get_potential_energy() for a in test])
+    n = np.array([len(a) for a in test])
+    ref_f = np.concatenate([a.get_forces() for a in test])
+    m = error_metrics(e, ref_e, n, np.concatenate(f), ref_f)
+    spread = 1000 * np.mean(np.abs(ref_e / n - (ref_e / n).mean()))
+    assert m["energy_mae"] < spread / 4
+    assert m["force_mae"] < 0.25 * np.mean(np.abs(ref_f))
+    assert fitted.history_[0]["valid_force_rmse"] > fitted.history_[-1]["valid_force_rmse"]
+
+
+def test_forces_are_minus_the_fd_gradient_and_stress_matches_ase(fitted):
+    atoms = emt(1, 9)[0]
+    _, (forces,) = fitted.predict([atoms], forces=True)
+    h = 1e-5
+    for a, k in [(0, 0), (7, 2), (20, 1)]:
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[a, k] += h
+        minus.positions[a, k] -= h
+        fd = -(fitted.predict([plus])[0] - fitted.predict([minus])[0]) / (2 * h)
+        assert forces[a, k] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    atoms.calc = PesdataCalculator(fitted)
+    stress = atoms.get_stress()
+    numeric = calculate_numerical_stress(atoms, eps=1e-6)
+    np.testing.assert_allclose(stress, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_training_forces_equal_the_autograd_forces(fitted):
+    images = emt(2, 6)
+    data = StructureDataset(images, DESC, jacobian=True, dtype=torch.float64)
+    batch = collate([data[0], data[1]])
+    _, _, sf, nf = _batch_errors(fitted.net_, batch, True, create_graph=False)
+    _, forces = fitted.predict(images, forces=True)
+    direct = float(((np.concatenate(forces) - batch["forces"].numpy()) ** 2).sum())
+    assert float(sf) == pytest.approx(direct, rel=1e-9) and nf == 2 * 32 * 3
+
+
+def test_checkpoint_round_trip_and_mismatch(fitted, tmp_path):
+    card = save_model(fitted, tmp_path / "m", version=3)
+    model, card2 = load_model(tmp_path / "m")
+    assert card2 == card and card["kind"] == "hdnn" and card["params"]["hidden"] == [16, 16]
+    images = emt(2, 7)
+    np.testing.assert_array_equal(model.predict(images), fitted.predict(images))
+    card["params"]["hidden"] = [8, 8]  # the weights belong to another architecture
+    (tmp_path / "m" / "model_card.json").write_text(__import__("json").dumps(card))
+    with pytest.raises(ArtefactError, match="do not match|do not fit"):
+        load_model(tmp_path / "m")
+
+
+def test_committee_mean_spread_and_calculator_md(tmp_path):
+    train = emt(10, 3)
+    com = Committee(DESC, n_members=3, hidden=(8,), epochs=15, force_weight=0.1).fit(train)
+    atoms = emt(1, 8)[0]
+    spread = com.predict_std([atoms])
+    members = [m.predict([atoms])[0] for m in com.members]
+    assert spread["energy"][0] == pytest.approx(np.mean(members), rel=1e-12)
+    assert spread["energy_std"][0] == pytest.approx(np.std(members) / len(atoms), rel=1e-6)
+    assert spread["energy_std"][0] > 0 and spread["forces_std"][0].shape == (32,)
+    save_model(com, tmp_path / "c")
+    loaded, card = load_model(tmp_path / "c")
+    assert card["params"]["n_members"] == 3
+    np.testing.assert_allclose(loaded.predict([atoms]), com.predict([atoms]), rtol=1e-6)
+    atoms.calc = PesdataCalculator(tmp_path / "c")
+    dyn = VelocityVerlet(atoms, 2 * fs)
+    e0 = atoms.get_total_energy()
+    dyn.run(5)
+    assert np.isfinite(atoms.positions).all() and "forces_std" in atoms.calc.results
+    assert abs(atoms.get_total_energy() - e0) < 0.05 * len(atoms)
+
+
+def test_dataset_from_store_reads_the_descriptor_cache(tmp_path):
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    st.curate(emt(5, 10), method="EMT")
+    describe(st, DESC)
+    cached = StructureDataset.from_store(st, DESC, dtype=torch.float64)
+    fresh = StructureDataset(st.read().to_atoms(), DESC, dtype=torch.float64)
+    assert torch.allclose(cached.g, fresh.g, rtol=0, atol=1e-12)
+    with pytest.raises(PesdataError, match="not in version"):
+        StructureDataset.from_store(st, DESC, ids=["nope"])
+
+
+def test_bad_hyperparameters_are_clear_errors():
+    with pytest.raises(PesdataError, match="dtype"):
+        HDNNPotential(DESC, dtype="float16")
+    with pytest.raises(PesdataError, match="activation"):
+        HDNNPotential(DESC, activation="relu6").new_net()
+    with pytest.raises(PesdataError, match="at least 2"):
+        Committee(DESC, n_members=1)
