@@ -40,6 +40,10 @@ demo: install
 	$(BIN)/pesdata diff $(DEMO)/store md-only demo-v1
 	$(BIN)/pesdata export $(DEMO)/store $(DEMO)/cu_curated.extxyz --version demo-v1
 	$(PY) -c "import pesdata; print(pesdata.open_store('$(DEMO)/store').read('demo-v1').to_pandas().describe())"
+	@echo "--- 5. a random hold-out split pinned to demo-v1, an HDNN on its train part, its test errors"
+	$(BIN)/pesdata split $(DEMO)/store --name demo-holdout --strategy holdout --test-size 0.2 --seed 0 --version demo-v1
+	$(BIN)/pesdata train $(DEMO)/store --split demo-holdout --out $(DEMO)/model --epochs 150
+	$(BIN)/pesdata evaluate $(DEMO)/store@demo-v1 --model $(DEMO)/model
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

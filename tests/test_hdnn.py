@@ -2,10 +2,10 @@
 references: finite differences of the model's own energy, ASE's numerical stress, EMT labels."""
 
 import ase.io
-from ase.calculators.fd import calculate_numerical_stress
 import numpy as np
 import pytest
 import torch
+from ase.calculators.fd import calculate_numerical_stress
 from ase.md.verlet import VelocityVerlet
 from ase.units import fs
 

@@ -12,7 +12,7 @@ import pesdata
 from pesdata.cli import app
 from pesdata.errors import ArtefactError, PesdataError
 from pesdata.split import make_split
-from pesdata.train import evaluate, load_model, train
+from pesdata.train import cross_validate, evaluate, load_model, train
 
 from .test_linear import emt
 
@@ -29,7 +29,7 @@ def emt_store(tmp_path_factory):
 
 def test_train_on_split_saves_card_and_checkpoint(emt_store, tmp_path):
     make_split(emt_store, "ho", "holdout", test_size=0.25, seed=1)
-    card = train(emt_store, tmp_path / "m", split="ho", descriptor=CONFIG)
+    card = train(emt_store, tmp_path / "m", split="ho", descriptor=CONFIG, model="linear")
     assert card["kind"] == "linear" and card["split"] == "ho" and card["metrics_on"] == "test"
     assert card["n_train"] == 18 and card["metrics"]["n_structures"] == 6
     assert card["metrics"]["energy_mae"] < 20 and card["metrics"]["force_mae"] < 1.0
@@ -44,7 +44,7 @@ def test_train_on_split_saves_card_and_checkpoint(emt_store, tmp_path):
 def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
     with pytest.raises(ArtefactError, match="not a pesdata model directory"):
         load_model(tmp_path)
-    train(emt_store, tmp_path / "m", descriptor=CONFIG)
+    train(emt_store, tmp_path / "m", descriptor=CONFIG, model="linear")
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     card["descriptor"]["r_cut"] = 5.0  # the weights belong to another descriptor
     (tmp_path / "m" / "model_card.json").write_text(json.dumps(card))
@@ -53,15 +53,18 @@ def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
     (tmp_path / "m" / "model.pt").write_bytes(b"garbage")
     with pytest.raises(ArtefactError, match="cannot read"):
         load_model(tmp_path / "m")
-    with pytest.raises(PesdataError, match="unknown model 'hdnn'"):
-        train(emt_store, tmp_path / "x", model="hdnn")
+    with pytest.raises(PesdataError, match="unknown model 'gap'"):
+        train(emt_store, tmp_path / "x", model="gap")
+    with pytest.raises(PesdataError, match="linear model takes no epochs"):
+        train(emt_store, tmp_path / "x", model="linear", params={"epochs": 3})
 
 
 def test_cli_train_and_evaluate_json(emt_store, tmp_path):
     (tmp_path / "acsf.json").write_text(json.dumps(CONFIG))
     runner = CliRunner()
     r = runner.invoke(app, ["train", emt_store.uri, "--out", str(tmp_path / "m"),
-                            "--descriptor", str(tmp_path / "acsf.json"), "--json"])
+                            "--descriptor", str(tmp_path / "acsf.json"), "--json",
+                            "--model", "linear"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["metrics_on"] == "train"
     test_file = tmp_path / "test.xyz"
@@ -76,3 +79,50 @@ def test_cli_train_and_evaluate_json(emt_store, tmp_path):
     assert parity.num_rows == 4 and len(parity.column("forces_pred")[0].as_py()) == 32
     r = runner.invoke(app, ["evaluate", str(test_file), "--model", str(tmp_path / "nope")])
     assert r.exit_code == 1 and "not a pesdata model directory" in r.stderr
+
+
+def test_cli_train_hdnn_defaults_and_committee(emt_store, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", emt_store.uri, "--out", str(tmp_path / "h"),
+                            "--epochs", "30", "--json"])
+    assert r.exit_code == 0, r.output
+    card = json.loads(r.stdout)
+    assert card["kind"] == "hdnn" and card["descriptor"]["descriptor"] == "acsf"
+    assert card["params"]["epochs"] == 30 and card["training"][0]["epochs"] <= 30
+    assert card["metrics"]["force_mae"] is not None
+    r = runner.invoke(app, ["train", emt_store.uri, "--out", str(tmp_path / "c"),
+                            "--model", "committee", "--members", "2", "--epochs", "5",
+                            "--descriptor", str(_config(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert "committee model on version" in r.stdout
+    model, card = load_model(tmp_path / "c")
+    assert len(model.members) == 2 and len(card["training"]) == 2
+    r = runner.invoke(app, ["train", emt_store.uri, "--out", str(tmp_path / "x"),
+                            "--members", "2"])
+    assert r.exit_code != 0
+
+
+def _config(tmp_path):
+    path = tmp_path / "acsf.json"
+    path.write_text(json.dumps(CONFIG))
+    return path
+
+
+def test_cv_reports_every_fold(emt_store, tmp_path):
+    make_split(emt_store, "k3", "kfold", k=3, seed=0)
+    df = cross_validate(emt_store, "k3", model="linear", descriptor=CONFIG)
+    assert list(df["fold"]) == [0, 1, 2] and (df["n_test"] == 8).all()
+    assert df.attrs["mean"]["energy_rmse"] == pytest.approx(df["energy_rmse"].mean())
+    runner = CliRunner()
+    r = runner.invoke(app, ["cv", emt_store.uri, "--split", "k3", "--epochs", "10",
+                            "--descriptor", str(_config(tmp_path)), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["model"] == "hdnn" and len(out["folds"]) == 3
+    assert set(out["mean"]) == {"energy_mae", "energy_rmse", "force_mae", "force_rmse"}
+    assert out["folds"][0]["n_train"] == 16
+    r = runner.invoke(app, ["cv", emt_store.uri, "--split", "k3", "--model", "linear"])
+    assert r.exit_code == 0, r.output
+    assert "mean ± std" in r.stdout
+    r = runner.invoke(app, ["cv", emt_store.uri, "--split", "nope"])
+    assert r.exit_code != 0 and "nope" in r.stderr

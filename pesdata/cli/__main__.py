@@ -1,0 +1,5 @@
+"""``python -m pesdata.cli``."""
+
+from . import main
+
+main()
