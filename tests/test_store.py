@@ -12,6 +12,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 import pesdata
 from pesdata.errors import ArtefactError, PesdataError, StoreNotFoundError, VersionNotFound
 
+from .conftest import DATA
+
 
 def emt_cells(n, seed=0, size=(2, 2, 2), rattle=0.05):
     """n distinct EMT-labelled Cu cells."""
@@ -190,6 +192,21 @@ def test_take_arrays_matches_take(store):
     assert batch["energy"].tolist() == [a.get_potential_energy() for a in atoms]
     with pytest.raises(IndexError):
         snap.take_arrays([5])
+
+
+def test_array_cache_takes_what_take_arrays_reads(tmp_path):
+    st = pesdata.open_store(tmp_path / "si", create=True)
+    st.curate(DATA / "mlearn" / "Si_test.extxyz", method="PBE")  # 24-64 atoms per frame
+    snap = st.read()
+    cache = snap.cache_arrays()
+    assert len(cache) == 25 and cache.nbytes > 1525 * 56
+    idx = np.random.default_rng(0).choice(25, 12, replace=False).tolist() + [-1, 0]
+    got, ref = cache.take(idx), snap.take_arrays(idx)
+    assert set(got) == set(ref)
+    for key in ref:
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
+    with pytest.raises(IndexError):
+        cache.take([25])
 
 
 def test_file_url_and_reingest_of_db_and_traj_exports(tmp_path):
