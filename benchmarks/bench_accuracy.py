@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("elements", nargs="*", default=["Cu", "Si"])
     ap.add_argument("--models", default="hdnn-acsf,hdnn-ptsd,linear")
-    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--r-cut", type=float, default=5.0)
     ap.add_argument("--out", default="bench-out")
     args = ap.parse_args(argv)
