@@ -52,6 +52,7 @@ def make_model(kind: str, descriptor, **params):
         raise PesdataError(f"unknown model {kind!r}; available: {', '.join(MODELS)}")
     params = {k: v for k, v in params.items() if v is not None}
     if kind == "linear":
+        params.pop("device", None)  # the linear fit runs where its descriptor runs
         unknown = set(params) - {"alpha", "force_weight"}
         if unknown:
             raise PesdataError(f"the linear model takes no {', '.join(sorted(unknown))}")
@@ -136,7 +137,7 @@ def train(
     if not train_images:
         raise PesdataError(f"version {snap.version} has no labelled structures to train on")
     desc = _descriptor(descriptor, train_images, r_cut, device)
-    fitted = _fit(make_model(model, desc, device=device if model != "linear" else None,
+    fitted = _fit(make_model(model, desc, device=device,
                              **(params or {})), train_images, log, progress)
     eval_images = snap.take([position[i] for i in test_ids]) if test_ids else train_images
     metrics, _ = predict_metrics(fitted, eval_images)
@@ -187,7 +188,7 @@ def cross_validate(
     if not images:
         raise PesdataError(f"version {snap.version} has no labelled structures to train on")
     desc = _descriptor(descriptor, images, r_cut, device)
-    proto = make_model(model, desc, device=device if model != "linear" else None,
+    proto = make_model(model, desc, device=device,
                        **(params or {}))
     data = proto.make_dataset(images, progress=progress) if model != "linear" else None
     rows = []
@@ -196,7 +197,7 @@ def cross_validate(
         te = [index[i] for i in fold["test"] if i in index]
         if not tr or not te:
             raise PesdataError(f"fold {k} of split {split!r} has no labelled train or test part")
-        fitted = make_model(model, desc, device=device if model != "linear" else None,
+        fitted = make_model(model, desc, device=device,
                             **(params or {}))
         t0 = time.perf_counter()
         if model == "linear":

@@ -196,26 +196,32 @@ class StructureDataset(torch.utils.data.Dataset):
             item["jac"] = self.jac[p:q]
         return item
 
-    def stats(self) -> dict:
-        """Per-element feature mean and std, and least-squares per-element energies."""
+    def stats(self, idx=None) -> dict:
+        """Per-element feature mean and std, and least-squares per-element energies, over the
+        structures ``idx`` (default: all) — the training part only, so nothing leaks."""
         n_el, f = len(self.descriptor.species), self.descriptor.n_features
-        g = self.g.to(torch.float64)
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx, dtype=np.int64)
+        off = self.atom_offsets
+        rows_of = [np.arange(off[k], off[k + 1]) for k in idx]
+        atoms = torch.as_tensor(np.concatenate(rows_of) if rows_of else np.zeros(0, np.int64))
+        g, types = self.g[atoms].to(torch.float64), self.types[atoms]
+        energy, n_atoms = self.energy[idx], self.n_atoms[idx]
         mean = torch.zeros(n_el, f, dtype=torch.float64)
         std = torch.ones(n_el, f, dtype=torch.float64)
         for e in range(n_el):
-            rows = g[self.types == e]
+            rows = g[types == e]
             if len(rows):
                 mean[e] = rows.mean(0)
                 sd = rows.std(0, unbiased=False) if len(rows) > 1 else torch.zeros(f)
                 std[e] = torch.where(sd > 1e-8, sd, torch.ones_like(sd))
-        structure = torch.repeat_interleave(torch.arange(len(self)), self.n_atoms)
-        counts = torch.zeros(len(self), n_el, dtype=torch.float64)
-        counts.index_put_((structure, self.types), torch.ones(len(structure), dtype=torch.float64),
+        structure = torch.repeat_interleave(torch.arange(len(idx)), n_atoms)
+        counts = torch.zeros(len(idx), n_el, dtype=torch.float64)
+        counts.index_put_((structure, types), torch.ones(len(structure), dtype=torch.float64),
                           accumulate=True)
-        ref = torch.linalg.lstsq(counts, self.energy[:, None], driver="gelsd").solution[:, 0]
-        residual = (self.energy - counts @ ref) / self.n_atoms
-        return {"mean": mean, "std": std, "ref": ref, "scale": float(residual.std()) if
-                len(self) > 1 else 1.0}
+        ref = torch.linalg.lstsq(counts, energy[:, None], driver="gelsd").solution[:, 0]
+        residual = (energy - counts @ ref) / n_atoms
+        return {"mean": mean, "std": std, "ref": ref,
+                "scale": float(residual.std()) if len(idx) > 1 else 1.0}
 
 
 def collate(items: list[dict]) -> dict:

@@ -287,8 +287,7 @@ class HDNNPotential:
         return self
 
     def _set_stats(self, net: ElementNets, data: StructureDataset, train_idx) -> None:
-        sub = _SubsetStats(data, train_idx)
-        stats = sub.stats()
+        stats = data.stats(train_idx)
         with torch.no_grad():
             net.mean.copy_(stats["mean"])
             net.std.copy_(stats["std"])
@@ -318,23 +317,6 @@ class HDNNPotential:
         """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
         out = predict_images(self, images, forces=forces)
         return (out["energy"], out["forces"]) if forces else out["energy"]
-
-
-class _SubsetStats:
-    """Feature statistics and reference energies over a subset of a dataset's structures."""
-
-    def __init__(self, data: StructureDataset, idx) -> None:
-        idx = np.asarray(idx, dtype=np.int64)
-        off = data.atom_offsets
-        atoms = np.concatenate([np.arange(off[k], off[k + 1]) for k in idx]) if len(idx) else []
-        atoms = torch.as_tensor(np.asarray(atoms, dtype=np.int64))
-        self.descriptor, self.g, self.types = data.descriptor, data.g[atoms], data.types[atoms]
-        self.energy, self.n_atoms = data.energy[idx], data.n_atoms[idx]
-
-    def __len__(self) -> int:
-        return len(self.energy)
-
-    stats = StructureDataset.stats
 
 
 def _to(batch: dict, device: str) -> dict:
