@@ -39,9 +39,22 @@ def fitted():
     return HDNNPotential(DESC, dtype="float64", **SMALL).fit(emt(30, 1))
 
 
-@pytest.mark.parametrize("desc", [ACSF(["Si"], 4.0), PTSD(["Si"], 4.0)], ids=["acsf", "ptsd"])
+TWO_ELEMENTS = [
+    ACSF(["Ti", "O"], 3.5, g5_params=[[0.02, 2, -1], [0.01, 1.5, 1]]),
+    PTSD(["Ti", "O"], 3.0, s2=[[1, 2]], s5=[[1, 0, 1, 2]], s6=[[0, 1, 0, 1, 1], [1, 0, 0, 2, -1]]),
+]
+
+
+@pytest.mark.parametrize(
+    "desc", [ACSF(["Si"], 4.0), PTSD(["Si"], 4.0), *TWO_ELEMENTS],
+    ids=["acsf", "ptsd", "acsf-g5-TiO2", "ptsd-s6-TiO2"],
+)
 def test_pair_jacobian_gives_the_autograd_gradient(desc):
-    images = ase.io.read(DATA / "mlearn" / "Si_test.extxyz", ":3")
+    """The per-term Jacobian contracted with random dE/dG equals autograd through forward()."""
+    if len(desc.species) == 1:
+        images = ase.io.read(DATA / "mlearn" / "Si_test.extxyz", ":3")
+    else:
+        images = ase.io.read(DATA / "tio2" / "TiO2_aenet_subset.extxyz", "5:7")
     b = batch_atoms(images, torch.float64, "cpu")
     g, pairs, jac = desc.pair_jacobian(b.positions, b.numbers, b.cells, b.pbc, b.structure)
     w = torch.randn(g.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

@@ -15,7 +15,9 @@ from ase.data import atomic_numbers, chemical_symbols
 from ..errors import SchemaError
 from ._neighbors import Pairs, neighbor_pairs
 
-__all__ = ["Batch", "Descriptor", "batch_atoms", "config_hash", "species_numbers"]
+__all__ = [
+    "Batch", "Descriptor", "add_term_grads", "batch_atoms", "config_hash", "species_numbers",
+]
 
 
 def species_numbers(species: Sequence[str | int]) -> list[int]:
@@ -205,21 +207,60 @@ class Descriptor:
         ``vec_p = r_j − r_i + shift``, ``∂E/∂r_j = Σ_{p: j_p=j} c_p − Σ_{p: i_p=j} c_p`` with
         ``c_p = Σ_f (∂E/∂g[i_p, f]) jac[p, f]``: force training without differentiating the
         descriptor again every step (as n2p2 and aenet store symmetry-function derivatives).
-        Costs about F backward passes (F = number of features).
+        ACSF and PTSD differentiate each sum's terms on their own (:func:`add_term_grads`):
+        about the cost of a few forward passes, whatever the number of features.
         """
         types = self._types(numbers.to(torch.long))
         with torch.no_grad():
             pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
             vec = pairs.vectors(positions, cells, structure)
-        n, f = positions.shape[0], self.n_features
+        n = positions.shape[0]
         with torch.enable_grad():
-            vec = vec.detach().requires_grad_(True)
-            g = self.from_pairs(vec, pairs.i, types[pairs.j], n)
-            if pairs.i.numel() == 0:
-                return g.detach(), pairs, torch.zeros(0, f, 3, dtype=g.dtype, device=g.device)
-            # one backward per feature column (a vmapped batch measured 2x slower on CPU)
-            cols = [
-                torch.autograd.grad(g[:, k].sum(), vec, retain_graph=k < f - 1)[0]
-                for k in range(f)
-            ]
-        return g.detach(), pairs, torch.stack(cols, 1)
+            g, jac = self._jacobian(vec, pairs.i, types[pairs.j], n)
+        return g, pairs, jac
+
+    def _jacobian(
+        self, vec: torch.Tensor, center: torch.Tensor, tj: torch.Tensor, n_atoms: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(g, jac)`` for :meth:`pair_jacobian`; generic version: one backward per feature.
+
+        Subclasses override this with a per-term version (see :func:`add_term_grads`), which
+        avoids the F passes over the whole graph.
+        """
+        f = self.n_features
+        vec = vec.detach().requires_grad_(True)
+        g = self.from_pairs(vec, center, tj, n_atoms)
+        if center.numel() == 0:
+            return g.detach(), torch.zeros(0, f, 3, dtype=g.dtype, device=g.device)
+        cols = [
+            torch.autograd.grad(g[:, k].sum(), vec, retain_graph=k < f - 1)[0]
+            for k in range(f)
+        ]
+        return g.detach(), torch.stack(cols, 1)
+
+
+def add_term_grads(
+    jac: torch.Tensor,
+    rows: Sequence[torch.Tensor],
+    cols: Sequence[torch.Tensor | int],
+    leaves: Sequence[torch.Tensor],
+    pair_index: Sequence[torch.Tensor],
+) -> None:
+    """Add the derivatives of elementwise terms to a pair Jacobian ``jac`` (P, F, 3), in place.
+
+    Every ``rows[a]`` (T,) holds T terms, term t a function of ``leaves[s][t]`` (T, 3 copies
+    of pair vectors, requiring grad) only; term t of row a adds to feature ``cols[a]`` (an int
+    or a (T,) tensor) of the center that pairs ``pair_index[s][t]`` belong to. Since terms are
+    elementwise, one backward per row gives every term's own derivative, which goes to
+    ``jac[pair_index[s][t], cols[a]]``. Costs one pass over each row's own graph — not F
+    passes over the whole descriptor.
+    """
+    flat = jac.view(-1, 3)
+    n_feat = jac.shape[1]
+    for row, col in zip(rows, cols, strict=True):
+        grads = torch.autograd.grad(
+            row, leaves, grad_outputs=torch.ones_like(row), retain_graph=True, allow_unused=True
+        )
+        for grad, idx in zip(grads, pair_index, strict=True):
+            if grad is not None:
+                flat.index_add_(0, idx * n_feat + col, grad)

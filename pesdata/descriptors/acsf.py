@@ -26,7 +26,7 @@ import torch
 from ase.data import chemical_symbols
 
 from ..errors import SchemaError
-from ._base import Descriptor
+from ._base import Descriptor, add_term_grads
 
 __all__ = ["ACSF", "default_acsf_params"]
 
@@ -130,6 +130,61 @@ class ACSF(Descriptor):
                           for e, z, lam in self.g5_params]
         return names
 
+    def _fc(self, r: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (torch.cos(torch.pi * r / self.r_cut) + 1)
+
+    def _radial_rows(self, r: torch.Tensor, fc: torch.Tensor) -> list[torch.Tensor]:
+        """[G1, G2 rows...] pair terms, one (P,) tensor each."""
+        return [fc] + [torch.exp(-eta * (r - rs) ** 2) * fc for eta, rs in self.g2_params]
+
+    def _triplet_rows(self, cos, rij, rik, fc2) -> list[torch.Tensor]:
+        """G4 then G5 triplet terms without the 2^(1−ζ) factor, one (T,) tensor per row."""
+        r2 = rij * rij + rik * rik
+        rows: list[torch.Tensor] = []
+        if len(self.g4_params):
+            rjk2 = torch.clamp(r2 - 2 * rij * rik * cos, min=0)
+            # fc(r_jk), 0 beyond rc: the clamp makes cos(π) = −1 there (zero gradient too)
+            x = torch.clamp(torch.sqrt(rjk2), max=self.r_cut) * (torch.pi / self.r_cut)
+            fc_jk = (torch.cos(x) + 1) * 0.5
+            rows += _angular(self.g4_params, cos, r2 + rjk2, fc2 * fc_jk)
+        if len(self.g5_params):
+            rows += _angular(self.g5_params, cos, r2, fc2)
+        return rows
+
+    def _angular_scale(self) -> np.ndarray:
+        """2^(1−ζ) of every angular row (G4 then G5)."""
+        return 2.0 ** (1 - np.concatenate([self.g4_params[:, 1], self.g5_params[:, 1]]))
+
+    def _jacobian(self, vec, center, tj, n_atoms):
+        """Per-term pair Jacobian (see :func:`~pesdata.descriptors._base.add_term_grads`)."""
+        vec = vec.detach()
+        g = self.from_pairs(vec, center, tj, n_atoms)
+        n_types, n_feat = len(self.species), self.n_features
+        jac = torch.zeros(len(center), n_feat, 3, dtype=vec.dtype, device=vec.device)
+        if center.numel() == 0:
+            return g, jac
+        v = vec.clone().requires_grad_(True)
+        r = torch.linalg.norm(v, dim=1)
+        rows = self._radial_rows(r, self._fc(r))
+        base = tj * self._radial
+        add_term_grads(jac, rows, [base + k for k in range(len(rows))], [v], [torch.arange(
+            len(v), device=v.device)])
+        if not self._angular:
+            return g, jac
+        scale = self._angular_scale().tolist()
+        order = torch.argsort(center, stable=True)
+        for _lo, _nq, p_rep, q_rep in _triplet_chunks(center[order], self.chunk):
+            p, q = order[p_rep], order[q_rep]
+            vp, vq = vec[p].requires_grad_(True), vec[q].requires_grad_(True)
+            rij, rik = torch.linalg.norm(vp, dim=1), torch.linalg.norm(vq, dim=1)
+            cos = (vp * vq).sum(1) / (rij * rik)
+            rows = self._triplet_rows(cos, rij, rik, self._fc(rij) * self._fc(rik))
+            hi, low = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
+            base = n_types * self._radial + (hi * (hi + 1) // 2 + low) * self._angular
+            add_term_grads(jac, [row * c for row, c in zip(rows, scale, strict=True)],
+                           [base + a for a in range(len(rows))], [vp, vq], [p, q])
+        return g, jac
+
     # -- computation --------------------------------------------------------------------------
     def from_pairs(
         self, vec: torch.Tensor, center: torch.Tensor, tj: torch.Tensor, n_atoms: int
@@ -140,14 +195,10 @@ class ACSF(Descriptor):
         if center.numel() == 0:
             return out.view(n_atoms, self.n_features)
         r = torch.linalg.norm(vec, dim=1)
-        fc = 0.5 * (torch.cos(torch.pi * r / self.r_cut) + 1)
+        fc = self._fc(r)
 
         # radial block: [G1, G2...] per neighbour element
-        radial = [fc[:, None]]
-        if len(self.g2_params):
-            g2 = torch.as_tensor(self.g2_params, dtype=dtype, device=dev)
-            radial.append(torch.exp(-g2[:, 0] * (r[:, None] - g2[:, 1]) ** 2) * fc[:, None])
-        values = torch.cat(radial, dim=1)  # (P, 1 + n_g2)
+        values = torch.stack(self._radial_rows(r, fc), dim=1)  # (P, 1 + n_g2)
         col = tj[:, None] * self._radial + torch.arange(self._radial, device=dev)
         index = center[:, None] * self.n_features + col
         out.index_add_(0, index.reshape(-1), values.reshape(-1))
@@ -179,18 +230,7 @@ class ACSF(Descriptor):
             a_ = torch.repeat_interleave(rows_sorted[:, lo : lo + nq.numel()], nq, dim=1)
             b_ = torch.stack([row.index_select(0, q_rep) for row in rows_sorted])
             cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
-            rij, rik = a_[3], b_[3]
-            fc2 = a_[4] * b_[4]
-            r2 = rij * rij + rik * rik
-            rows: list[torch.Tensor] = []
-            if len(self.g4_params):
-                rjk2 = torch.clamp(r2 - 2 * rij * rik * cos, min=0)
-                # fc(r_jk), 0 beyond rc: the clamp makes cos(π) = −1 there (zero gradient too)
-                x = torch.clamp(torch.sqrt(rjk2), max=self.r_cut) * (torch.pi / self.r_cut)
-                fc_jk = (torch.cos(x) + 1) * 0.5
-                rows += _angular(self.g4_params, cos, r2 + rjk2, fc2 * fc_jk)
-            if len(self.g5_params):
-                rows += _angular(self.g5_params, cos, r2, fc2)
+            rows = self._triplet_rows(cos, a_[3], b_[3], a_[4] * b_[4])
             values = torch.stack(rows) if len(rows) > 1 else rows[0][None]
             c = centers[p_rep]
             if n_types == 1:
@@ -199,8 +239,7 @@ class ACSF(Descriptor):
                 ta, tb = a_[5].long(), b_[5].long()
                 hi, low = torch.maximum(ta, tb), torch.minimum(ta, tb)
                 acc.index_add_(1, c * n_pt + hi * (hi + 1) // 2 + low, values)
-        zetas = np.concatenate([self.g4_params[:, 1], self.g5_params[:, 1]])
-        acc *= torch.as_tensor(2.0 ** (1 - zetas), dtype=dtype, device=dev)[:, None]
+        acc *= torch.as_tensor(self._angular_scale(), dtype=dtype, device=dev)[:, None]
         block = acc.view(self._angular, n_atoms, n_pt).permute(1, 2, 0).reshape(n_atoms, -1)
         out.view(n_atoms, self.n_features)[:, n_types * self._radial :] += block
 

@@ -37,7 +37,7 @@ import torch
 from ase.data import chemical_symbols
 
 from ..errors import SchemaError
-from ._base import Descriptor
+from ._base import Descriptor, add_term_grads
 from .acsf import _triplet_chunks
 
 __all__ = ["PTSD", "real_spherical_harmonics"]
@@ -175,90 +175,120 @@ class PTSD(Descriptor):
         inside = r < self.r_cut
         return torch.where(inside, 0.5 * torch.tanh(1 - r / self.r_cut) ** 3, torch.zeros_like(r))
 
+    def _l_max(self) -> int:
+        ells = [int(v) for v in np.concatenate([self.params["s2"][:, 1], self.params["s5"][:, 3]])]
+        return max(ells, default=-1)
+
+    def _geometry(self, vec: torch.Tensor, l_max: int | None = None):
+        """r, unit vectors, fc(r) and the Y_lm list (l ≤ l_max, default all) of pair vectors."""
+        r = torch.linalg.norm(vec, dim=1)
+        unit = vec / r[:, None]
+        lmax = self._l_max() if l_max is None else l_max
+        return r, unit, self._fc(r), real_spherical_harmonics(unit, lmax) if lmax >= 0 else []
+
+    def _s5_ells(self) -> list[int]:
+        return sorted({int(ell) for *_, ell in self.params["s5"]})
+
+    def _pair_terms(self, r, fc, ylm) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """S1 pair terms (P,) and S2 pair terms (P, 2L+1), one per parameter row."""
+        s1 = [r**n * fc for (n,) in self.params["s1"]]
+        s2 = [ylm[int(ell)] * (r**n * fc)[:, None] for n, ell in self.params["s2"]]
+        return s1, s2
+
+    def _triplet_terms(self, rij, rik, cos, fij, fik, yp, yq):
+        """S3 and S4 terms (T,) of unordered pairs {j, k} (both orders summed), S5 (T, 2L+1)."""
+        rjk = torch.sqrt(torch.clamp(rij**2 + rik**2 - 2 * rij * rik * cos, min=0))
+        fjk = self._fc(rjk)
+        rows = []
+
+        def pair_radial(n, m):
+            return rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij
+
+        for n, m, pw, zeta, lam in self.params["s3"]:
+            ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
+            rows.append(ang * pair_radial(n, m) * (rjk**pw * fjk))
+        for n, m, zeta, lam in self.params["s4"]:
+            ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
+            rows.append(ang * pair_radial(n, m))
+        s5 = [(pair_radial(n, m) * (rjk**pw * fjk))[:, None] * (yp[int(ell)] + yq[int(ell)])
+              for n, m, pw, ell in self.params["s5"]]
+        return rows, s5
+
+    def _quad_terms(self, vj, vk, vl, rj, rk, rl, fj, fk, fl) -> list[torch.Tensor]:
+        """S6 terms of ordered triples (j, k, l) of distinct neighbours, one (Q,) per row."""
+        n1 = torch.linalg.cross(vj, vk)
+        n2 = torch.linalg.cross(vk, vl)
+        norm = torch.linalg.norm(n1, dim=1) * torch.linalg.norm(n2, dim=1)
+        ok = norm > 1e-12
+        cosd = torch.where(ok, (n1 * n2).sum(1) / torch.where(ok, norm, 1), 0)
+        rows = []
+        for n_, m_, p_, zeta, lam in self.params["s6"]:
+            ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cosd, min=0) ** zeta
+            rows.append(torch.where(ok, ang * rj**n_ * fj * rk**m_ * fk * rl**p_ * fl, 0))
+        return rows
+
     def from_pairs(
         self, vec: torch.Tensor, center: torch.Tensor, tj: torch.Tensor, n_atoms: int
     ) -> torch.Tensor:
         """Features from the neighbour-list pair vectors (see :meth:`Descriptor.from_pairs`)."""
+        return self._features(vec, center, tj, n_atoms)[0]
+
+    def _features(self, vec, center, tj, n_atoms):
+        """Features, and the S2 and S5 sums before their norms (for :meth:`_jacobian`)."""
         t = len(self.species)
         dtype, dev = vec.dtype, vec.device
         out = torch.zeros(n_atoms, self.n_features, dtype=dtype, device=dev)
         if center.numel() == 0:
-            return out
-        r = torch.linalg.norm(vec, dim=1)
-        unit = vec / r[:, None]
-        fc = self._fc(r)
-        ells = [int(v) for v in np.concatenate([self.params["s2"][:, 1], self.params["s5"][:, 3]])]
-        ylm = real_spherical_harmonics(unit, max(ells)) if ells else []
-        tiny = torch.finfo(dtype).tiny
-
-        # two-body block, per neighbour element
-        cols = [r ** n * fc for (n,) in self.params["s1"]]
-        two = torch.stack(cols, 1) if cols else torch.zeros(len(r), 0, dtype=dtype, device=dev)
-        acc1 = torch.zeros(n_atoms * t, len(self.params["s1"]), dtype=dtype, device=dev)
-        acc1.index_add_(0, center * t + tj, two)
-        s2_blocks = []
-        for n, ell in self.params["s2"]:
-            y = ylm[int(ell)] * (r ** n * fc)[:, None]
-            a = torch.zeros(n_atoms * t, y.shape[1], dtype=dtype, device=dev)
-            a.index_add_(0, center * t + tj, y)
-            s2_blocks.append(torch.sqrt(torch.clamp((a * a).sum(1), min=tiny))[:, None])
-        block1 = torch.cat([acc1, *s2_blocks], 1).view(n_atoms, t * self._n1)
-        out[:, : t * self._n1] = block1
-
+            return out, [], []
+        r, unit, fc, ylm = self._geometry(vec)
+        s1_terms, s2_terms = self._pair_terms(r, fc, ylm)
+        row = center * t + tj
+        acc1 = torch.zeros(n_atoms * t, len(s1_terms), dtype=dtype, device=dev)
+        if s1_terms:
+            acc1.index_add_(0, row, torch.stack(s1_terms, 1))
+        acc2 = [torch.zeros(n_atoms * t, y.shape[1], dtype=dtype, device=dev).index_add_(0, row, y)
+                for y in s2_terms]
+        block1 = torch.cat([acc1, *[_norm(a) for a in acc2]], 1)
+        out[:, : t * self._n1] = block1.view(n_atoms, t * self._n1)
+        acc5 = []
         if self._n2:
-            out[:, t * self._n1 : t * self._n1 + self._pairs * self._n2] = self._three_body(
-                center, r, unit, fc, tj, ylm, n_atoms, dtype, dev, tiny
-            )
+            block, acc5 = self._three_body(center, r, unit, fc, tj, ylm, n_atoms)
+            out[:, t * self._n1 : t * self._n1 + self._pairs * self._n2] = block
         if self._n3:
             out[:, t * self._n1 + self._pairs * self._n2 :] = self._four_body(
-                center, r, vec, fc, tj, n_atoms, dtype, dev
+                center, r, vec, fc, tj, n_atoms
             )
-        return out
+        return out, acc2, acc5
 
-    def _three_body(self, center, r, unit, fc, tj, ylm, n_atoms, dtype, dev, tiny):
+    def _three_body(self, center, r, unit, fc, tj, ylm, n_atoms):
         """S3, S4, S5 over ordered pairs j ≠ k (each unordered pair in both roles)."""
-        n_pt = self._pairs
-        s3, s4, s5 = self.params["s3"], self.params["s4"], self.params["s5"]
-        acc = torch.zeros(n_atoms * n_pt, len(s3) + len(s4), dtype=dtype, device=dev)
+        n_pt, dtype, dev = self._pairs, r.dtype, r.device
+        n34 = len(self.params["s3"]) + len(self.params["s4"])
+        acc = torch.zeros(n_atoms * n_pt, n34, dtype=dtype, device=dev)
         acc5 = [torch.zeros(n_atoms * n_pt, 2 * int(ell) + 1, dtype=dtype, device=dev)
-                for *_, ell in s5]
+                for *_, ell in self.params["s5"]]
         order = torch.argsort(center, stable=True)
         centers = center[order]
         for _lo, _nq, p_rep, q_rep in _triplet_chunks(centers, 1 << 16):
             p, q = order[p_rep], order[q_rep]
-            rij, rik = r[p], r[q]
             cos = (unit[p] * unit[q]).sum(1)
-            rjk = torch.sqrt(torch.clamp(rij**2 + rik**2 - 2 * rij * rik * cos, min=0))
-            fij, fik, fjk = fc[p], fc[q], self._fc(rjk)
+            ells = self._s5_ells()
+            rows, s5 = self._triplet_terms(r[p], r[q], cos, fc[p], fc[q],
+                                           {e: ylm[e][p] for e in ells},
+                                           {e: ylm[e][q] for e in ells})
             hi, lo = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
             row = centers[p_rep] * n_pt + hi * (hi + 1) // 2 + lo
-            vals = []
-            for n, m, pw, zeta, lam in s3:
-                ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
-                radial = (rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij) * (
-                    rjk**pw * fjk
-                )
-                vals.append(ang * radial)
-            for n, m, zeta, lam in s4:
-                ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
-                vals.append(ang * (rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij))
-            if vals:
-                acc.index_add_(0, row, torch.stack(vals, 1))
-            for k, (n, m, pw, ell) in enumerate(s5):
-                w = (rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij) * (rjk**pw * fjk)
-                y = ylm[int(ell)]
-                acc5[k].index_add_(0, row, w[:, None] * (y[p] + y[q]))
-        s5_cols = [torch.sqrt(torch.clamp((a * a).sum(1), min=tiny))[:, None] for a in acc5]
-        full = torch.cat([acc, *s5_cols], 1)  # (n_atoms * n_pt, n2) in s3, s4, s5 order
-        return full.view(n_atoms, n_pt * self._n2)
+            if rows:
+                acc.index_add_(0, row, torch.stack(rows, 1))
+            for a, w in zip(acc5, s5, strict=True):
+                a.index_add_(0, row, w)
+        full = torch.cat([acc, *[_norm(a) for a in acc5]], 1)  # s3, s4, s5 order
+        return full.view(n_atoms, n_pt * self._n2), acc5
 
-    def _four_body(self, center, r, vec, fc, tj, n_atoms, dtype, dev):
-        """S6 over ordered triples of distinct neighbour entries (j, k, l) of each center."""
-        triple_index = {tr: k for k, tr in enumerate(self._triples)}
-        n_tr = len(self._triples)
-        acc = torch.zeros(n_atoms * n_tr, self._n3, dtype=dtype, device=dev)
-        lut = torch.full((len(self.species),) * 3, -1, dtype=torch.long, device=dev)
-        for (a, b, c), k in triple_index.items():
+    def _quads(self, center, tj):
+        """Per center with ≥ 3 neighbours: (center, j, k, l entry indices, triple-type index)."""
+        lut = torch.full((len(self.species),) * 3, -1, dtype=torch.long, device=center.device)
+        for k, (a, b, c) in enumerate(self._triples):
             for perm in {(a, b, c), (a, c, b), (b, a, c), (b, c, a), (c, a, b), (c, b, a)}:
                 lut[perm] = k
         order = torch.argsort(center, stable=True)
@@ -269,20 +299,75 @@ class PTSD(Descriptor):
             start += n
             if n < 3:
                 continue
-            g = torch.arange(n, device=dev)
+            g = torch.arange(n, device=center.device)
             jj, kk, ll = torch.meshgrid(g, g, g, indexing="ij")
             keep = (jj != kk) & (kk != ll) & (jj != ll)
             j, k, l_ = idx[jj[keep]], idx[kk[keep]], idx[ll[keep]]
-            n1 = torch.linalg.cross(vec[j], vec[k])
-            n2 = torch.linalg.cross(vec[k], vec[l_])
-            norm = torch.linalg.norm(n1, dim=1) * torch.linalg.norm(n2, dim=1)
-            ok = norm > 1e-12
-            cosd = torch.where(ok, (n1 * n2).sum(1) / torch.where(ok, norm, 1), 0)
-            rows = lut[tj[j], tj[k], tj[l_]] + i_atom * n_tr
-            vals = []
-            for n_, m_, p_, zeta, lam in self.params["s6"]:
-                ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cosd, min=0) ** zeta
-                rad = r[j] ** n_ * fc[j] * r[k] ** m_ * fc[k] * r[l_] ** p_ * fc[l_]
-                vals.append(torch.where(ok, ang * rad, 0))
-            acc.index_add_(0, rows, torch.stack(vals, 1))
+            yield i_atom, j, k, l_, lut[tj[j], tj[k], tj[l_]]
+
+    def _four_body(self, center, r, vec, fc, tj, n_atoms):
+        """S6 over ordered triples of distinct neighbour entries (j, k, l) of each center."""
+        n_tr = len(self._triples)
+        acc = torch.zeros(n_atoms * n_tr, self._n3, dtype=vec.dtype, device=vec.device)
+        for i_atom, j, k, l_, kind in self._quads(center, tj):
+            vals = self._quad_terms(vec[j], vec[k], vec[l_], r[j], r[k], r[l_],
+                                    fc[j], fc[k], fc[l_])
+            acc.index_add_(0, kind + i_atom * n_tr, torch.stack(vals, 1))
         return acc.view(n_atoms, n_tr * self._n3)
+
+    def _jacobian(self, vec, center, tj, n_atoms):
+        """Per-term pair Jacobian (see :func:`~pesdata.descriptors._base.add_term_grads`).
+
+        S2 and S5 are norms of sums: their terms are contracted first with the (fixed) unit
+        vector of the summed Y_lm coefficients, d‖a‖ = (a / ‖a‖) · da.
+        """
+        vec = vec.detach()
+        g, acc2, acc5 = self._features(vec, center, tj, n_atoms)
+        t, n_feat, dev = len(self.species), self.n_features, vec.device
+        jac = torch.zeros(len(center), n_feat, 3, dtype=vec.dtype, device=dev)
+        if center.numel() == 0:
+            return g, jac
+        v = vec.clone().requires_grad_(True)
+        r, _, fc, ylm = self._geometry(v)
+        s1_terms, s2_terms = self._pair_terms(r, fc, ylm)
+        row = center * t + tj
+        rows = s1_terms + [(_unit(a)[row] * y).sum(1) for a, y in zip(acc2, s2_terms, strict=True)]
+        add_term_grads(jac, rows, [tj * self._n1 + k for k in range(len(rows))], [v],
+                       [torch.arange(len(v), device=dev)])
+        if self._n2:
+            units5 = [_unit(a) for a in acc5]
+            order = torch.argsort(center, stable=True)
+            for _lo, _nq, p_rep, q_rep in _triplet_chunks(center[order], 1 << 16):
+                p, q = order[p_rep], order[q_rep]
+                vp, vq = vec[p].requires_grad_(True), vec[q].requires_grad_(True)
+                lmax = max(self._s5_ells(), default=-1)
+                rij, up, fij, yp = self._geometry(vp, lmax)
+                rik, uq, fik, yq = self._geometry(vq, lmax)
+                rows, s5 = self._triplet_terms(rij, rik, (up * uq).sum(1), fij, fik, yp, yq)
+                hi, lo = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
+                pt = hi * (hi + 1) // 2 + lo
+                row = center[p] * self._pairs + pt
+                rows += [(u[row] * w).sum(1) for u, w in zip(units5, s5, strict=True)]
+                base = t * self._n1 + pt * self._n2
+                add_term_grads(jac, rows, [base + k for k in range(len(rows))], [vp, vq], [p, q])
+        if self._n3:
+            base0 = t * self._n1 + self._pairs * self._n2
+            for _i, j, k, l_, kind in self._quads(center, tj):
+                vj, vk, vl = (vec[x].requires_grad_(True) for x in (j, k, l_))
+                geo = [self._geometry(x, -1) for x in (vj, vk, vl)]
+                rows = self._quad_terms(vj, vk, vl, *(x[0] for x in geo), *(x[2] for x in geo))
+                add_term_grads(jac, rows, [base0 + kind * self._n3 + m for m in range(len(rows))],
+                               [vj, vk, vl], [j, k, l_])
+        return g, jac
+
+
+def _norm(a: torch.Tensor) -> torch.Tensor:
+    """Row norms (M, 1) of a sum of Y_lm coefficients; sqrt of max(x, tiny) keeps grads finite."""
+    return torch.sqrt(torch.clamp((a * a).sum(1), min=torch.finfo(a.dtype).tiny))[:, None]
+
+
+def _unit(a: torch.Tensor) -> torch.Tensor:
+    """a / ‖a‖ per row — the derivative of :func:`_norm` — and 0 where the clamp holds."""
+    sq = (a * a).sum(1, keepdim=True)
+    tiny = torch.finfo(a.dtype).tiny
+    return torch.where(sq > tiny, a / torch.sqrt(torch.clamp(sq, min=tiny)), 0)
