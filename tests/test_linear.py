@@ -1,14 +1,19 @@
 """The linear baseline: forces consistent with its energies, fits EMT data, metrics."""
 
+import ase.io
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from pesdata.descriptors import ACSF
+from pesdata.descriptors._base import batch_atoms
 from pesdata.errors import PesdataError
 from pesdata.train import LinearPotential, error_metrics
+
+from .conftest import DATA
 
 
 def emt(n, seed):
@@ -39,6 +44,26 @@ def test_forces_are_minus_the_gradient_of_its_energy():
         minus.positions[a, k] -= h
         fd = -(model.predict([plus])[0] - model.predict([minus])[0]) / (2 * h)
         assert forces[a, k] == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+def test_force_rows_equal_autograd_of_the_element_sums():
+    """Rows built from the pair Jacobian = torch's dense Jacobian of Σ_{i∈e} G_i (Ti, O)."""
+    atoms = ase.io.read(DATA / "tio2" / "TiO2_aenet_subset.extxyz", 3)
+    desc = ACSF(["Ti", "O"], 4.0)
+    x, rows = LinearPotential(desc, force_weight=1.0)._features(atoms, True)
+    b = batch_atoms(atoms, torch.float64, "cpu")
+    types = desc._types(b.numbers)
+
+    def summed(pos):
+        g = desc.forward(pos, b.numbers, b.cells, b.pbc, b.structure)
+        return torch.zeros(2, desc.n_features, dtype=g.dtype).index_add(0, types, g).reshape(-1)
+
+    ref = torch.autograd.functional.jacobian(summed, b.positions).reshape(2 * desc.n_features, -1)
+    assert rows.shape == (3 * len(atoms), 2 * desc.n_features + 2)
+    np.testing.assert_allclose(rows[:, :-2], -ref.T.numpy(), rtol=1e-10, atol=1e-10)
+    assert np.all(rows[:, -2:] == 0)
+    np.testing.assert_allclose(x[:-2], summed(b.positions).numpy(), rtol=1e-12)
+    assert x[-2:].tolist() == [np.sum(atoms.numbers == 8), np.sum(atoms.numbers == 22)]  # O, Ti
 
 
 def test_fits_emt_much_better_than_a_constant():

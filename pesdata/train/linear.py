@@ -2,8 +2,8 @@
 
 E = Σ_e [ w_e · Σ_{i ∈ e} G_i + b_e n_e ]: one weight vector and one reference energy per
 element, fitted by scikit-learn's ``Ridge`` on energies per atom and, with
-``force_weight > 0``, on force components too — a force row is −∂(Σ G)/∂r, from torch
-autograd through the descriptor, so E and F come from the same weights.
+``force_weight > 0``, on force components too — a force row is −∂(Σ G)/∂r, from the
+descriptor's pair Jacobian, so E and F come from the same weights.
 """
 
 from __future__ import annotations
@@ -44,24 +44,32 @@ class LinearPotential:
         self.force_weight = force_weight
 
     def _features(self, atoms: ase.Atoms, forces: bool):
-        """Per-element sums (n_el·F + n_el counts) and, optionally, their −∂/∂r rows."""
+        """Per-element sums (n_el·F + n_el counts) and, optionally, their −∂/∂r rows (3N, ·).
+
+        The force rows come from the descriptor's pair Jacobian: with vec_p = r_j − r_i,
+        ∂(Σ_{i ∈ e} G_i)/∂r_a = Σ_{p: j_p = a} J_p − Σ_{p: i_p = a} J_p over pairs whose
+        center i_p has element e.
+        """
         d = self.descriptor
         b = batch_atoms(atoms, d.dtype, d.device)
         types = d._types(b.numbers)
-        n_el, f = len(d.species), d.n_features
-
-        def summed(pos):
-            g = d.forward(pos, b.numbers, b.cells, b.pbc, b.structure)
-            out = torch.zeros(n_el, f, dtype=g.dtype, device=g.device)
-            return out.index_add(0, types, g).reshape(-1)
-
+        n_el, f, n = len(d.species), d.n_features, len(atoms)
+        if forces:
+            g, pairs, jac = d.pair_jacobian(b.positions, b.numbers, b.cells, b.pbc, b.structure)
+        else:
+            with torch.no_grad():
+                g = d.forward(b.positions, b.numbers, b.cells, b.pbc, b.structure)
+        summed = torch.zeros(n_el, f, dtype=g.dtype, device=g.device).index_add(0, types, g)
         counts = torch.bincount(types, minlength=n_el).to(torch.float64).cpu().numpy()
-        x = np.concatenate([summed(b.positions).detach().cpu().numpy(), counts])
+        x = np.concatenate([summed.reshape(-1).cpu().numpy(), counts])
         if not forces:
             return x, None
-        jac = torch.autograd.functional.jacobian(summed, b.positions, vectorize=True)
-        rows = -jac.detach().cpu().numpy().reshape(n_el * f, -1).T  # (3N, n_el·F)
-        return x, np.hstack([rows, np.zeros((rows.shape[0], n_el))])
+        grad = torch.zeros(n * n_el, f, 3, dtype=jac.dtype, device=jac.device)
+        e_p = types[pairs.i]
+        grad.index_add_(0, pairs.j * n_el + e_p, jac).index_add_(0, pairs.i * n_el + e_p, -jac)
+        # row (atom a, component k), column (element e, feature f): −∂S[e, f]/∂r[a, k]
+        rows = -grad.view(n, n_el, f, 3).permute(0, 3, 1, 2).reshape(3 * n, n_el * f)
+        return x, np.hstack([rows.cpu().numpy(), np.zeros((3 * n, n_el))])
 
     def fit(self, images: Sequence[ase.Atoms]) -> LinearPotential:
         """Fit to labelled structures (energy, and forces when ``force_weight > 0``)."""
