@@ -170,3 +170,19 @@ def test_bad_hyperparameters_are_clear_errors():
         HDNNPotential(DESC, activation="relu6").new_net()
     with pytest.raises(PesdataError, match="at least 2"):
         Committee(DESC, n_members=1)
+    with pytest.raises(PesdataError, match="ema_decay"):
+        HDNNPotential(DESC, ema_decay=1.0)
+
+
+def test_kept_weights_are_the_moving_average():
+    """One optimiser step: kept = d·initial + (1 − d)·stepped, d = min(decay, 2/11) at step 1."""
+    data = StructureDataset(emt(6, 5), DESC, jacobian=True, dtype=torch.float64)
+    kw = {"hidden": (8,), "epochs": 1, "batch_size": 6, "dtype": "float64", "valid_fraction": 0}
+    init = HDNNPotential(DESC, **kw).new_net().state_dict()
+    raw = HDNNPotential(DESC, ema_decay=0.0, **kw).fit(data).net_.state_dict()
+    avg = HDNNPotential(DESC, ema_decay=0.5, **kw).fit(data).net_.state_dict()
+    d = 2 / 11
+    for name, w in init.items():
+        if name.startswith("nets."):
+            assert not torch.equal(raw[name], w)
+            assert torch.allclose(avg[name], d * w + (1 - d) * raw[name], rtol=1e-12, atol=1e-14)
