@@ -12,7 +12,7 @@ import pesdata
 from pesdata.cli import app
 from pesdata.errors import ArtefactError, PesdataError
 from pesdata.split import make_split
-from pesdata.train import cross_validate, evaluate, load_model, train
+from pesdata.train import cross_validate, evaluate, load_model, save_model, train
 
 from .test_linear import emt
 
@@ -37,6 +37,9 @@ def test_train_on_split_saves_card_and_checkpoint(emt_store, tmp_path):
     assert card2 == card and model.descriptor.config_hash == card["descriptor_hash"]
     state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
     assert set(state) == {"coef", "scale"}
+    copies = [n for n in emt_store.artefacts.list("model_card") if n.startswith("m-v")]
+    kept = emt_store.artefacts.load("model_card", copies[-1])
+    assert kept.pop("path") == str((tmp_path / "m").resolve()) and kept == card
     res = evaluate(tmp_path / "m", f"{emt_store.uri}@{emt_store.version}")
     assert res["n_structures"] == 24 and res["energy_mae"] >= 0
 
@@ -49,6 +52,11 @@ def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
     card["descriptor"]["r_cut"] = 5.0  # the weights belong to another descriptor
     (tmp_path / "m" / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(ArtefactError, match="does not match"):
+        load_model(tmp_path / "m")
+    card["descriptor"]["r_cut"] = CONFIG["r_cut"]
+    card["n_weights"] = -1  # fails schemas/model_card.json before any weight is read
+    (tmp_path / "m" / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ArtefactError, match=r"model_card.json: .*n_weights"):
         load_model(tmp_path / "m")
     (tmp_path / "m" / "model.pt").write_bytes(b"garbage")
     with pytest.raises(ArtefactError, match="cannot read"):
@@ -126,3 +134,11 @@ def test_cv_reports_every_fold(emt_store, tmp_path):
     assert "mean ± std" in r.stdout
     r = runner.invoke(app, ["cv", emt_store.uri, "--split", "nope"])
     assert r.exit_code != 0 and "nope" in r.stderr
+
+
+def test_save_model_validates_the_card_before_writing(emt_store, tmp_path):
+    train(emt_store, tmp_path / "m", descriptor=CONFIG, model="linear")
+    model, _ = load_model(tmp_path / "m")
+    with pytest.raises(ArtefactError, match="invalid at metrics_on"):
+        save_model(model, tmp_path / "new", version=1, metrics_on="validation")
+    assert not (tmp_path / "new").exists()

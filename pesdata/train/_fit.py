@@ -119,7 +119,8 @@ def train(
     grid and ``r_cut`` for the version's elements. ``params`` go to the model (see
     :class:`HDNNPotential`, :class:`LinearPotential`, :class:`Committee`); ``log`` gets each
     epoch's record and ``progress`` the number of structures described so far.
-    Returns the model card.
+    Returns the model card; a copy (with the model's ``path``) is kept in the store as artefact
+    ``model_card/<out name>-v<version>-<time>``.
     """
     from ..split import load_split
 
@@ -150,7 +151,12 @@ def train(
         "metrics": metrics,
         **_summary(fitted),
     }
-    return save_model(fitted, out, **card)
+    card = save_model(fitted, out, **card)
+    # the store keeps a copy, so a version knows the models trained on it
+    stamp = "".join(c for c in card["created"][:26] if c.isalnum())  # to the microsecond
+    store.artefacts.save("model_card", f"{Path(out).name}-v{snap.version}-{stamp}",
+                         {**card, "path": str(Path(out).resolve())})
+    return card
 
 
 def cross_validate(
@@ -258,5 +264,8 @@ def evaluate(model_dir: str | os.PathLike, target: str, parity: str | None = Non
             "forces_ref": [None if f is None else np.asarray(f).tolist() for f in ref_f],
             "forces_pred": [np.asarray(f).tolist() for f in pred["forces"]],
         })
-        pq.write_table(table, parity)
+        parity = Path(parity)
+        tmp = parity.with_name(f".{parity.name}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, parity)  # atomic: a killed run leaves no half-written file
     return {"target": name, **metrics}

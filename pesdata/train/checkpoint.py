@@ -1,8 +1,9 @@
 """Model checkpoints: tensors in ``model.pt`` (loaded with ``weights_only=True``) + a JSON card.
 
 ``model_card.json`` names the model kind, the descriptor config and its hash, the training
-version and split, and the metrics measured at training time. Loading checks that the card and
-the weights agree; a missing, corrupt or mismatched checkpoint is a clear
+version and split, and the metrics measured at training time; it is validated against
+``schemas/model_card.json`` when written and when read. Loading checks that the card and the
+weights agree; a missing, corrupt or mismatched checkpoint is a clear
 :class:`~pesdata.errors.ArtefactError`.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ArtefactError, PesdataError, SchemaError
+from ..store._artefacts import validate
 from .committee import Committee
 from .hdnn import HDNNPotential
 from .linear import LinearPotential
@@ -47,7 +49,6 @@ def save_model(model, out: str | os.PathLike, **card) -> dict:
     written (JSON types).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     state = _state(model)
     doc = {
         "kind": model.kind,
@@ -59,10 +60,12 @@ def save_model(model, out: str | os.PathLike, **card) -> dict:
         "created": datetime.now(timezone.utc).isoformat(),
         **card,
     }
+    text = json.dumps(doc, indent=2, default=str)
+    validate("model_card", json.loads(text))  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{WEIGHTS}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, out / WEIGHTS)
-    text = json.dumps(doc, indent=2, default=str)
     tmp = out / f".{CARD}.tmp"
     tmp.write_text(text)
     os.replace(tmp, out / CARD)
@@ -82,8 +85,13 @@ def load_model(path: str | os.PathLike) -> tuple:
         state = torch.load(path / WEIGHTS, weights_only=True)
     except (json.JSONDecodeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise ArtefactError(f"{path}: cannot read the checkpoint ({exc})") from None
-    if card.get("kind") not in KINDS:
-        raise ArtefactError(f"{path}: unknown model kind {card.get('kind')!r}")
+    if not isinstance(card, dict) or card.get("kind") not in KINDS:
+        kind = card.get("kind") if isinstance(card, dict) else None
+        raise ArtefactError(f"{path}: unknown model kind {kind!r}")
+    try:
+        validate("model_card", card)
+    except ArtefactError as exc:
+        raise ArtefactError(f"{path}/{CARD}: {exc}") from None
     try:
         descriptor = from_config(card["descriptor"])
     except (KeyError, SchemaError) as exc:
