@@ -223,8 +223,10 @@ class ACSF(Descriptor):
         unit = vec / r[:, None]
         order = torch.argsort(center, stable=True)
         centers = center[order]
-        # pair quantities sorted by center, one contiguous row each: (6, P)
-        rows_sorted = torch.stack([*unit.T, r, fc, tj.to(dtype)])[:, order].contiguous()
+        # pair quantities sorted by center, one contiguous row each: (5 or 6, P); the
+        # neighbour element is only needed with more than one species
+        quantities = [*unit.T, r, fc] + ([tj.to(dtype)] if n_types > 1 else [])
+        rows_sorted = torch.stack(quantities)[:, order].contiguous()
         for lo, nq, p_rep, q_rep in _triplet_chunks(centers, self.chunk):
             # the p side repeats runs of consecutive entries; the q side is a 1-D gather per row
             a_ = torch.repeat_interleave(rows_sorted[:, lo : lo + nq.numel()], nq, dim=1)
@@ -232,12 +234,19 @@ class ACSF(Descriptor):
             cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
             rows = self._triplet_rows(cos, a_[3], b_[3], a_[4] * b_[4])
             values = torch.stack(rows) if len(rows) > 1 else rows[0][None]
-            c = centers[p_rep]
             if n_types == 1:
-                acc.index_add_(1, c, values)
+                # triplets come grouped by center: a segment sum (~2.5x faster than a scatter)
+                seg, inverse = torch.unique_consecutive(centers[lo : lo + nq.numel()],
+                                                        return_inverse=True)
+                lengths = torch.zeros(len(seg), dtype=nq.dtype, device=dev).index_add_(
+                    0, inverse, nq)
+                sums = torch.segment_reduce(
+                    values, "sum", lengths=lengths.expand(len(values), -1).contiguous(), axis=1)
+                acc.index_add_(1, seg, sums)
             else:
                 ta, tb = a_[5].long(), b_[5].long()
                 hi, low = torch.maximum(ta, tb), torch.minimum(ta, tb)
+                c = centers[p_rep]
                 acc.index_add_(1, c * n_pt + hi * (hi + 1) // 2 + low, values)
         acc *= torch.as_tensor(self._angular_scale(), dtype=dtype, device=dev)[:, None]
         block = acc.view(self._angular, n_atoms, n_pt).permute(1, 2, 0).reshape(n_atoms, -1)
