@@ -176,6 +176,8 @@ COLUMNS = ("group", "config_type", "source", "method", "formula", "composition")
 
 
 def _splitter(strategy: str, k: int, repeats: int, test_size: float, seed: int, stratify: bool):
+    if strategy in ("rlt", "bootstrap") and (int(repeats) != repeats or repeats < 1):
+        raise PesdataError(f"repeats must be a positive integer, got {repeats!r}")
     if strategy == "holdout":
         return HoldOut(test_size, seed, stratify)
     if strategy == "kfold":

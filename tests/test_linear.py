@@ -86,3 +86,17 @@ def test_missing_labels_are_an_error():
     unlabelled[1].calc = None
     with pytest.raises(PesdataError, match="energy label"):
         LinearPotential(DESC).fit(unlabelled)
+
+
+def test_force_rows_only_for_structures_with_forces():
+    images = emt(6, 5)
+    no_forces = images[0]
+    no_forces.calc = SinglePointCalculator(no_forces, energy=no_forces.calc.results["energy"])
+    model = LinearPotential(DESC, force_weight=0.1).fit(images)
+    energies, forces = model.predict(images[1:], forces=True)
+    ref = np.concatenate([a.calc.results["forces"] for a in images[1:]])
+    assert np.abs(np.concatenate(forces) - ref).mean() < np.abs(ref).mean()
+    for a in images:
+        a.calc = SinglePointCalculator(a, energy=a.calc.results["energy"])
+    with pytest.raises(PesdataError, match="no training structure has forces"):
+        LinearPotential(DESC, force_weight=0.1).fit(images)

@@ -114,6 +114,9 @@ def test_errors_are_clear(si):
         make_split(si, "x", "nope", save=False)
     with pytest.raises(PesdataError, match="cannot split by 'colour'"):
         make_split(si, "x", "kfold", group_by="colour", save=False)
+    for strategy in ("rlt", "bootstrap"):
+        with pytest.raises(PesdataError, match="repeats must be a positive integer, got 0"):
+            make_split(si, "x", strategy, repeats=0, save=False)
     with pytest.raises(PesdataError, match="needs groups"):
         LeaveOneGroupOut().get_n_splits(np.arange(4))
     with pytest.raises(PesdataError, match="cannot make a kfold split"):

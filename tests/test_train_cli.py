@@ -1,17 +1,22 @@
 """Training a linear model on a store, checkpoints, `pesdata train` and `pesdata evaluate`."""
 
 import json
+import os
+import re
+from pathlib import Path
 
 import ase.io
 import pyarrow.parquet as pq
 import pytest
 import torch
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
 from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
 from pesdata.errors import ArtefactError, PesdataError
-from pesdata.split import make_split
+from pesdata.split import load_split, make_split
 from pesdata.train import cross_validate, evaluate, load_model, save_model, train
 
 from .test_linear import emt
@@ -132,6 +137,7 @@ def test_cv_reports_every_fold(emt_store, tmp_path):
     r = runner.invoke(app, ["cv", emt_store.uri, "--split", "k3", "--model", "linear"])
     assert r.exit_code == 0, r.output
     assert "mean ± std" in r.stdout
+    assert re.search(r"│\s+0 │\s+16 │\s+8 │", r.stdout), r.stdout  # counts, not 16.0
     r = runner.invoke(app, ["cv", emt_store.uri, "--split", "nope"])
     assert r.exit_code != 0 and "nope" in r.stderr
 
@@ -142,3 +148,69 @@ def test_save_model_validates_the_card_before_writing(emt_store, tmp_path):
     with pytest.raises(ArtefactError, match="invalid at metrics_on"):
         save_model(model, tmp_path / "new", version=1, metrics_on="validation")
     assert not (tmp_path / "new").exists()
+
+
+def test_model_directory_is_replaced_whole(emt_store, tmp_path, monkeypatch):
+    first = train(emt_store, tmp_path / "m", descriptor=CONFIG, model="linear")
+    other = train(emt_store, tmp_path / "o", descriptor=CONFIG, model="linear",
+                  params={"alpha": 1.0})
+    real_replace = os.replace
+
+    def dies_on_the_swap(src, dst):  # the run is killed as the new directory moves in
+        if Path(src).name.endswith(".tmp") and Path(dst) == tmp_path / "m":
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dies_on_the_swap)
+    with pytest.raises(KeyboardInterrupt):
+        train(emt_store, tmp_path / "m", descriptor=CONFIG, model="linear",
+              params={"alpha": 1.0})
+    monkeypatch.undo()
+    _, card = load_model(tmp_path / "m")  # the previous model, whole
+    assert card == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "o"]  # no staging left
+    # weights from another run beside this card: the same size, caught by the hash
+    (tmp_path / "m" / "model.pt").write_bytes((tmp_path / "o" / "model.pt").read_bytes())
+    assert other["n_weights"] == first["n_weights"]
+    with pytest.raises(ArtefactError, match="SHA-256"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "model.pt").write_bytes(b"")
+    with pytest.raises(ArtefactError, match=r"cannot read the checkpoint \(\w+"):
+        load_model(tmp_path / "m")
+
+
+def test_bad_model_paths_fail_before_training(emt_store, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtefactError, match="not a directory"):
+        train(emt_store, tmp_path / "file", descriptor=CONFIG, model="linear")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README").write_text("mine")
+    with pytest.raises(ArtefactError, match="not a pesdata model directory"):
+        train(emt_store, tmp_path / "notes", descriptor=CONFIG, model="linear")
+    assert (tmp_path / "notes" / "README").read_text() == "mine"
+    card = train(emt_store, tmp_path / ".hidden", descriptor=CONFIG, model="linear")
+    assert any(n.startswith("hidden-v") for n in emt_store.artefacts.list("model_card"))
+    assert card["kind"] == "linear"
+    with pytest.raises(PesdataError, match="its directory does not exist"):
+        evaluate(tmp_path / ".hidden", emt_store.uri, parity=str(tmp_path / "no" / "p.parquet"))
+
+
+def test_train_on_a_split_knows_the_elements_of_its_test_part(tmp_path):
+    images = emt(6, 21)
+    for atoms in emt(4, 22):  # Cu31Au cells, one group of their own: Au only in its test part
+        atoms.numbers[0] = 79
+        atoms.calc = EMT()
+        e, f = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
+        images.append(atoms)
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    st.curate(images, method="EMT")
+    make_split(st, "by-formula", "logo", group_by="composition")
+    folds = load_split(st, "by-formula")["folds"]
+    position = {i: k for k, i in enumerate(st.read().ids)}
+    au_only_in_test = [k for k, f in enumerate(folds) if all(
+        79 not in st.read().take([position[i]])[0].numbers for i in f["train"])]
+    assert au_only_in_test
+    card = train(st, tmp_path / "m", split="by-formula", fold=au_only_in_test[0],
+                 model="linear")
+    assert card["descriptor"]["species"] == [29, 79] and card["metrics_on"] == "test"

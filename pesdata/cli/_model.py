@@ -199,7 +199,7 @@ def cv(
         table.add_column(name, justify="right")
     for _, label, _ in cols:
         table.add_column(label, justify="right")
-    for _, r in df.iterrows():
+    for r in df.to_dict("records"):  # iterrows would turn the counts into floats
         table.add_row(str(r["fold"]), str(r["n_train"]), str(r["n_test"]),
                       *[f"{r[c]:.{d}f}" for c, _, d in cols])
     mean, std = df.attrs["mean"], df.attrs["std"]

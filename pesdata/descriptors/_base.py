@@ -16,7 +16,8 @@ from ..errors import SchemaError
 from ._neighbors import Pairs, neighbor_pairs
 
 __all__ = [
-    "Batch", "Descriptor", "add_term_grads", "batch_atoms", "config_hash", "species_numbers",
+    "Batch", "Descriptor", "add_term_grads", "batch_atoms", "config_hash", "check_device",
+    "species_numbers",
 ]
 
 
@@ -79,6 +80,22 @@ def batch_atoms(
     )
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device: "cpu", or "cuda[:k]" where torch has CUDA.
+
+    Anything else is a :class:`~pesdata.errors.SchemaError` quoting the argument.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SchemaError(f"unknown device {str(device)!r}; use 'cpu' or 'cuda[:k]'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise SchemaError(f"device {str(device)!r} is not supported; use 'cpu' or 'cuda[:k]'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SchemaError(f"device {str(device)!r} requested, but torch has no CUDA here")
+    return dev
+
+
 class Descriptor:
     """Shared behaviour: species lookup, config hash, ``compute`` on ``ase.Atoms``.
 
@@ -101,9 +118,7 @@ class Descriptor:
         self.species = species_numbers(species)
         self.r_cut = float(r_cut)
         self.dtype = dtype
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise SchemaError(f"device {str(device)!r} requested, but torch has no CUDA here")
+        self.device = check_device(device)
 
     def config(self) -> dict:  # pragma: no cover - overridden
         raise TypeError("subclasses define config()")

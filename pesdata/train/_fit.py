@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import PesdataError
-from .checkpoint import load_model, save_model
+from .checkpoint import check_model_dir, load_model, save_model
 from .committee import Committee
 from .hdnn import HDNNPotential
 from .linear import LinearPotential
@@ -124,6 +124,7 @@ def train(
     """
     from ..split import load_split
 
+    out = check_model_dir(out)  # refuse a bad path before any work
     test_ids: list[str] = []
     if split is not None:
         manifest = load_split(store, split, version, allow_other_version=False)
@@ -137,10 +138,11 @@ def train(
     train_images = _labelled(snap.take(train_rows))
     if not train_images:
         raise PesdataError(f"version {snap.version} has no labelled structures to train on")
-    desc = _descriptor(descriptor, train_images, r_cut, device)
+    eval_images = snap.take([position[i] for i in test_ids]) if test_ids else train_images
+    # the default descriptor covers the elements of both parts (cross_validate: all folds)
+    desc = _descriptor(descriptor, train_images + eval_images, r_cut, device)
     fitted = _fit(make_model(model, desc, device=device,
                              **(params or {})), train_images, log, progress)
-    eval_images = snap.take([position[i] for i in test_ids]) if test_ids else train_images
     metrics, _ = predict_metrics(fitted, eval_images)
     card = {
         "version": snap.version,
@@ -154,8 +156,9 @@ def train(
     card = save_model(fitted, out, **card)
     # the store keeps a copy, so a version knows the models trained on it
     stamp = "".join(c for c in card["created"][:26] if c.isalnum())  # to the microsecond
-    store.artefacts.save("model_card", f"{Path(out).name}-v{snap.version}-{stamp}",
-                         {**card, "path": str(Path(out).resolve())})
+    stem = out.resolve().name.lstrip(".") or "model"
+    store.artefacts.save("model_card", f"{stem}-v{snap.version}-{stamp}",
+                         {**card, "path": str(out.resolve())})
     return card
 
 
@@ -251,6 +254,8 @@ def evaluate(model_dir: str | os.PathLike, target: str, parity: str | None = Non
     ``parity`` writes a Parquet file with one row per structure: n_atoms, reference and
     predicted energy, and reference and predicted forces (per atom) for parity plots.
     """
+    if parity and not Path(parity).resolve().parent.is_dir():
+        raise PesdataError(f"--parity {parity}: its directory does not exist")
     model, _card = load_model(model_dir)
     images, name = _target_images(str(target))
     metrics, pred = predict_metrics(model, images)

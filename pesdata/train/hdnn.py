@@ -21,7 +21,7 @@ import ase
 import numpy as np
 import torch
 
-from ..descriptors._base import Descriptor
+from ..descriptors._base import Descriptor, check_device
 from ..errors import PesdataError
 from ._predict import predict_images
 from .data import StructureDataset, collate
@@ -168,12 +168,26 @@ class HDNNPotential:
     ) -> None:
         if dtype not in DTYPES:
             raise PesdataError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise PesdataError(f"device {device!r} requested, but torch has no CUDA here")
+        if activation not in ACTIVATIONS:
+            raise PesdataError(f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
+        check_device(device)
         if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
             raise PesdataError("loss weights must be ≥ 0 and not both 0")
-        if not 0 <= ema_decay < 1:
-            raise PesdataError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        for name, value in (("ema_decay", ema_decay), ("valid_fraction", valid_fraction)):
+            if not 0 <= value < 1:
+                raise PesdataError(f"{name} must be in [0, 1), got {value!r}")
+        for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                            ("patience", patience), *(("hidden width", h) for h in hidden)):
+            if int(value) != value or value < 1:
+                raise PesdataError(f"{name} must be a positive integer, got {value!r}")
+        if int(lr_patience) != lr_patience or lr_patience < 0:
+            raise PesdataError(f"lr_patience must be an integer ≥ 0, got {lr_patience!r}")
+        if int(seed) != seed or seed < 0:
+            raise PesdataError(f"seed must be an integer ≥ 0, got {seed!r}")
+        if not lr > 0 or not lr_min >= 0:
+            raise PesdataError(f"lr must be > 0 and lr_min ≥ 0, got {lr!r} and {lr_min!r}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise PesdataError(f"max_seconds must be positive, got {max_seconds!r}")
         self.descriptor = descriptor
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation

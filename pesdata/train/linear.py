@@ -75,19 +75,21 @@ class LinearPotential:
         """Fit to labelled structures (energy, and forces when ``force_weight > 0``)."""
         use_f = self.force_weight > 0
         xs, ys, fx, fy = [], [], [], []
-        for atoms in images:
+        for k, atoms in enumerate(images):
             if atoms.calc is None or "energy" not in atoms.calc.results:
-                raise PesdataError("every training structure needs an energy label")
-            x, rows = self._features(atoms, use_f)
+                raise PesdataError(f"training structure {k} ({atoms.get_chemical_formula()}) "
+                                   "has no energy label")
+            with_f = use_f and "forces" in atoms.calc.results  # frames without forces: E only
+            x, rows = self._features(atoms, with_f)
             xs.append(x / len(atoms))
             ys.append(atoms.calc.results["energy"] / len(atoms))
-            if use_f:
-                if "forces" not in atoms.calc.results:
-                    raise PesdataError("force_weight > 0 needs forces on every structure")
+            if with_f:
                 fx.append(rows * self.force_weight)
                 fy.append(np.asarray(atoms.calc.results["forces"]).reshape(-1) * self.force_weight)
+        if use_f and not fx:
+            raise PesdataError("force_weight > 0, but no training structure has forces")
         X, y = np.array(xs), np.array(ys)
-        if use_f:
+        if fx:
             X, y = np.vstack([X, *fx]), np.concatenate([y, *fy])
         self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         self.ridge_ = Ridge(alpha=self.alpha, fit_intercept=False).fit(X / self.scale_, y)
