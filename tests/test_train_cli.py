@@ -191,6 +191,8 @@ def test_bad_model_paths_fail_before_training(emt_store, tmp_path):
     card = train(emt_store, tmp_path / ".hidden", descriptor=CONFIG, model="linear")
     assert any(n.startswith("hidden-v") for n in emt_store.artefacts.list("model_card"))
     assert card["kind"] == "linear"
+    with pytest.raises(PesdataError, match="fold 1 given without a split"):
+        train(emt_store, tmp_path / "f", fold=1, model="linear")
     with pytest.raises(PesdataError, match="its directory does not exist"):
         evaluate(tmp_path / ".hidden", emt_store.uri, parity=str(tmp_path / "no" / "p.parquet"))
 

@@ -125,6 +125,8 @@ def train(
     from ..split import load_split
 
     out = check_model_dir(out)  # refuse a bad path before any work
+    if split is None and fold:
+        raise PesdataError(f"fold {fold} given without a split; name the split too")
     test_ids: list[str] = []
     if split is not None:
         manifest = load_split(store, split, version, allow_other_version=False)
