@@ -1,5 +1,7 @@
 """ACSF against dscribe (an independent reference), invariances, gradients, precision."""
 
+import warnings
+
 import ase.io
 import numpy as np
 import pytest
@@ -149,3 +151,41 @@ def test_threaded_batches_equal_one_stream():
     parallel = acsf.compute(images, batch_size=1, n_workers=2)
     assert torch.get_num_threads() == threads  # restored
     torch.testing.assert_close(parallel, acsf.compute(images, batch_size=100), rtol=0, atol=0)
+
+
+def test_compiled_kernel_equals_dscribe_and_keeps_gradients():
+    images = ase.io.read(DATA / "mlearn/Si_test.extxyz", ":4")
+    kw = dict(g2_params=[[0.5, 0.0]], g4_params=[[0.005, 1, 1], [0.02, 4, -1]])
+    fused = ACSF(["Si"], 5.0, **kw, compile=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        values = fused.compute(images, batch_size=2)
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]
+    assert fused.compile  # the fused kernel ran (a failed compilation switches it off)
+    ref = DscribeACSF(species=["Si"], r_cut=5.0, periodic=True, **kw).create(images)
+    np.testing.assert_allclose(values.numpy(), np.concatenate(ref), atol=1e-8)
+    # with gradients the eager kernel runs: autograd gives the same forces either way
+    eager = ACSF(["Si"], 5.0, **kw, compile=False)
+    grads = []
+    for d in (fused, eager):
+        pos = torch.tensor(images[0].positions, requires_grad=True)
+        g = d.forward(pos, torch.tensor(images[0].numbers),
+                      torch.tensor(images[0].cell.array)[None], torch.ones(1, 3, dtype=torch.bool),
+                      torch.zeros(len(pos), dtype=torch.long))
+        grads.append(torch.autograd.grad(g.sum(), pos)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
+
+def test_failed_compilation_falls_back_to_eager(monkeypatch):
+    def broken(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    images = ase.io.read(DATA / "mlearn/Si_test.extxyz", ":2")
+    acsf = ACSF(["Si"], 5.0, compile=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        values = acsf.compute(images, batch_size=1, n_workers=1)
+    assert not acsf.compile
+    torch.testing.assert_close(values, ACSF(["Si"], 5.0).compute(images), rtol=0, atol=0)

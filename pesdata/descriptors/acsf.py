@@ -19,6 +19,8 @@ a(a+1)/2 + b over sorted species indices): the G4 rows, then the G5 rows.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,6 +78,14 @@ class ACSF(Descriptor):
         float64 (default) or float32.
     device : str or torch.device
         Where the computation runs.
+    compile : bool, optional
+        Run the per-triplet arithmetic of the angular terms as one ``torch.compile``-fused
+        kernel when no gradient is needed (descriptor caching, training-set precompute):
+        ~6x faster for that part on CPU, at the price of a one-off compilation (~20 s cold,
+        a few seconds from torch's on-disk cache). Default: the ``PESDATA_COMPILE``
+        environment variable ("1" turns it on); off otherwise. Values are unchanged (to
+        rounding), so the config hash does not include it; a failed compilation warns and
+        falls back to the eager kernel.
     """
 
     name = "acsf"
@@ -89,12 +99,17 @@ class ACSF(Descriptor):
         g5_params=None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
+        compile: bool | None = None,
     ) -> None:
         super().__init__(species, r_cut, dtype, device)
+        self.compile = os.environ.get("PESDATA_COMPILE") == "1" if compile is None else compile
+        self._kernel = None
         d2, d4 = default_acsf_params(self.r_cut)
         self.g2_params = _as_rows(d2 if g2_params is None else g2_params, 2, "g2_params")
         self.g4_params = _as_rows(d4 if g4_params is None else g4_params, 3, "g4_params")
         self.g5_params = _as_rows(g5_params, 3, "g5_params")
+        # plain floats for the triplet kernel (torch.compile traces them as constants)
+        self._g4, self._g5 = self.g4_params.tolist(), self.g5_params.tolist()
         n_types = len(self.species)
         self._radial = 1 + len(self.g2_params)
         self._angular = len(self.g4_params) + len(self.g5_params)
@@ -141,14 +156,14 @@ class ACSF(Descriptor):
         """G4 then G5 triplet terms without the 2^(1−ζ) factor, one (T,) tensor per row."""
         r2 = rij * rij + rik * rik
         rows: list[torch.Tensor] = []
-        if len(self.g4_params):
+        if self._g4:
             rjk2 = torch.clamp(r2 - 2 * rij * rik * cos, min=0)
             # fc(r_jk), 0 beyond rc: the clamp makes cos(π) = −1 there (zero gradient too)
             x = torch.clamp(torch.sqrt(rjk2), max=self.r_cut) * (torch.pi / self.r_cut)
             fc_jk = (torch.cos(x) + 1) * 0.5
-            rows += _angular(self.g4_params, cos, r2 + rjk2, fc2 * fc_jk)
-        if len(self.g5_params):
-            rows += _angular(self.g5_params, cos, r2, fc2)
+            rows += _angular(self._g4, cos, r2 + rjk2, fc2 * fc_jk)
+        if self._g5:
+            rows += _angular(self._g5, cos, r2, fc2)
         return rows
 
     def _angular_scale(self) -> np.ndarray:
@@ -207,6 +222,30 @@ class ACSF(Descriptor):
             self._angular_terms(out, center, vec, r, fc, tj, dtype, dev)
         return out.view(n_atoms, self.n_features)
 
+    def _triplet_values(self, a_: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:
+        """(n_angular, T) terms from the two sides' packed pair quantities (ux, uy, uz, r, fc)."""
+        cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
+        return torch.stack(self._triplet_rows(cos, a_[3], b_[3], a_[4] * b_[4]))
+
+    def _triplet_kernel(self, fused: bool):
+        """:meth:`_triplet_values`, compiled once per descriptor when ``fused``."""
+        if not fused:
+            return self._triplet_values
+        if self._kernel is None:
+            compiled = torch.compile(self._triplet_values, dynamic=True)
+
+            def kernel(a_, b_):
+                try:
+                    return compiled(a_, b_)
+                except Exception as exc:  # no compiler, unsupported backend, ...
+                    warnings.warn(f"ACSF: torch.compile failed ({type(exc).__name__}); "
+                                  "using the eager kernel", RuntimeWarning, stacklevel=2)
+                    self.compile, self._kernel = False, self._triplet_values
+                    return self._triplet_values(a_, b_)
+
+            self._kernel = kernel
+        return self._kernel
+
     def _angular_terms(self, out, center, vec, r, fc, tj, dtype, dev) -> None:
         """G4/G5 over unordered neighbour pairs {p, q} of each center (p < q in list order).
 
@@ -227,13 +266,12 @@ class ACSF(Descriptor):
         # neighbour element is only needed with more than one species
         quantities = [*unit.T, r, fc] + ([tj.to(dtype)] if n_types > 1 else [])
         rows_sorted = torch.stack(quantities)[:, order].contiguous()
+        fused = self.compile and not (torch.is_grad_enabled() and rows_sorted.requires_grad)
         for lo, nq, p_rep, q_rep in _triplet_chunks(centers, self.chunk):
             # the p side repeats runs of consecutive entries; the q side is a 1-D gather per row
             a_ = torch.repeat_interleave(rows_sorted[:, lo : lo + nq.numel()], nq, dim=1)
             b_ = torch.stack([row.index_select(0, q_rep) for row in rows_sorted])
-            cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
-            rows = self._triplet_rows(cos, a_[3], b_[3], a_[4] * b_[4])
-            values = torch.stack(rows) if len(rows) > 1 else rows[0][None]
+            values = self._triplet_kernel(fused)(a_, b_)
             if n_types == 1:
                 # triplets come grouped by center: a segment sum (~2.5x faster than a scatter)
                 seg, inverse = torch.unique_consecutive(centers[lo : lo + nq.numel()],
@@ -284,7 +322,7 @@ def _triplet_chunks(centers: torch.Tensor, chunk: int):
 
 
 def _angular(
-    params: np.ndarray, cos: torch.Tensor, r2: torch.Tensor, cut: torch.Tensor
+    params: Sequence[Sequence[float]], cos: torch.Tensor, r2: torch.Tensor, cut: torch.Tensor
 ) -> list[torch.Tensor]:
     """(1 + λ cos)^ζ exp(−η r2) cut for every parameter row, one (T,) tensor per row.
 
