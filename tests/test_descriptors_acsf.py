@@ -1,5 +1,6 @@
 """ACSF against dscribe (an independent reference), invariances, gradients, precision."""
 
+import pickle
 import warnings
 
 import ase.io
@@ -162,6 +163,8 @@ def test_compiled_kernel_equals_dscribe_and_keeps_gradients():
         values = fused.compute(images, batch_size=2)
     assert not [w for w in caught if "torch.compile failed" in str(w.message)]
     assert fused.compile  # the fused kernel ran (a failed compilation switches it off)
+    clone = pickle.loads(pickle.dumps(fused))  # e.g. to a spawned worker
+    torch.testing.assert_close(clone.compute(images[:1]), values[: len(images[0])])
     ref = DscribeACSF(species=["Si"], r_cut=5.0, periodic=True, **kw).create(images)
     np.testing.assert_allclose(values.numpy(), np.concatenate(ref), atol=1e-8)
     # with gradients the eager kernel runs: autograd gives the same forces either way

@@ -222,6 +222,11 @@ class ACSF(Descriptor):
             self._angular_terms(out, center, vec, r, fc, tj, dtype, dev)
         return out.view(n_atoms, self.n_features)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_kernel"] = None  # a compiled function does not pickle; rebuilt on first use
+        return state
+
     def _triplet_values(self, a_: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:
         """(n_angular, T) terms from the two sides' packed pair quantities (ux, uy, uz, r, fc)."""
         cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
@@ -251,9 +256,11 @@ class ACSF(Descriptor):
 
         Kernel notes: triplets are generated and reduced in chunks of whole centers (memory
         stays bounded); pair quantities are packed and gathered once per triplet side; one
-        exp per distinct η; integer ζ by repeated squaring; r_jk from the law of cosines; the
-        parameter-major (n_angular × T) terms are reduced with one ``index_add_`` per chunk and
-        the constant 2^(1−ζ) is applied after the reduction.
+        exp per distinct η; integer ζ by repeated squaring; r_jk from the law of cosines
+        (optionally all fused by ``torch.compile``); the parameter-major (n_angular × T) terms
+        are reduced per chunk — a segment sum per center for one element, an ``index_add_``
+        over (center, element pair) otherwise — and the constant 2^(1−ζ) is applied after the
+        reduction.
         """
         n_types = len(self.species)
         n_pt = n_types * (n_types + 1) // 2
