@@ -178,3 +178,12 @@ def test_float32_and_names():
     assert len(p64.feature_names) == p64.n_features
     assert p64.feature_names[0] == "S1[O](0)"
     assert PTSD(["O", "Ti"], rc).config_hash != p64.config_hash
+
+
+def test_compiled_triplet_terms_equal_eager():
+    images = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", ":30")[::10]  # two elements
+    fused = PTSD(["O", "Ti"], 4.5, compile=True)
+    values = fused.compute(images, batch_size=2)
+    assert fused.compile  # compiled, not fallen back
+    eager = PTSD(["O", "Ti"], 4.5, compile=False).compute(images, batch_size=2)
+    torch.testing.assert_close(values, eager, rtol=1e-12, atol=1e-12)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import ase
@@ -112,6 +114,7 @@ class Descriptor:
         r_cut: float,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
+        compile: bool | None = None,
     ) -> None:
         if not r_cut > 0:
             raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
@@ -119,6 +122,40 @@ class Descriptor:
         self.r_cut = float(r_cut)
         self.dtype = dtype
         self.device = check_device(device)
+        self.compile = os.environ.get("PESDATA_COMPILE") == "1" if compile is None else compile
+        self._kernels: dict = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_kernels"] = {}  # compiled functions do not pickle; rebuilt on first use
+        return state
+
+    def _kernel(self, fn: Callable, needs_grad: bool) -> Callable:
+        """``fn``, or ``fn`` fused by ``torch.compile`` when :attr:`compile` is on and no
+        gradient is needed (compiled once per descriptor and method).
+
+        A failed compilation warns, switches :attr:`compile` off and runs ``fn`` eagerly.
+        """
+        if not self.compile or needs_grad:
+            return fn
+        name = fn.__name__
+        if name not in self._kernels:
+            compiled = torch.compile(fn, dynamic=True)
+
+            def kernel(*args):
+                if not self.compile:
+                    return fn(*args)
+                try:
+                    return compiled(*args)
+                except Exception as exc:  # no compiler, unsupported backend, ...
+                    warnings.warn(f"{type(self).__name__}: torch.compile failed "
+                                  f"({type(exc).__name__}); using the eager kernel",
+                                  RuntimeWarning, stacklevel=2)
+                    self.compile = False
+                    return fn(*args)
+
+            self._kernels[name] = kernel
+        return self._kernels[name]
 
     def config(self) -> dict:  # pragma: no cover - overridden
         raise TypeError("subclasses define config()")

@@ -19,8 +19,6 @@ a(a+1)/2 + b over sorted species indices): the G4 rows, then the G5 rows.
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -101,9 +99,7 @@ class ACSF(Descriptor):
         device: str | torch.device = "cpu",
         compile: bool | None = None,
     ) -> None:
-        super().__init__(species, r_cut, dtype, device)
-        self.compile = os.environ.get("PESDATA_COMPILE") == "1" if compile is None else compile
-        self._kernel = None
+        super().__init__(species, r_cut, dtype, device, compile)
         d2, d4 = default_acsf_params(self.r_cut)
         self.g2_params = _as_rows(d2 if g2_params is None else g2_params, 2, "g2_params")
         self.g4_params = _as_rows(d4 if g4_params is None else g4_params, 3, "g4_params")
@@ -222,34 +218,10 @@ class ACSF(Descriptor):
             self._angular_terms(out, center, vec, r, fc, tj, dtype, dev)
         return out.view(n_atoms, self.n_features)
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_kernel"] = None  # a compiled function does not pickle; rebuilt on first use
-        return state
-
     def _triplet_values(self, a_: torch.Tensor, b_: torch.Tensor) -> torch.Tensor:
         """(n_angular, T) terms from the two sides' packed pair quantities (ux, uy, uz, r, fc)."""
         cos = a_[0] * b_[0] + a_[1] * b_[1] + a_[2] * b_[2]
         return torch.stack(self._triplet_rows(cos, a_[3], b_[3], a_[4] * b_[4]))
-
-    def _triplet_kernel(self, fused: bool):
-        """:meth:`_triplet_values`, compiled once per descriptor when ``fused``."""
-        if not fused:
-            return self._triplet_values
-        if self._kernel is None:
-            compiled = torch.compile(self._triplet_values, dynamic=True)
-
-            def kernel(a_, b_):
-                try:
-                    return compiled(a_, b_)
-                except Exception as exc:  # no compiler, unsupported backend, ...
-                    warnings.warn(f"ACSF: torch.compile failed ({type(exc).__name__}); "
-                                  "using the eager kernel", RuntimeWarning, stacklevel=2)
-                    self.compile, self._kernel = False, self._triplet_values
-                    return self._triplet_values(a_, b_)
-
-            self._kernel = kernel
-        return self._kernel
 
     def _angular_terms(self, out, center, vec, r, fc, tj, dtype, dev) -> None:
         """G4/G5 over unordered neighbour pairs {p, q} of each center (p < q in list order).
@@ -273,12 +245,13 @@ class ACSF(Descriptor):
         # neighbour element is only needed with more than one species
         quantities = [*unit.T, r, fc] + ([tj.to(dtype)] if n_types > 1 else [])
         rows_sorted = torch.stack(quantities)[:, order].contiguous()
-        fused = self.compile and not (torch.is_grad_enabled() and rows_sorted.requires_grad)
+        kernel = self._kernel(self._triplet_values,
+                              torch.is_grad_enabled() and rows_sorted.requires_grad)
         for lo, nq, p_rep, q_rep in _triplet_chunks(centers, self.chunk):
             # the p side repeats runs of consecutive entries; the q side is a 1-D gather per row
             a_ = torch.repeat_interleave(rows_sorted[:, lo : lo + nq.numel()], nq, dim=1)
             b_ = torch.stack([row.index_select(0, q_rep) for row in rows_sorted])
-            values = self._triplet_kernel(fused)(a_, b_)
+            values = kernel(a_, b_)
             if n_types == 1:
                 # triplets come grouped by center: a segment sum (~2.5x faster than a scatter)
                 seg, inverse = torch.unique_consecutive(centers[lo : lo + nq.numel()],

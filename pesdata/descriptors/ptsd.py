@@ -108,7 +108,8 @@ class PTSD(Descriptor):
         s1 rows (n,); s2 rows (n, L); s3 rows (n, m, p, ζ, λ); s4 rows (n, m, ζ, λ);
         s5 rows (n, m, p, L); s6 rows (n, m, p, ζ, λ). Powers n, m, p ≥ 0, L ≥ 0 integers.
         Defaults: :func:`default_ptsd_params`.
-    dtype, device : as for :class:`~pesdata.descriptors.ACSF`.
+    dtype, device, compile : as for :class:`~pesdata.descriptors.ACSF` (``compile`` fuses the
+        S3–S5 triplet terms when no gradient is needed).
     """
 
     name = "ptsd"
@@ -120,8 +121,9 @@ class PTSD(Descriptor):
         s1=None, s2=None, s3=None, s4=None, s5=None, s6=None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
+        compile: bool | None = None,
     ) -> None:
-        super().__init__(species, r_cut, dtype, device)
+        super().__init__(species, r_cut, dtype, device, compile)
         defaults = default_ptsd_params()
         given = {"s1": s1, "s2": s2, "s3": s3, "s4": s4, "s5": s5, "s6": s6}
         self.params: dict[str, np.ndarray] = {}
@@ -135,6 +137,8 @@ class PTSD(Descriptor):
             ells = self.params[key][:, col]
             if (ells < 0).any() or not np.all(ells == np.round(ells)):
                 raise SchemaError(f"{key}: L must be a non-negative integer, got {ells.tolist()}")
+        # plain floats for the triplet kernel (torch.compile traces them as constants)
+        self._rows = {k: v.tolist() for k, v in self.params.items()}
         t = len(self.species)
         self._n1 = len(self.params["s1"]) + len(self.params["s2"])
         self._n2 = sum(len(self.params[k]) for k in ("s3", "s4", "s5"))
@@ -204,14 +208,14 @@ class PTSD(Descriptor):
         def pair_radial(n, m):
             return rij**n * fij * rik**m * fik + rik**n * fik * rij**m * fij
 
-        for n, m, pw, zeta, lam in self.params["s3"]:
+        for n, m, pw, zeta, lam in self._rows["s3"]:
             ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
             rows.append(ang * pair_radial(n, m) * (rjk**pw * fjk))
-        for n, m, zeta, lam in self.params["s4"]:
+        for n, m, zeta, lam in self._rows["s4"]:
             ang = 2 ** (1 - zeta) * torch.clamp(1 + lam * cos, min=0) ** zeta
             rows.append(ang * pair_radial(n, m))
         s5 = [(pair_radial(n, m) * (rjk**pw * fjk))[:, None] * (yp[int(ell)] + yq[int(ell)])
-              for n, m, pw, ell in self.params["s5"]]
+              for n, m, pw, ell in self._rows["s5"]]
         return rows, s5
 
     def _quad_terms(self, vj, vk, vl, rj, rk, rl, fj, fk, fl) -> list[torch.Tensor]:
@@ -269,13 +273,13 @@ class PTSD(Descriptor):
                 for *_, ell in self.params["s5"]]
         order = torch.argsort(center, stable=True)
         centers = center[order]
+        terms = self._kernel(self._triplet_terms, torch.is_grad_enabled() and r.requires_grad)
         for _lo, _nq, p_rep, q_rep in _triplet_chunks(centers, 1 << 16):
             p, q = order[p_rep], order[q_rep]
             cos = (unit[p] * unit[q]).sum(1)
             ells = self._s5_ells()
-            rows, s5 = self._triplet_terms(r[p], r[q], cos, fc[p], fc[q],
-                                           {e: ylm[e][p] for e in ells},
-                                           {e: ylm[e][q] for e in ells})
+            rows, s5 = terms(r[p], r[q], cos, fc[p], fc[q], {e: ylm[e][p] for e in ells},
+                             {e: ylm[e][q] for e in ells})
             hi, lo = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])
             row = centers[p_rep] * n_pt + hi * (hi + 1) // 2 + lo
             if rows:
