@@ -18,7 +18,7 @@ Measured, each as the median of ``--repeats`` timed runs after one untimed warm-
    ase.db — its fastest path): as arrays for training code, ``snap.take_arrays(idx)`` (numbers,
    positions, forces, energy, cell, pbc) vs ``db.get(id=i + 1)`` rows with those attributes
    read — bar ≥ 10×; the same batches from ``snap.cache_arrays()`` (the version read into memory
-   once per run, load time reported; what the training Dataset does) — same bar; and as
+   once per run, load time reported; read once, gather many, as training does) — same bar; and as
    ``ase.Atoms``, ``snap.take(idx)`` vs ``db.get(...).toatoms()``
    (reported, no bar: building 256 ``ase.Atoms`` with a calculator alone costs ~15 ms here).
 3. ingest: ``store.curate([extxyz], method="PBE")`` into a fresh store (parse, validate, dedup,
