@@ -274,10 +274,10 @@ class PTSD(Descriptor):
         order = torch.argsort(center, stable=True)
         centers = center[order]
         terms = self._kernel(self._triplet_terms, torch.is_grad_enabled() and r.requires_grad)
+        ells = self._s5_ells()
         for _lo, _nq, p_rep, q_rep in _triplet_chunks(centers, 1 << 16):
             p, q = order[p_rep], order[q_rep]
             cos = (unit[p] * unit[q]).sum(1)
-            ells = self._s5_ells()
             rows, s5 = terms(r[p], r[q], cos, fc[p], fc[q], {e: ylm[e][p] for e in ells},
                              {e: ylm[e][q] for e in ells})
             hi, lo = torch.maximum(tj[p], tj[q]), torch.minimum(tj[p], tj[q])

@@ -10,6 +10,7 @@ weights agree; a missing, corrupt or mismatched checkpoint is a clear
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -72,13 +73,16 @@ def save_model(model, out: str | os.PathLike, **card) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        torch.save(state, stage / WEIGHTS)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        weights = buf.getvalue()
+        (stage / WEIGHTS).write_bytes(weights)
         doc = {
             "kind": model.kind,
             "descriptor": model.descriptor.config(),
             "descriptor_hash": model.descriptor.config_hash,
             "n_weights": int(sum(t.numel() for t in state.values())),
-            "weights_sha256": _sha256(stage / WEIGHTS),
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "params": ({"alpha": model.alpha, "force_weight": model.force_weight}
                        if model.kind == "linear" else model.params()),
             "created": datetime.now(timezone.utc).isoformat(),
@@ -104,10 +108,6 @@ def save_model(model, out: str | os.PathLike, **card) -> dict:
     return json.loads(text)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_model(path: str | os.PathLike) -> tuple:
     """Load a model directory written by :func:`save_model`; returns ``(model, card)``."""
     from ..descriptors import from_config
@@ -118,7 +118,8 @@ def load_model(path: str | os.PathLike) -> tuple:
             raise ArtefactError(f"{path}: not a pesdata model directory (no {name})")
     try:
         card = json.loads((path / CARD).read_text())
-        state = torch.load(path / WEIGHTS, weights_only=True)
+        weights = (path / WEIGHTS).read_bytes()  # read once: the bytes hashed are those loaded
+        state = torch.load(io.BytesIO(weights), weights_only=True)
     except Exception as exc:  # any failure to unpickle is the file's fault, not a crash
         reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
         raise ArtefactError(f"{path}: cannot read the checkpoint ({reason})") from None
@@ -142,7 +143,7 @@ def load_model(path: str | os.PathLike) -> tuple:
         )
     if sum(t.numel() for t in state.values()) != card.get("n_weights"):
         raise ArtefactError(f"{path}: the weights do not match the card's n_weights")
-    if "weights_sha256" in card and _sha256(path / WEIGHTS) != card["weights_sha256"]:
+    if "weights_sha256" in card and hashlib.sha256(weights).hexdigest() != card["weights_sha256"]:
         raise ArtefactError(f"{path}: {WEIGHTS} is not the file its card was written with "
                             "(SHA-256 differs)")
     params = dict(card.get("params") or {})
