@@ -2,20 +2,49 @@
 
 Every error pesdata raises on purpose derives from :class:`PesdataError`, so callers (and the
 CLI, which maps them to a one-line message and a non-zero exit code) can catch them in one place.
-Messages name the file, frame and field involved wherever there is one.
+Each class also derives from the builtin it means, as zarr's errors do, so code that catches
+builtins catches them too:
+
+=========================  ============================  ======================================
+class                      builtin                       raised when
+=========================  ============================  ======================================
+:class:`ParameterError`    ``ValueError``                an argument is out of range or unknown
+:class:`SchemaError`       ``ValueError``                data does not fit the table schema
+:class:`InputError`        ``ValueError``                an input file cannot be read
+:class:`FormatError`       ``ValueError``                the file format is unknown/ambiguous
+:class:`ValidationError`   ``ValueError``                curate found invalid frames
+:class:`ArtefactError`     ``ValueError``                an artefact is invalid
+:class:`ArtefactNotFound`  ``LookupError``               an artefact does not exist
+:class:`VersionNotFound`   ``LookupError``               a version number or tag does not exist
+:class:`TagExistsError`    ``ValueError``                a tag name is taken
+:class:`StoreNotFoundError` ``FileNotFoundError``        no store at a path
+:class:`StoreExistsError`  ``FileExistsError``           a store (or a file) is in the way
+:class:`StoreCorruptError` ``OSError``                   stored files are damaged or unreadable
+:class:`OutputError`       ``OSError``                   an output path cannot be written safely
+:class:`ConcurrentWriteError` ``TimeoutError``           the write lock was not released in time
+=========================  ============================  ======================================
+
+Messages name the file, frame and field involved wherever there is one. Errors raised while
+handling another keep it as ``__cause__`` (``raise ... from exc``), so ``--traceback`` shows the
+root cause.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ArtefactError",
+    "ArtefactNotFound",
     "ConcurrentWriteError",
     "FormatError",
     "InputError",
+    "OutputError",
+    "ParameterError",
     "PesdataError",
     "SchemaError",
+    "StoreCorruptError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "TagExistsError",
     "ValidationError",
     "VersionNotFound",
 ]
@@ -26,12 +55,24 @@ class PesdataError(Exception):
 
     exit_code: int = 1
 
+    def __str__(self) -> str:  # OSError/LookupError subclasses would otherwise repr the args
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
-class SchemaError(PesdataError):
+
+class ParameterError(PesdataError, ValueError):
+    """An argument is out of range, non-finite, of the wrong kind or unknown.
+
+    The message quotes the argument and the bad value.
+    """
+
+    exit_code = 2
+
+
+class SchemaError(PesdataError, ValueError):
     """Data does not fit the structure schema (wrong dtype, shape, unknown column...)."""
 
 
-class InputError(PesdataError):
+class InputError(PesdataError, ValueError):
     """An input file cannot be read: missing, empty, a directory, truncated or malformed.
 
     Parameters
@@ -71,7 +112,7 @@ class FormatError(InputError):
     """The file format is unknown or ambiguous; name it with ``format=`` / ``--format``."""
 
 
-class ValidationError(PesdataError):
+class ValidationError(PesdataError, ValueError):
     """A curate run found invalid frames and, by policy, wrote nothing.
 
     The full :class:`~pesdata.curate.CurateReport` is attached as ``report``.
@@ -84,21 +125,39 @@ class ValidationError(PesdataError):
         self.report = report
 
 
-class StoreNotFoundError(PesdataError):
+class StoreNotFoundError(PesdataError, FileNotFoundError):
     """No pesdata store at the given location (use ``create=True`` to make one)."""
 
 
-class StoreExistsError(PesdataError):
-    """A store already exists where a new one was asked for."""
+class StoreExistsError(PesdataError, FileExistsError):
+    """A store already exists where a new one was asked for, or a file is in the way."""
 
 
-class VersionNotFound(PesdataError):
+class StoreCorruptError(PesdataError, OSError):
+    """Files of the store are damaged or unreadable (I/O error, truncated manifest, ...)."""
+
+
+class OutputError(PesdataError, OSError):
+    """An output path cannot be written safely (a device, FIFO, symlink or directory)."""
+
+    exit_code = 2
+
+
+class VersionNotFound(PesdataError, LookupError):
     """The requested version number or tag does not exist in the store."""
 
 
-class ConcurrentWriteError(PesdataError):
+class TagExistsError(PesdataError, ValueError):
+    """A tag of that name already names a version."""
+
+
+class ConcurrentWriteError(PesdataError, TimeoutError):
     """Another writer held the store's write lock for longer than the timeout."""
 
 
-class ArtefactError(PesdataError):
-    """An artefact is missing, or does not validate against its schema."""
+class ArtefactError(PesdataError, ValueError):
+    """An artefact does not validate against its schema, or cannot be used as asked."""
+
+
+class ArtefactNotFound(ArtefactError, LookupError):
+    """No artefact of that kind and name."""

@@ -142,7 +142,7 @@ def curate(
             version=ds.version, previous_version=ds.version, files=paths, message=message,
             quarantine=quarantine, options=options,
         )
-        spool = Spool(store._tmp_dir())
+        spool = Spool(store.tmp_dir())
         try:
             positions = _ingest(
                 store, ds, spool, inputs, report, frame_checks, keys,
@@ -162,7 +162,7 @@ def curate(
                 meta.pop("version"), meta.pop("committed")
                 report.version = store.table.commit(
                     spool.batches(), spool.schema, message=message, meta=meta,
-                    append_only=report.relabelled == 0 and store._lock_path is not None,
+                    append_only=report.relabelled == 0 and store.lock_path is not None,
                 )
                 report.committed = True
         finally:

@@ -37,9 +37,9 @@ ROWS_PER_CHUNK = 4096
 
 
 def _group_dir(store, descriptor) -> Path:
-    if store._lock_path is None:  # pragma: no cover - object stores
+    if store.lock_path is None:  # pragma: no cover - object stores
         raise PesdataError("descriptor caches need a local store directory for now")
-    return Path(store._root) / "arrays" / descriptor.config_hash
+    return Path(store.root) / "arrays" / descriptor.config_hash
 
 
 def _read_index(root: Path) -> pa.Table:

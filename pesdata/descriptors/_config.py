@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ArtefactError, SchemaError
-from ..store._artefacts import validate
+from ..store import validate_artefact as validate
 from .acsf import ACSF
 from .ptsd import PTSD
 

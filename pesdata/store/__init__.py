@@ -1,7 +1,16 @@
 """Versioned structure store: Lance table, tags, log, diff, artefacts."""
 
-from ._artefacts import ArtefactStore
+from ._artefacts import ArtefactStore, load_schema, schema_dir
+from ._artefacts import validate as validate_artefact
 from ._snapshot import Snapshot
 from ._store import Store, open_store
 
-__all__ = ["ArtefactStore", "Snapshot", "Store", "open_store"]
+__all__ = [
+    "ArtefactStore",
+    "Snapshot",
+    "Store",
+    "load_schema",
+    "open_store",
+    "schema_dir",
+    "validate_artefact",
+]

@@ -51,7 +51,7 @@ def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) 
         raise StoreExistsError(f"{uri!r} is a file, not a store directory")
     store = Store(uri, storage_options, _check=False)
     fs.makedirs(f"{root.rstrip('/')}/_pesdata", exist_ok=True)
-    with write_lock(store._lock_path):
+    with write_lock(store.lock_path):
         if not fs.exists(marker):
             try:
                 store.table.dataset()
@@ -75,17 +75,17 @@ class Store:
     def __init__(self, uri: str, storage_options: dict | None = None, _check: bool = True):
         self.uri = uri
         self._fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-        self._root = root.rstrip("/")
+        self.root = root.rstrip("/")
         base = uri.rstrip("/")
         self._table_uri = (
-            os.path.join(self._root, "structures.lance")
+            os.path.join(self.root, "structures.lance")
             if _is_local(uri)
             else f"{base}/structures.lance"
         )
         self.table = StructureTable(self._table_uri, storage_options or None)
         self.artefacts = ArtefactStore(f"{base}/artefacts" if not _is_local(uri) else
-                                       os.path.join(self._root, "artefacts"))
-        if _check and not self._fs.exists(f"{self._root}/{_MARKER}"):
+                                       os.path.join(self.root, "artefacts"))
+        if _check and not self._fs.exists(f"{self.root}/{_MARKER}"):
             raise StoreNotFoundError(f"no pesdata store at {uri!r}")
 
     def __repr__(self) -> str:
@@ -93,13 +93,14 @@ class Store:
 
     # -- paths --------------------------------------------------------------------------------
     @property
-    def _lock_path(self) -> str | None:
-        return os.path.join(self._root, "_pesdata", "write.lock") if _is_local(self.uri) else None
+    def lock_path(self) -> str | None:
+        """The write-lock file of a local store (``None`` on object stores)."""
+        return os.path.join(self.root, "_pesdata", "write.lock") if _is_local(self.uri) else None
 
-    def _tmp_dir(self) -> Path:
+    def tmp_dir(self) -> Path:
         """Scratch space for a writer (inside the store when local, so renames stay atomic)."""
         if _is_local(self.uri):
-            path = Path(self._root) / "_pesdata" / "tmp"
+            path = Path(self.root) / "_pesdata" / "tmp"
         else:  # pragma: no cover - object stores
             import tempfile
 
@@ -109,7 +110,7 @@ class Store:
 
     def writing(self, timeout: float = 600.0):
         """Context manager holding the store's exclusive write lock."""
-        return write_lock(self._lock_path, timeout=timeout)
+        return write_lock(self.lock_path, timeout=timeout)
 
     # -- versions -----------------------------------------------------------------------------
     @property

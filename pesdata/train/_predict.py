@@ -14,7 +14,7 @@ import ase
 import numpy as np
 import torch
 
-from ..descriptors._base import batch_atoms
+from ..descriptors import batch_atoms
 
 __all__ = ["predict_images"]
 

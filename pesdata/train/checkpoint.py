@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ArtefactError, PesdataError, SchemaError
-from ..store._artefacts import validate
+from ..store import validate_artefact as validate
 from .committee import Committee
 from .hdnn import HDNNPotential
 from .linear import LinearPotential

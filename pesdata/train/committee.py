@@ -15,7 +15,7 @@ import ase
 import numpy as np
 import torch
 
-from ..descriptors._base import Descriptor
+from ..descriptors import Descriptor
 from ..errors import PesdataError
 from ._predict import predict_images
 from .data import StructureDataset

@@ -1,7 +1,7 @@
 """A torch ``Dataset`` of labelled structures with their descriptors, and its ``collate``.
 
 Descriptors (and, for force training, their sparse Jacobian with respect to the neighbour
-pair vectors, see :meth:`pesdata.descriptors._base.Descriptor.pair_jacobian`) are computed
+pair vectors, see :meth:`pesdata.descriptors.Descriptor.pair_jacobian`) are computed
 once when the dataset is built — or read from the store's Zarr cache when it holds them and
 no Jacobian is needed — so an epoch costs only the network. :func:`collate` batches
 structures into flat per-atom tensors with a ``structure`` index per atom.
@@ -16,7 +16,7 @@ import ase
 import numpy as np
 import torch
 
-from ..descriptors._base import Descriptor, batch_atoms
+from ..descriptors import Descriptor, batch_atoms
 from ..errors import PesdataError
 
 __all__ = ["StructureDataset", "collate"]

@@ -21,7 +21,7 @@ import ase
 import numpy as np
 import torch
 
-from ..descriptors._base import Descriptor, check_device
+from ..descriptors import Descriptor, check_device
 from ..errors import PesdataError
 from ._predict import predict_images
 from .data import StructureDataset, collate

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
-from ..descriptors._base import Descriptor, batch_atoms
+from ..descriptors import Descriptor, batch_atoms
 from ..errors import PesdataError
 from ._predict import predict_images
 

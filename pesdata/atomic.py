@@ -1,0 +1,182 @@
+"""Atomic writes: one helper for every file and directory pesdata writes.
+
+A reader (or a crash) never sees a half-written file: content goes to a temporary file in the
+target's own directory (so the final rename stays on one file system), is flushed and fsynced,
+and replaces the target with ``os.replace``; on any failure the temporary file is removed and
+the target is left as it was. :func:`atomic_dir` does the same for a whole directory (a model
+directory, say): it is built in a hidden staging directory that is then swapped in.
+
+Only regular files (or new paths) are ever replaced: a device, FIFO, socket, symlink or
+directory in the way is refused with :class:`~pesdata.errors.OutputError`, so
+``pesdata export STORE /dev/null`` cannot turn a device node into a regular file.
+
+>>> from pesdata.atomic import atomic_write
+>>> with atomic_write("out.json", "w") as fh:            # doctest: +SKIP
+...     fh.write("{}")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import OutputError
+
+__all__ = ["atomic_dir", "atomic_path", "atomic_write", "check_output_path", "fsync_dir"]
+
+
+def check_output_path(path: str | os.PathLike, *, directory: bool = False) -> Path:
+    """``path`` as a Path when it may be (re)placed by a write; else :class:`OutputError`.
+
+    Parameters
+    ----------
+    path : path-like
+        The target.
+    directory : bool
+        The target is a directory (:func:`atomic_dir`): an existing directory is allowed, an
+        existing file is not. Otherwise an existing regular file is allowed, a directory is not.
+
+    Raises
+    ------
+    OutputError
+        The path is a symlink, a device, FIFO or socket, or of the wrong kind.
+    """
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return p
+    except OSError as exc:
+        raise OutputError(f"{p}: cannot inspect the output path ({exc.strerror})") from exc
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        raise OutputError(f"{p}: is a symbolic link; pesdata replaces only regular files "
+                          "(write to the link's target instead)")
+    if directory:
+        if not stat.S_ISDIR(mode):
+            raise OutputError(f"{p}: exists and is not a directory")
+        return p
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"{p}: is a directory; give a file name")
+    if not stat.S_ISREG(mode):
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device"
+                if stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"{p}: is {kind}; pesdata writes only regular files")
+    return p
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory so a rename inside it survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write (by any library); it replaces ``path`` on exit.
+
+    For writers that want a file *name* (``pyarrow.parquet.write_table``, ``torch.save``, ASE's
+    database backend). The temporary path does not exist when yielded. On an exception it is
+    removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : path-like
+        The target (a regular file or a new path; see :func:`check_output_path`).
+    suffix : str, optional
+        Suffix of the temporary name (default: the target's), for writers that look at it.
+    """
+    p = check_output_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=(p.suffix if suffix is None
+                                                              else suffix) + ".tmp", dir=p.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if tmp_path.is_file():
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+        check_output_path(p)  # nothing special appeared there meanwhile
+        os.replace(tmp_path, p)
+        fsync_dir(p.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path)
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8"
+) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on a clean exit it is fsynced and replaces ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The target (a regular file or a new path).
+    mode : {"w", "wb"}
+        Text or binary.
+    encoding : str, optional
+        Text encoding (ignored in binary mode).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    with atomic_path(path) as tmp:
+        kwargs = {} if "b" in mode else {"encoding": encoding}
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A staging directory beside ``path``; on a clean exit it replaces ``path`` whole.
+
+    The staging directory is hidden (``.<name>.<random>.tmp``). If ``path`` exists it is first
+    renamed aside and removed only after the new one is in place; if the swap fails it is put
+    back. On an exception the staging directory is removed and ``path`` is untouched. Callers
+    decide beforehand whether an existing ``path`` may be replaced.
+    """
+    p = check_output_path(path, directory=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    try:
+        yield stage
+        stage.chmod(0o755)
+        for child in stage.rglob("*"):
+            if child.is_file():
+                with open(child, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(stage)
+        if p.exists():
+            old = p.with_name(f".{p.name}.old-{os.getpid()}")
+            os.replace(p, old)
+            try:
+                os.replace(stage, p)
+            except BaseException:
+                os.replace(old, p)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, p)
+        fsync_dir(p.parent)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # only left when something failed
