@@ -127,6 +127,7 @@ def curate(
         except ValidationError as exc:
             if exc.report is not None and not json_:
                 _report_table(exc.report)
+                _warnings(exc.report)
             elif exc.report is not None:
                 _print_json(exc.report.summary())
             raise
@@ -134,6 +135,13 @@ def curate(
         _print_json(report.summary())
     else:
         _report_table(report)
+        _warnings(report)
+
+
+def _warnings(report) -> None:
+    """The report's warnings (e.g. label-like keys that were not mapped), one line each."""
+    for text in getattr(report, "warnings", None) or []:
+        err.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
 
 
 def _report_table(report) -> None:
@@ -324,5 +332,7 @@ from . import _model  # noqa: E402,F401 - registers split, train, cv, evaluate
 
 
 def main() -> None:  # pragma: no cover - console-script entry point
-    """Entry point of the ``pesdata`` console script."""
-    app()
+    """Run the command line (the ``pesdata`` script is :func:`pesdata.__main__.main`)."""
+    from ..__main__ import main as run
+
+    run()

@@ -1,0 +1,98 @@
+"""Start-up of the command line: heavy libraries stay out of commands that do not need them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import DATA
+
+HEAVY = ("torch", "sklearn", "zarr", "faiss", "matplotlib", "vesin")
+
+
+def _modules_after(argv: list[str], cwd) -> tuple[int, set[str], str]:
+    """Run ``pesdata ARGV`` in a fresh interpreter; return exit code, loaded modules, stderr."""
+    code = (
+        "import sys, json, atexit\n"
+        "from pesdata.__main__ import main\n"
+        "atexit.register(lambda: sys.__stderr__.write('MODULES=' + json.dumps(sorted("
+        "m.split('.')[0] for m in sys.modules)) + '\\n'))\n"
+        f"main({argv!r})\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES=")]
+    assert line, proc.stderr
+    return proc.returncode, set(json.loads(line[-1][8:])), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("startup") / "store"
+    rc, _, err = _modules_after(
+        ["curate", str(path), str(DATA / "mlearn" / "Si_test.extxyz"), "--method", "PBE"],
+        cwd=path.parent,
+    )
+    assert rc == 0, err
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["info", "{store}"],
+        ["log", "{store}"],
+        ["diff", "{store}", "1", "2"],
+        ["tag", "{store}", "t1"],
+        ["export", "{store}", "{tmp}/out.xyz"],
+        ["split", "{store}", "--name", "h", "--strategy", "holdout"],
+    ],
+    ids=lambda a: a[0].lstrip("-"),
+)
+def test_store_commands_do_not_import_heavy_libraries(argv, small_store, tmp_path):
+    argv = [a.format(store=small_store, tmp=tmp_path) for a in argv]
+    rc, modules, err = _modules_after(argv, tmp_path)
+    assert rc == 0, err
+    # split wraps scikit-learn's splitters (DESIGN §7), so it alone may load sklearn
+    heavy = set(HEAVY) - ({"sklearn"} if argv[0] == "split" else set())
+    assert not modules & heavy, f"{argv[0]} imported {sorted(modules & heavy)}"
+
+
+def test_curate_does_not_import_torch(tmp_path):
+    rc, modules, err = _modules_after(
+        ["curate", str(tmp_path / "s"), str(DATA / "mlearn" / "Si_test.extxyz"), "--method", "PBE"],
+        tmp_path,
+    )
+    assert rc == 0, err
+    assert "torch" not in modules and not modules & set(HEAVY)
+
+
+def test_help_does_not_import_the_store():
+    rc, modules, err = _modules_after(["--help"], None)
+    assert rc == 0, err
+    assert not modules & {"lance", "pandas", "pyarrow", "torch"}
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+    """A KeyboardInterrupt while the CLI is still importing: exit 130, no traceback."""
+    code = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name == 'typer':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imp\n"
+        "from pesdata.__main__ import main\n"
+        "main(['--help'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 130
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "pesdata: interrupted"
