@@ -49,6 +49,7 @@ test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install
+	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_descriptors.py
 	$(PY) benchmarks/bench_accuracy.py Cu Si
