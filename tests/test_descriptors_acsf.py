@@ -12,7 +12,7 @@ from ase.build import bulk, molecule
 from dscribe.descriptors import ACSF as DscribeACSF
 
 from pesdata.descriptors import ACSF
-from pesdata.errors import SchemaError
+from pesdata.errors import ParameterError, SchemaError
 
 from .conftest import DATA
 
@@ -139,10 +139,20 @@ def test_config_names_and_errors():
     assert names[0] == "G1[O]" and names[9] == "G1[Ti]" and names[18].startswith("G4[O-O]")
     with pytest.raises(SchemaError, match=r"\[1\] not in the descriptor's species"):
         a.compute(Atoms("H2O", positions=[[0, 0, 0], [0, 0, 1], [0, 1, 0]]))
-    with pytest.raises(SchemaError, match="unknown chemical symbol"):
+    with pytest.raises(ParameterError, match="unknown chemical symbol 'Xx'"):
         ACSF(["Xx"], 5.0)
-    with pytest.raises(SchemaError, match="r_cut must be positive"):
+    with pytest.raises(ParameterError, match="r_cut must be positive and finite, got 0"):
         ACSF(["O"], 0)
+    with pytest.raises(ParameterError, match="r_cut must be positive and finite, got nan"):
+        ACSF(["O"], float("nan"))
+    with pytest.raises(ParameterError, match="g4_params must be finite numbers"):
+        ACSF(["O"], 5.0, g4_params=[[0.1, 1, float("inf")]])
+    with pytest.raises(ParameterError, match="g2_params must be rows of 2 numbers"):
+        ACSF(["O"], 5.0, g2_params=[[0.1, 1, 2]])
+    with pytest.raises(ParameterError, match="unknown device 'gpu:x'"):
+        ACSF(["O"], 5.0, device="gpu:x")
+    with pytest.raises(ParameterError, match="batch_size must be a positive integer, got 0"):
+        a.compute(bulk("Cu", "fcc", a=3.6), batch_size=0)
 
 
 def test_threaded_batches_equal_one_stream():

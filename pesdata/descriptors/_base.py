@@ -1,9 +1,10 @@
-"""Shared pieces of the descriptors: batching ase.Atoms, species, config hashing."""
+"""The :class:`Descriptor` base class and shared pieces: batching ase.Atoms, species, hashing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,30 +15,40 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
-from ..errors import SchemaError
+from ..errors import ParameterError, SchemaError
 from ._neighbors import Pairs, neighbor_pairs
+from .jacobian import autograd_jacobian
 
 __all__ = [
-    "Batch", "Descriptor", "add_term_grads", "batch_atoms", "config_hash", "check_device",
-    "species_numbers",
+    "Batch", "Descriptor", "batch_atoms", "config_hash", "check_device", "species_numbers",
 ]
 
 
 def species_numbers(species: Sequence[str | int]) -> list[int]:
-    """Sorted, unique atomic numbers of ``species`` (symbols or numbers)."""
+    """Sorted, unique atomic numbers of ``species`` (symbols or numbers).
+
+    Raises
+    ------
+    ParameterError
+        An unknown symbol or atomic number, or no element at all.
+    """
     out = set()
     for s in species:
         if isinstance(s, str):
             if s not in atomic_numbers:
-                raise SchemaError(f"unknown chemical symbol {s!r} in species")
+                raise ParameterError(f"unknown chemical symbol {s!r} in species")
             out.add(atomic_numbers[s])
         else:
-            z = int(s)
+            try:
+                z = int(s)
+            except (TypeError, ValueError) as exc:
+                raise ParameterError(
+                    f"species entries are symbols or atomic numbers, got {s!r:.200}") from exc
             if not 1 <= z < len(chemical_symbols):
-                raise SchemaError(f"unknown atomic number {s!r} in species")
+                raise ParameterError(f"unknown atomic number {s!r} in species")
             out.add(z)
     if not out:
-        raise SchemaError("species must name at least one element")
+        raise ParameterError(f"species must name at least one element, got {species!r:.200}")
     return sorted(out)
 
 
@@ -85,24 +96,63 @@ def batch_atoms(
 def check_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch device: "cpu", or "cuda[:k]" where torch has CUDA.
 
-    Anything else is a :class:`~pesdata.errors.SchemaError` quoting the argument.
+    Anything else is a :class:`~pesdata.errors.ParameterError` quoting the argument.
     """
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise SchemaError(f"unknown device {str(device)!r}; use 'cpu' or 'cuda[:k]'") from None
+    except (RuntimeError, TypeError) as exc:
+        raise ParameterError(
+            f"unknown device {str(device)[:200]!r}; use 'cpu' or 'cuda[:k]'") from exc
     if dev.type not in ("cpu", "cuda"):
-        raise SchemaError(f"device {str(device)!r} is not supported; use 'cpu' or 'cuda[:k]'")
+        raise ParameterError(f"device {str(device)!r} is not supported; use 'cpu' or 'cuda[:k]'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SchemaError(f"device {str(device)!r} requested, but torch has no CUDA here")
+        raise ParameterError(f"device {str(device)!r} requested, but torch has no CUDA here")
     return dev
 
 
 class Descriptor:
-    """Shared behaviour: species lookup, config hash, ``compute`` on ``ase.Atoms``.
+    """Base class of per-atom descriptors: subclass it to write your own.
 
-    Subclasses set ``name``, ``species``, ``n_features``, implement ``config()``,
-    ``feature_names`` and ``forward(positions, numbers, cells, pbc, structure)``.
+    The base class does everything around the physics: it checks and stores ``species``,
+    ``r_cut``, ``dtype`` and ``device``; builds the neighbour lists (vesin) and the pair vectors
+    ``vec_p = r_j − r_i + shift`` (differentiable in positions and cells, so forces and stress
+    come by autograd); batches ``ase.Atoms`` (:meth:`compute`, threaded on CPU); hashes the
+    config; and gives the sparse pair Jacobian (:meth:`pair_jacobian`) used by force training.
+
+    A subclass provides
+    -------------------
+    name : str (class attribute)
+        Short lower-case name, e.g. ``"acsf"``; it is the ``"descriptor"`` field of the config.
+    __init__(species, r_cut, ..., dtype=torch.float64, device="cpu", compile=None)
+        Calls ``super().__init__(species, r_cut, dtype, device, compile)``, stores its own
+        parameters (validated: bad values raise :class:`~pesdata.errors.ParameterError`
+        quoting them) and sets ``self.n_features`` (int).
+    config() -> dict
+        JSON-serialisable configuration with ``"descriptor": name``, ``species``, ``r_cut``
+        and every parameter that changes the values — exactly what the config hash (and so
+        the descriptor cache) covers; ``type(d)(**{k: v for k, v in d.config().items() if
+        k != "descriptor"})`` must rebuild an equal descriptor.
+    feature_names : property -> list[str]
+        One name per feature column, in output order (length ``n_features``).
+    from_pairs(vec, center, tj, n_atoms) -> tensor (n_atoms, n_features)
+        The features from the pair vectors of a full neighbour list (every ordered pair
+        within ``r_cut``, periodic images included): ``vec`` (P, 3), ``center`` (P,) the
+        index i of each pair's central atom, ``tj`` (P,) the species index (position in
+        ``self.species``) of its neighbour j. Use torch operations only, in ``vec``'s
+        dtype and device, so autograd differentiates it. Atom i's features must depend on
+        its own pairs only (``center == i``), and be invariant to rotations of ``vec`` and to
+        the order of the pairs.
+
+    and optionally
+    --------------
+    _jacobian(vec, center, tj, n_atoms) -> (g, jac)
+        The features and their pair Jacobian (P, n_features, 3). The default differentiates
+        :meth:`from_pairs` once per feature (:func:`pesdata.descriptors.jacobian.
+        autograd_jacobian`); a faster per-term version uses the helpers of
+        :mod:`pesdata.descriptors.jacobian`.
+
+    Check a new descriptor with the contract tests of :class:`pesdata.testing.DescriptorTests`
+    (invariances, batching, finite differences, pickling, threads, precision).
     """
 
     name = ""
@@ -116,8 +166,14 @@ class Descriptor:
         device: str | torch.device = "cpu",
         compile: bool | None = None,
     ) -> None:
-        if not r_cut > 0:
-            raise SchemaError(f"r_cut must be positive, got {r_cut!r}")
+        try:
+            ok = bool(r_cut > 0) and math.isfinite(r_cut)
+        except TypeError as exc:
+            raise ParameterError(f"r_cut must be a positive number, got {r_cut!r:.200}") from exc
+        if not ok:
+            raise ParameterError(f"r_cut must be positive and finite, got {r_cut!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ParameterError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
         self.species = species_numbers(species)
         self.r_cut = float(r_cut)
         self.dtype = dtype
@@ -158,7 +214,7 @@ class Descriptor:
         return self._kernels[name]
 
     def config(self) -> dict:  # pragma: no cover - overridden
-        raise TypeError("subclasses define config()")
+        raise NotImplementedError(f"{type(self).__name__} must define config()")
 
     @property
     def config_hash(self) -> str:
@@ -192,6 +248,9 @@ class Descriptor:
         gathers, scatters and Python overhead run in parallel too. torch's global thread
         count is restored afterwards. Differentiation works either way.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or (
+                batch_size < 1):
+            raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r:.200}")
         images = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
         batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
         workers = torch.get_num_threads() if n_workers is None else n_workers
@@ -242,7 +301,7 @@ class Descriptor:
         features depend on the vectors of its own pairs only — which makes the Jacobian of
         the features sparse: see :meth:`pair_jacobian`.
         """
-        raise TypeError("subclasses define from_pairs()")
+        raise NotImplementedError(f"{type(self).__name__} must define from_pairs()")
 
     def pair_jacobian(
         self,
@@ -259,8 +318,9 @@ class Descriptor:
         ``vec_p = r_j − r_i + shift``, ``∂E/∂r_j = Σ_{p: j_p=j} c_p − Σ_{p: i_p=j} c_p`` with
         ``c_p = Σ_f (∂E/∂g[i_p, f]) jac[p, f]``: force training without differentiating the
         descriptor again every step (as n2p2 and aenet store symmetry-function derivatives).
-        ACSF and PTSD differentiate each sum's terms on their own (:func:`add_term_grads`):
-        about the cost of a few forward passes, whatever the number of features.
+        ACSF and PTSD differentiate each sum's terms on their own (see
+        :mod:`pesdata.descriptors.jacobian` for the layout and the method): about the cost
+        of a few forward passes, whatever the number of features.
         """
         types = self._types(numbers.to(torch.long))
         with torch.no_grad():
@@ -276,43 +336,7 @@ class Descriptor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(g, jac)`` for :meth:`pair_jacobian`; generic version: one backward per feature.
 
-        Subclasses override this with a per-term version (see :func:`add_term_grads`), which
-        avoids the F passes over the whole graph.
+        Subclasses may override this with a per-term version (see
+        :mod:`pesdata.descriptors.jacobian`), which avoids the F passes over the whole graph.
         """
-        f = self.n_features
-        vec = vec.detach().requires_grad_(True)
-        g = self.from_pairs(vec, center, tj, n_atoms)
-        if center.numel() == 0:
-            return g.detach(), torch.zeros(0, f, 3, dtype=g.dtype, device=g.device)
-        cols = [
-            torch.autograd.grad(g[:, k].sum(), vec, retain_graph=k < f - 1)[0]
-            for k in range(f)
-        ]
-        return g.detach(), torch.stack(cols, 1)
-
-
-def add_term_grads(
-    jac: torch.Tensor,
-    rows: Sequence[torch.Tensor],
-    cols: Sequence[torch.Tensor | int],
-    leaves: Sequence[torch.Tensor],
-    pair_index: Sequence[torch.Tensor],
-) -> None:
-    """Add the derivatives of elementwise terms to a pair Jacobian ``jac`` (P, F, 3), in place.
-
-    Every ``rows[a]`` (T,) holds T terms, term t a function of ``leaves[s][t]`` (T, 3 copies
-    of pair vectors, requiring grad) only; term t of row a adds to feature ``cols[a]`` (an int
-    or a (T,) tensor) of the center that pairs ``pair_index[s][t]`` belong to. Since terms are
-    elementwise, one backward per row gives every term's own derivative, which goes to
-    ``jac[pair_index[s][t], cols[a]]``. Costs one pass over each row's own graph — not F
-    passes over the whole descriptor.
-    """
-    flat = jac.view(-1, 3)
-    n_feat = jac.shape[1]
-    for row, col in zip(rows, cols, strict=True):
-        grads = torch.autograd.grad(
-            row, leaves, grad_outputs=torch.ones_like(row), retain_graph=True, allow_unused=True
-        )
-        for grad, idx in zip(grads, pair_index, strict=True):
-            if grad is not None:
-                flat.index_add_(0, idx * n_feat + col, grad)
+        return autograd_jacobian(self.from_pairs, vec, center, tj, n_atoms, self.n_features)

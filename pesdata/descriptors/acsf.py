@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
-from ..errors import SchemaError
-from ._base import Descriptor, add_term_grads
+from ..errors import ParameterError
+from ._base import Descriptor
+from ._triplets import triplet_chunks
+from .jacobian import add_term_grads, empty_jacobian, triplet_leaves
 
 __all__ = ["ACSF", "default_acsf_params"]
 
@@ -51,11 +53,14 @@ def default_acsf_params(r_cut: float) -> tuple[np.ndarray, np.ndarray]:
 def _as_rows(params, width: int, name: str) -> np.ndarray:
     if params is None:
         return np.zeros((0, width))
-    arr = np.asarray(params, dtype=float).reshape(-1, width) if np.size(params) else np.zeros(
-        (0, width)
-    )
+    try:
+        arr = np.asarray(params, dtype=float).reshape(-1, width) if np.size(params) else (
+            np.zeros((0, width)))
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{name} must be rows of {width} numbers, got "
+                             f"{str(params)[:200]!r}") from exc
     if not np.isfinite(arr).all():
-        raise SchemaError(f"{name} must be finite numbers, got {params!r}")
+        raise ParameterError(f"{name} must be finite numbers, got {str(params)[:200]!r}")
     return arr
 
 
@@ -167,11 +172,11 @@ class ACSF(Descriptor):
         return 2.0 ** (1 - np.concatenate([self.g4_params[:, 1], self.g5_params[:, 1]]))
 
     def _jacobian(self, vec, center, tj, n_atoms):
-        """Per-term pair Jacobian (see :func:`~pesdata.descriptors._base.add_term_grads`)."""
+        """Per-term pair Jacobian (see :mod:`pesdata.descriptors.jacobian`)."""
         vec = vec.detach()
         g = self.from_pairs(vec, center, tj, n_atoms)
-        n_types, n_feat = len(self.species), self.n_features
-        jac = torch.zeros(len(center), n_feat, 3, dtype=vec.dtype, device=vec.device)
+        n_types = len(self.species)
+        jac = empty_jacobian(len(center), self.n_features, vec)
         if center.numel() == 0:
             return g, jac
         v = vec.clone().requires_grad_(True)
@@ -183,10 +188,7 @@ class ACSF(Descriptor):
         if not self._angular:
             return g, jac
         scale = self._angular_scale().tolist()
-        order = torch.argsort(center, stable=True)
-        for _lo, _nq, p_rep, q_rep in _triplet_chunks(center[order], self.chunk):
-            p, q = order[p_rep], order[q_rep]
-            vp, vq = vec[p].requires_grad_(True), vec[q].requires_grad_(True)
+        for p, q, vp, vq in triplet_leaves(vec, center, self.chunk):
             rij, rik = torch.linalg.norm(vp, dim=1), torch.linalg.norm(vq, dim=1)
             cos = (vp * vq).sum(1) / (rij * rik)
             rows = self._triplet_rows(cos, rij, rik, self._fc(rij) * self._fc(rik))
@@ -247,7 +249,7 @@ class ACSF(Descriptor):
         rows_sorted = torch.stack(quantities)[:, order].contiguous()
         kernel = self._kernel(self._triplet_values,
                               torch.is_grad_enabled() and rows_sorted.requires_grad)
-        for lo, nq, p_rep, q_rep in _triplet_chunks(centers, self.chunk):
+        for lo, nq, p_rep, q_rep in triplet_chunks(centers, self.chunk):
             # the p side repeats runs of consecutive entries; the q side is a 1-D gather per row
             a_ = torch.repeat_interleave(rows_sorted[:, lo : lo + nq.numel()], nq, dim=1)
             b_ = torch.stack([row.index_select(0, q_rep) for row in rows_sorted])
@@ -269,36 +271,6 @@ class ACSF(Descriptor):
         acc *= torch.as_tensor(self._angular_scale(), dtype=dtype, device=dev)[:, None]
         block = acc.view(self._angular, n_atoms, n_pt).permute(1, 2, 0).reshape(n_atoms, -1)
         out.view(n_atoms, self.n_features)[:, n_types * self._radial :] += block
-
-
-def _triplet_chunks(centers: torch.Tensor, chunk: int):
-    """Unordered pairs (p < q) of neighbour-list entries sharing a center, in chunks.
-
-    ``centers`` is the center index of each entry, sorted. Yields ``(lo, n_q, p_rep, q_rep)``
-    per chunk of whole centers holding about ``chunk`` triplets: entries ``lo, lo+1, ...``
-    pair with the ``n_q`` entries after them in their center's block; ``p_rep`` and ``q_rep``
-    are the entry indices of each triplet's two sides.
-    """
-    dev = centers.device
-    counts = torch.bincount(centers)
-    starts = torch.cumsum(counts, 0) - counts
-    local = torch.arange(centers.numel(), device=dev) - starts[centers]
-    n_q = counts[centers] - local - 1  # partners after each entry
-    ends = torch.cumsum(n_q, 0)  # triplets up to and including each entry
-    stops = torch.cumsum(counts, 0)[counts > 0]
-    totals = ends[stops - 1].tolist()
-    lo_entry, lo_trip = 0, 0
-    last = int(stops[-1]) if stops.numel() else 0
-    for stop, total in zip(stops.tolist(), totals, strict=True):
-        if total - lo_trip < chunk and stop != last:
-            continue
-        nq = n_q[lo_entry:stop]
-        p_rep = torch.repeat_interleave(torch.arange(lo_entry, stop, device=dev), nq)
-        if p_rep.numel():
-            offs = torch.cumsum(nq, 0) - nq
-            q_rep = p_rep + 1 + (torch.arange(p_rep.numel(), device=dev) - offs[p_rep - lo_entry])
-            yield lo_entry, nq, p_rep, q_rep
-        lo_entry, lo_trip = stop, total
 
 
 def _angular(

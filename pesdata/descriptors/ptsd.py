@@ -36,9 +36,10 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
-from ..errors import SchemaError
-from ._base import Descriptor, add_term_grads
-from .acsf import _triplet_chunks
+from ..errors import ParameterError
+from ._base import Descriptor
+from ._triplets import triplet_chunks
+from .jacobian import add_term_grads, empty_jacobian, norm_direction, triplet_leaves
 
 __all__ = ["PTSD", "real_spherical_harmonics"]
 
@@ -129,14 +130,19 @@ class PTSD(Descriptor):
         self.params: dict[str, np.ndarray] = {}
         for key, rows in given.items():
             rows = defaults[key] if rows is None else rows
-            arr = np.asarray(rows, dtype=float).reshape(-1, _WIDTH[key])
+            try:
+                arr = np.asarray(rows, dtype=float).reshape(-1, _WIDTH[key])
+            except (TypeError, ValueError) as exc:
+                raise ParameterError(f"{key} parameters must be rows of {_WIDTH[key]} numbers, "
+                                     f"got {str(rows)[:200]!r}") from exc
             if not np.isfinite(arr).all():
-                raise SchemaError(f"{key} parameters must be finite, got {rows!r}")
+                raise ParameterError(f"{key} parameters must be finite, got {str(rows)[:200]!r}")
             self.params[key] = arr
         for key, col in (("s2", 1), ("s5", 3)):
             ells = self.params[key][:, col]
             if (ells < 0).any() or not np.all(ells == np.round(ells)):
-                raise SchemaError(f"{key}: L must be a non-negative integer, got {ells.tolist()}")
+                raise ParameterError(
+                    f"{key}: L must be a non-negative integer, got {str(ells.tolist())[:200]}")
         # plain floats for the triplet kernel (torch.compile traces them as constants)
         self._rows = {k: v.tolist() for k, v in self.params.items()}
         t = len(self.species)
@@ -275,7 +281,7 @@ class PTSD(Descriptor):
         centers = center[order]
         terms = self._kernel(self._triplet_terms, torch.is_grad_enabled() and r.requires_grad)
         ells = self._s5_ells()
-        for _lo, _nq, p_rep, q_rep in _triplet_chunks(centers, 1 << 16):
+        for _lo, _nq, p_rep, q_rep in triplet_chunks(centers, 1 << 16):
             p, q = order[p_rep], order[q_rep]
             cos = (unit[p] * unit[q]).sum(1)
             rows, s5 = terms(r[p], r[q], cos, fc[p], fc[q], {e: ylm[e][p] for e in ells},
@@ -320,7 +326,7 @@ class PTSD(Descriptor):
         return acc.view(n_atoms, n_tr * self._n3)
 
     def _jacobian(self, vec, center, tj, n_atoms):
-        """Per-term pair Jacobian (see :func:`~pesdata.descriptors._base.add_term_grads`).
+        """Per-term pair Jacobian (see :mod:`pesdata.descriptors.jacobian`).
 
         S2 and S5 are norms of sums: their terms are contracted first with the (fixed) unit
         vector of the summed Y_lm coefficients, d‖a‖ = (a / ‖a‖) · da.
@@ -328,22 +334,20 @@ class PTSD(Descriptor):
         vec = vec.detach()
         g, acc2, acc5 = self._features(vec, center, tj, n_atoms)
         t, n_feat, dev = len(self.species), self.n_features, vec.device
-        jac = torch.zeros(len(center), n_feat, 3, dtype=vec.dtype, device=dev)
+        jac = empty_jacobian(len(center), n_feat, vec)
         if center.numel() == 0:
             return g, jac
         v = vec.clone().requires_grad_(True)
         r, _, fc, ylm = self._geometry(v)
         s1_terms, s2_terms = self._pair_terms(r, fc, ylm)
         row = center * t + tj
-        rows = s1_terms + [(_unit(a)[row] * y).sum(1) for a, y in zip(acc2, s2_terms, strict=True)]
+        rows = s1_terms + [(norm_direction(a)[row] * y).sum(1)
+                           for a, y in zip(acc2, s2_terms, strict=True)]
         add_term_grads(jac, rows, [tj * self._n1 + k for k in range(len(rows))], [v],
                        [torch.arange(len(v), device=dev)])
         if self._n2:
-            units5 = [_unit(a) for a in acc5]
-            order = torch.argsort(center, stable=True)
-            for _lo, _nq, p_rep, q_rep in _triplet_chunks(center[order], 1 << 16):
-                p, q = order[p_rep], order[q_rep]
-                vp, vq = vec[p].requires_grad_(True), vec[q].requires_grad_(True)
+            units5 = [norm_direction(a) for a in acc5]
+            for p, q, vp, vq in triplet_leaves(vec, center, 1 << 16):
                 lmax = max(self._s5_ells(), default=-1)
                 rij, up, fij, yp = self._geometry(vp, lmax)
                 rik, uq, fik, yq = self._geometry(vq, lmax)
@@ -369,9 +373,3 @@ def _norm(a: torch.Tensor) -> torch.Tensor:
     """Row norms (M, 1) of a sum of Y_lm coefficients; sqrt of max(x, tiny) keeps grads finite."""
     return torch.sqrt(torch.clamp((a * a).sum(1), min=torch.finfo(a.dtype).tiny))[:, None]
 
-
-def _unit(a: torch.Tensor) -> torch.Tensor:
-    """a / ‖a‖ per row — the derivative of :func:`_norm` — and 0 where the clamp holds."""
-    sq = (a * a).sum(1, keepdim=True)
-    tiny = torch.finfo(a.dtype).tiny
-    return torch.where(sq > tiny, a / torch.sqrt(torch.clamp(sq, min=tiny)), 0)
