@@ -11,11 +11,28 @@ Conventions
   Missing labels are ``None`` (null in the table), never zero.
 * ``stress`` is stored as 6 Voigt components (xx yy zz yz xz xy) in eV/Å³ with ASE's sign. A
   virial key (eV, 9 or 6 components) is converted with ``stress = -virial / volume``.
+* MACE's ``REF_*`` convention is mapped automatically: a label that is still missing (no
+  calculator result, no standard-name key) and whose key was not named is taken from
+  ``info["REF_energy"]``, ``arrays["REF_forces"]``, ``info["REF_stress"]`` or, failing that,
+  ``info["REF_virial"]`` (``stress = -virial / volume``; kept in ``info`` when the cell has no
+  volume). A named key (``LabelKeys``/``--*-key``) always wins for its label.
 * Other calculator results (``free_energy``, ``magmom``, ``magmoms``, ``charges``, ...) and all
   extra ``info``/``arrays`` entries are kept; on the way back, names ASE treats as calculator
   properties become calculator results again, as ASE's own extxyz reader does.
+* Extra per-atom arrays are stored in their own kind: float (float64), int (int64), bool or
+  string, with one or ``k`` values per atom (:func:`pesdata.schema.array_kind`). String arrays
+  (extxyz ``S`` columns) come back as ``object`` arrays of ``str``, as ``ase.io.read`` gives
+  them; ints come back as int64 (ASE reads int32), floats as float64. A frame whose array does
+  not fit the store's column (another kind or width) is refused with a :class:`SchemaError`;
+  an int array into a float column is widened.
+* ``info`` is kept as JSON: ints, floats, bools, strings, None, numpy arrays (dtype kept) and
+  nested lists and dicts of these — extxyz holds the latter as ``_JSON`` values and so do we.
+  Tuples come back as lists and numpy scalars as Python numbers (same dtype kind). Values JSON
+  cannot hold (complex numbers, bytes, arbitrary objects, which only in-memory ``Atoms`` can
+  carry) are refused with a :class:`SchemaError` naming the frame and key.
 * ``geometry_hash`` hashes atomic numbers, positions rounded to 1e-6 Å, the cell rounded to
   1e-6 Å and pbc, in atom order; ``id`` hashes ``geometry_hash`` with the method string.
+  Coordinates beyond ~9.2e10 Å (or non-finite) are hashed exactly, in a separate domain.
 """
 
 from __future__ import annotations
@@ -37,7 +54,7 @@ from ase.io.extxyz import _make_move_mask
 
 from ._arrow import flat_values, fsl_values, list_array
 from .errors import SchemaError
-from .schema import ARRAY_PREFIX, array_field, structure_schema
+from .schema import ARRAY_PREFIX, array_field, array_kind, column_kind, structure_schema
 
 __all__ = [
     "AtomsParts",
@@ -51,18 +68,46 @@ __all__ = [
 
 
 
-def _quantize(x) -> np.ndarray:
+# |rint(x * 1e8)| below this fits int64 with room for the +50 of the half-up rounding.
+_Q8_LIMIT = float(2**63 - 1024)
+# Geometries with a coordinate beyond ~9.2e10 Å (or non-finite) hash in their own domain.
+_WIDE_PERSON = b"pesdata-wide"
+
+
+def _quantize(x) -> tuple[np.ndarray, np.ndarray | None]:
     """Integers of 1e-6 Å, rounding first to 1e-8 Å (the precision extxyz writes, so that a
-    frame written by ASE and read back hashes the same), then half-up to 1e-6 Å."""
-    q8 = np.rint(np.asarray(x, dtype=float) * 1e8).astype("<i8")
-    return np.floor_divide(q8 + 50, 100).astype("<i8")
+    frame written by ASE and read back hashes the same), then half-up to 1e-6 Å.
+
+    Returns
+    -------
+    q : numpy.ndarray of int64
+        The quantized values; 0 where a value is out of range.
+    wide : numpy.ndarray of float64 or None
+        None when every value is finite and ``|x| ≲ 9.2e10 Å`` (the int64 range of ``q``);
+        otherwise the raw values where ``q`` cannot hold them (NaN made canonical) and 0
+        elsewhere. Such values are far coarser than 1e-6 Å apart, so they hash as they are.
+    """
+    x = np.asarray(x, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q8 = np.rint(x * 1e8)
+        ok = np.abs(q8) < _Q8_LIMIT  # False for NaN and inf
+    if ok.all():
+        return np.floor_divide(q8.astype("<i8") + 50, 100), None
+    q = np.floor_divide(np.where(ok, q8, 0.0).astype("<i8") + 50, 100)
+    q[~ok] = 0
+    wide = np.where(ok, 0.0, np.where(np.isnan(x), np.nan, x)).astype("<f8")
+    return q, wide
+
 
 _RESERVED_INFO = ("method", "config_type", "group")
-_LABELS = ("energy", "forces", "stress")
 
 
 def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc) -> str:
     """Canonical hash of a geometry (positions and cell rounded to 1e-6 Å, see ``_quantize``).
+
+    Geometries with a coordinate beyond the int64 range of the rounding (``|x| ≳ 9.2e10 Å``)
+    or a non-finite one hash their raw values under a separate BLAKE2b personalisation, so they
+    never collide with each other or with ordinary geometries, whose hashes are unchanged.
 
     Parameters
     ----------
@@ -76,11 +121,17 @@ def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, 
     str
         32 hex characters (BLAKE2b, 128 bit).
     """
-    h = hashlib.blake2b(digest_size=16)
+    pos_q, pos_wide = _quantize(positions)
+    cell_q, cell_wide = _quantize(cell)
+    wide = pos_wide is not None or cell_wide is not None
+    h = hashlib.blake2b(digest_size=16, person=_WIDE_PERSON if wide else b"")
     h.update(np.ascontiguousarray(numbers, dtype="<i2").tobytes())
-    h.update(_quantize(positions).tobytes())
-    h.update(_quantize(cell).tobytes())
+    h.update(pos_q.tobytes())
+    h.update(cell_q.tobytes())
     h.update(np.asarray(pbc, dtype=bool).astype("u1").tobytes())
+    if wide:
+        for q, w in ((pos_q, pos_wide), (cell_q, cell_wide)):
+            h.update((np.zeros(q.shape, "<f8") if w is None else w).tobytes())
     return h.hexdigest()
 
 
@@ -156,6 +207,12 @@ def _to_voigt(value: np.ndarray) -> np.ndarray:
         m = v.reshape(3, 3)
         return np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
     return v  # 6 values, or a wrong size the shape validator reports
+
+
+def _virial_to_stress(virial, cell) -> np.ndarray | None:
+    """``-virial / volume`` (eV → eV/Å³); None when the cell has no volume."""
+    volume = abs(np.linalg.det(np.asarray(cell, dtype=float)))
+    return -np.asarray(virial, dtype=float) / volume if volume > 0 else None
 
 
 def _jsonable(value):
@@ -279,8 +336,7 @@ class Frame:
         if keys.virial is not None:
             virial = info.pop(keys.virial, None)
             if virial is not None:
-                volume = abs(np.linalg.det(np.asarray(parts.cell, dtype=float)))
-                stress = -np.asarray(virial, dtype=float) / volume if volume > 0 else None
+                stress = _virial_to_stress(virial, parts.cell)
         # extxyz files without a calculator may carry labels under their standard names
         if energy is None and "energy" in info:
             energy = info.pop("energy")
@@ -288,6 +344,18 @@ class Frame:
             forces = arrays.pop("forces")
         if stress is None and "stress" in info:
             stress = info.pop("stress")
+        # MACE's convention, for labels still missing and not named by a key
+        if energy is None and keys.energy is None and "REF_energy" in info:
+            energy = info.pop("REF_energy")
+        if forces is None and keys.forces is None and "REF_forces" in arrays:
+            forces = arrays.pop("REF_forces")
+        if stress is None and keys.stress is None and keys.virial is None:
+            if "REF_stress" in info:
+                stress = info.pop("REF_stress")
+            elif "REF_virial" in info:
+                stress = _virial_to_stress(info["REF_virial"], parts.cell)
+                if stress is not None:  # without a cell volume the virial stays in info
+                    del info["REF_virial"]
 
         n = len(parts.numbers)
         for name, value in results.items():  # other calculator results are kept
@@ -344,17 +412,17 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
     Returns
     -------
     pyarrow.Table
+
+    Raises
+    ------
+    SchemaError
+        A per-atom array does not fit its column (``schema``'s, or the one the batch creates):
+        another kind (float into an int or bool column, string ⇄ number) or another width.
+        Widening an int array into a float column is allowed. Also raised for an ``info``
+        value JSON cannot hold. The message names the frame's source and both types.
     """
     n = np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames))
-    schema = schema or structure_schema()
-    extra = {}
-    for f in frames:
-        for name, value in f.arrays.items():
-            col = ARRAY_PREFIX + name
-            if col not in extra and schema.get_field_index(col) < 0:
-                extra[col] = array_field(name, value)
-    for fld in extra.values():
-        schema = schema.append(fld)
+    schema = _with_array_columns(frames, schema or structure_schema())
 
     def cat(arrs, width):
         return np.concatenate(arrs) if arrs else np.zeros((0, width))
@@ -387,7 +455,7 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
         "config_type": pa.array([f.config_type for f in frames], pa.string()),
         "group": pa.array([f.group for f in frames], pa.string()),
         "source": pa.array([f.source for f in frames], pa.string()),
-        "info": pa.array([json.dumps(_jsonable(f.info)) for f in frames], pa.string()),
+        "info": pa.array([_info_json(f) for f in frames], pa.string()),
     }
     for fld in schema:
         if not fld.name.startswith(ARRAY_PREFIX):
@@ -396,8 +464,75 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
+def _describe(kind: str, width: int | None) -> str:
+    return f"{kind} (n_atoms,)" if width is None else f"{kind} (n_atoms, {width})"
+
+
+def _fits(kind: str, column: str) -> bool:
+    """Whether values of ``kind`` may go into a column of kind ``column`` without loss."""
+    return kind == column or (kind == "int" and column == "float")
+
+
+def _with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
+    """``schema`` with a column for every per-atom array of ``frames``; clashes raise."""
+    new: dict[str, list] = {}  # name -> [kind, width, source of the first frame]
+    for f in frames:
+        for name, value in f.arrays.items():
+            kind, width = array_kind(name, value, f.source)
+            col = ARRAY_PREFIX + name
+            idx = schema.get_field_index(col)
+            if idx >= 0:
+                ckind, cwidth = column_kind(schema.field(idx))
+                if cwidth != width or not _fits(kind, ckind):
+                    raise SchemaError(
+                        f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
+                        f"the store's column '{col}' holds {_describe(ckind, cwidth)}; rename "
+                        "the array or convert it"
+                    )
+                continue
+            first = new.setdefault(name, [kind, width, f.source])
+            if first[1] != width or not (_fits(kind, first[0]) or _fits(first[0], kind)):
+                raise SchemaError(
+                    f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
+                    f"frame {first[2]} of the same batch has it as "
+                    f"{_describe(first[0], first[1])}; rename the array or convert it"
+                )
+            if kind == "float":  # int and float in one batch: a float column
+                first[0] = "float"
+    for name, (kind, width, _) in new.items():
+        schema = schema.append(array_field(name, kind, width))
+    return schema
+
+
+def _info_json(frame: Frame) -> str:
+    """``frame.info`` as JSON; a value JSON cannot hold raises :class:`SchemaError`."""
+    try:
+        return json.dumps(_jsonable(frame.info))
+    except (TypeError, ValueError) as exc:
+        bad = next((k for k, v in frame.info.items() if not _json_ok(v)), "?")
+        value = repr(frame.info.get(bad))
+        if len(value) > 200:
+            value = f"{value[:200]}... ({len(value)} characters)"
+        raise SchemaError(
+            f"{frame.source}: info key '{bad}' holds {type(frame.info.get(bad)).__name__} "
+            f"{value}, which pesdata cannot keep (info values must be numbers, strings, bools, "
+            "None, arrays of those, or lists/dicts of them)"
+        ) from exc
+
+
+def _json_ok(value) -> bool:
+    try:
+        json.dumps(_jsonable(value))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.Array:
-    """One extra per-atom array column, built from concatenated numpy values."""
+    """One extra per-atom array column, built from concatenated numpy values.
+
+    Kinds and widths were checked by :func:`_with_array_columns`.
+    """
     name = fld.name[len(ARRAY_PREFIX) :]
     vtype = fld.type.value_type
     width = vtype.list_size if pa.types.is_fixed_size_list(vtype) else None
@@ -406,17 +541,18 @@ def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.A
     present = np.array([v is not None for v in values], dtype=bool)
     if not present.any():
         return pa.nulls(len(frames), fld.type)
+    flat = np.concatenate([np.asarray(v).reshape(-1) for v in values if v is not None])
     try:
-        rows = [np.asarray(v).reshape(len(v), -1) if width else np.asarray(v)
-                for v in values if v is not None]
         if pa.types.is_string(leaf):
-            flat = pa.array(np.concatenate(rows).reshape(-1).astype(str), pa.string())
-        else:
-            flat = pa.array(np.concatenate(rows).reshape(-1), type=leaf)
+            flat = pa.array(flat.astype(object), pa.string())
+        elif pa.types.is_floating(leaf):
+            flat = pa.array(flat.astype(np.float64), type=leaf)
+        else:  # int64 (overflow of uint64 values is an error) or bool
+            flat = pa.array(flat, type=leaf)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise SchemaError(
             f"per-atom array '{name}' does not fit column type {vtype}: {exc}"
-        ) from None
+        ) from exc
     if width:
         flat = pa.FixedSizeListArray.from_arrays(flat, width)
     offsets = np.zeros(len(frames) + 1, dtype=np.int32)
@@ -472,9 +608,7 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
         col = table.column(c).combine_chunks()
         valid = col.is_valid().to_numpy(zero_copy_only=False)
         if valid.any():
-            flat, eoffs = flat_values(col)
-            if flat.dtype == object:  # strings
-                flat = flat.astype(str)
+            flat, eoffs = flat_values(col)  # strings come as object arrays, as ASE reads them
             extra[c[len(ARRAY_PREFIX) :]] = (flat, eoffs, valid)
 
     out = []

@@ -6,8 +6,9 @@ from the registry and :func:`schema_document` the language-neutral JSON document
 ``schemas/structure.json`` (regenerate it with ``make schemas``; a test fails when it is stale).
 
 Per-atom arrays that ASE carried beyond the registered ones (``magmoms``, ``charges``, site
-labels, ...) get one column each, named ``arr_<name>``, created on first use in their own dtype
-(:func:`array_column`).
+labels, ...) get one column each, named ``arr_<name>``, created on first use in their own kind
+(:func:`array_field`): float64, int64, bool or string (ASE's ``S`` columns, stored as Arrow
+string lists), one value or a fixed number ``k`` of values per atom.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ __all__ = [
     "ARRAY_PREFIX",
     "PROPERTIES",
     "Property",
+    "ARRAY_KINDS",
     "array_column",
     "array_field",
+    "array_kind",
+    "column_kind",
     "schema_document",
     "structure_schema",
 ]
@@ -123,8 +127,6 @@ PROPERTIES: tuple[Property, ...] = (
     Property("info", "string", doc="other per-frame keys ASE carried, as a JSON object"),
 )
 
-_BY_NAME = {p.name: p for p in PROPERTIES}
-LABELS = ("energy", "forces", "stress")
 
 
 def structure_schema(extra_arrays: dict[str, pa.DataType] | None = None) -> pa.Schema:
@@ -150,43 +152,111 @@ def array_column(name: str) -> str:
     return ARRAY_PREFIX + name
 
 
-def array_field(name: str, values: np.ndarray) -> pa.Field:
-    """Arrow field for an extra per-atom array, typed after a sample value.
+#: Kinds of extra per-atom arrays and the Arrow type each is stored as.
+ARRAY_KINDS: dict[str, pa.DataType] = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
+
+
+def array_kind(name: str, values: np.ndarray, source: str = "") -> tuple[str, int | None]:
+    """Kind (``float``, ``int``, ``bool``, ``string``) and width of an extra per-atom array.
+
+    Parameters
+    ----------
+    name : str
+        The ASE array name (for messages).
+    values : numpy.ndarray
+        One structure's array, shape ``(n_atoms,)`` (width None) or ``(n_atoms, k)`` (width k).
+        Strings may be ``<U`` or, as ASE's extxyz reader gives them, ``object`` arrays of ``str``.
+    source : str, optional
+        The frame's source (``file#frame``), named in errors.
+
+    Raises
+    ------
+    SchemaError
+        The dtype or shape cannot be stored.
+    """
+    values = np.asarray(values)
+    where = f"{source}: " if source else ""
+    kind = values.dtype.kind
+    if kind == "f":
+        out = "float"
+    elif kind in "iu":
+        out = "int"
+    elif kind == "b":
+        out = "bool"
+    elif kind in "US":
+        out = "string"
+    elif kind == "O" and all(isinstance(v, str) for v in values.flat):
+        out = "string"
+    else:
+        detail = "" if kind != "O" else " (objects other than str)"
+        raise SchemaError(
+            f"{where}per-atom array '{name}' has unsupported dtype {values.dtype}{detail}; "
+            "supported: float, int, bool, string"
+        )
+    if values.ndim == 1:
+        return out, None
+    if values.ndim == 2:
+        return out, int(values.shape[1])
+    raise SchemaError(
+        f"{where}per-atom array '{name}' has shape {values.shape}; "
+        "expected (n_atoms,) or (n_atoms, k)"
+    )
+
+
+def column_kind(field: pa.Field) -> tuple[str, int | None]:
+    """Kind and width of an ``arr_*`` column, the inverse of :func:`array_field`.
+
+    Raises
+    ------
+    SchemaError
+        The column is not a per-atom list of a supported kind.
+    """
+    vtype = field.type.value_type if pa.types.is_list(field.type) else None
+    width = None
+    if vtype is not None and pa.types.is_fixed_size_list(vtype):
+        width, vtype = vtype.list_size, vtype.value_type
+    if vtype is None:
+        kind = None
+    elif pa.types.is_floating(vtype):
+        kind = "float"
+    elif pa.types.is_integer(vtype):
+        kind = "int"
+    elif pa.types.is_boolean(vtype):
+        kind = "bool"
+    elif pa.types.is_string(vtype) or pa.types.is_large_string(vtype):
+        kind = "string"
+    else:
+        kind = None
+    if kind is None:
+        raise SchemaError(f"column '{field.name}' has type {field.type}, not a per-atom array")
+    return kind, width
+
+
+def array_field(name: str, kind: str | np.ndarray, width: int | None = None) -> pa.Field:
+    """Arrow field of the extra per-atom array ``name``.
 
     Parameters
     ----------
     name : str
         The ASE array name (without prefix).
-    values : numpy.ndarray
-        One structure's array, shape ``(n_atoms,)`` or ``(n_atoms, k)``.
+    kind : str or numpy.ndarray
+        ``float``, ``int``, ``bool`` or ``string`` (see :func:`array_kind`), or a sample
+        array (one structure's, shape ``(n_atoms,)`` or ``(n_atoms, k)``) to take kind and
+        width from.
+    width : int, optional
+        Values per atom when more than one (the ``k`` of ``(n_atoms, k)``).
     """
-    values = np.asarray(values)
-    kind = values.dtype.kind
-    if kind == "f":
-        t = pa.float64()
-    elif kind in "iu":
-        t = pa.int64()
-    elif kind == "b":
-        t = pa.bool_()
-    elif kind in "US":
-        t = pa.string()
-    else:
-        raise SchemaError(f"per-atom array '{name}' has unsupported dtype {values.dtype}")
-    if values.ndim == 2:
-        t = pa.list_(t, values.shape[1])
-    elif values.ndim != 1:
-        raise SchemaError(
-            f"per-atom array '{name}' has shape {values.shape}; expected (n_atoms,) or (n_atoms, k)"
-        )
+    if not isinstance(kind, str):
+        kind, width = array_kind(name, kind)
+    t = ARRAY_KINDS[kind]
+    if width is not None:
+        t = pa.list_(t, width)
     return pa.field(array_column(name), pa.list_(t), nullable=True, metadata={"per_atom": "true"})
-
-
-def get_property(name: str) -> Property:
-    """Look up a registered property by name."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise SchemaError(f"unknown property '{name}'") from None
 
 
 def schema_document() -> dict:
