@@ -4,13 +4,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
 from pesdata.descriptors import ACSF, _cache, describe, from_config, load_descriptors
-from pesdata.errors import PesdataError, SchemaError
+from pesdata.errors import ArtefactNotFound, ParameterError, SchemaError, StoreCorruptError
 
 from .conftest import DATA
 
@@ -84,7 +85,7 @@ def test_killed_run_resumes_without_recomputing(tio2_store, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         describe(st, acsf, batch_size=5)
     monkeypatch.setattr(_cache, "_write_segment", real)
-    with pytest.raises(PesdataError, match="no cached acsf descriptors"):
+    with pytest.raises(ArtefactNotFound, match="20 structure.*no cached acsf descriptors"):
         load_descriptors(st, acsf)
     resumed = describe(st, acsf, batch_size=5)
     assert (resumed["cached"], resumed["computed"]) == (10, 20)
@@ -142,3 +143,117 @@ def test_describe_names_every_missing_element_and_writes_nothing(tio2_store):
     with pytest.raises(SchemaError, match=r"element\(s\) Ti that"):
         describe(st, only_o)
     assert not (Path(st.uri) / "arrays").exists()
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "8"])
+def test_describe_refuses_bad_batch_size_and_writes_nothing(tio2_store, bad):
+    st, _ = tio2_store
+    with pytest.raises(ParameterError, match=f"batch_size must be a positive integer, got "
+                                             f"{bad!r}") as info:
+        describe(st, from_config(CONFIG), batch_size=bad)
+    assert isinstance(info.value, ValueError)
+    assert not (Path(st.uri) / "arrays").exists()
+
+
+def test_describe_refuses_other_bad_arguments(tio2_store):
+    st, _ = tio2_store
+    with pytest.raises(ParameterError, match="descriptor must be a pesdata Descriptor, got dict"):
+        describe(st, CONFIG)
+    with pytest.raises(ParameterError, match="progress must be callable, got 3"):
+        describe(st, from_config(CONFIG), progress=3)
+    with pytest.raises(ParameterError, match="descriptor must be a pesdata Descriptor"):
+        load_descriptors(st, "acsf")
+
+
+@pytest.mark.parametrize("bad", ["-5", "0"])
+def test_describe_cli_refuses_bad_batch_size(tio2_store, bad):
+    st, tmp = tio2_store
+    (tmp / "acsf.json").write_text(json.dumps(CONFIG))
+    result = CliRunner().invoke(app, ["describe", st.uri, "--descriptor", str(tmp / "acsf.json"),
+                                      "--batch-size", bad])
+    assert result.exit_code == ParameterError.exit_code, result.output
+    assert f"batch_size must be a positive integer, got {bad}" in result.stderr
+    assert "described" not in result.stdout
+
+
+def test_load_descriptors_not_cached_is_a_lookup_error(tio2_store):
+    st, _ = tio2_store
+    acsf = from_config(CONFIG)
+    with pytest.raises(LookupError, match="30 structure"):  # never described
+        load_descriptors(st, acsf)
+    describe(st, acsf)
+    other = from_config({**CONFIG, "r_cut": 4.0})  # another config: another cache group
+    with pytest.raises(ArtefactNotFound, match=other.config_hash):
+        load_descriptors(st, other)
+
+
+def _described(tio2_store):
+    st, _ = tio2_store
+    acsf = from_config(CONFIG)
+    describe(st, acsf, batch_size=10)
+    root = Path(st.uri) / "arrays" / acsf.config_hash
+    return st, acsf, root
+
+
+def test_index_naming_a_missing_segment_is_corruption(tio2_store):
+    import shutil
+
+    st, acsf, root = _described(tio2_store)
+    seg = sorted(p.name for p in root.glob("seg-*"))[1]
+    shutil.rmtree(root / seg)
+    with pytest.raises(StoreCorruptError, match=f"{root / seg}: segment named by the .* index "
+                                                f"is missing") as info:
+        load_descriptors(st, acsf)
+    assert isinstance(info.value, OSError) and isinstance(info.value.__cause__, KeyError)
+
+
+def test_segment_with_missing_chunks_is_corruption(tio2_store):
+    import shutil
+
+    st, acsf, root = _described(tio2_store)
+    seg = sorted(p.name for p in root.glob("seg-*"))[0]
+    shutil.rmtree(root / seg / "c")  # the data, not the metadata: zarr alone would read zeros
+    with pytest.raises(StoreCorruptError, match=f"{seg}: segment data is incomplete"):
+        load_descriptors(st, acsf)
+
+
+def test_unreadable_index_is_corruption(tio2_store):
+    st, acsf, root = _described(tio2_store)
+    index = sorted((root / "index").glob("*.parquet"))[0]
+    index.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(StoreCorruptError, match=f"{index.name}: unreadable descriptor cache "
+                                                f"index") as info:
+        load_descriptors(st, acsf)
+    assert info.value.__cause__ is not None
+
+
+def test_index_rows_beyond_the_segment_are_corruption(tio2_store):
+    import pyarrow.parquet as pq
+
+    st, acsf, root = _described(tio2_store)
+    index = sorted((root / "index").glob("*.parquet"))[0]
+    table = pq.read_table(index).to_pandas()
+    table.loc[0, "first_row"] = 10_000
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), index)
+    with pytest.raises(StoreCorruptError, match="rows 10000..*does not hold"):
+        load_descriptors(st, acsf)
+
+
+def test_index_commit_is_atomic_and_leaves_no_temporary(tio2_store, monkeypatch):
+    st, acsf, root = _described(tio2_store)
+    names = {p.name for p in (root / "index").iterdir()}
+    assert names and all(n.endswith(".parquet") and not n.startswith(".") for n in names)
+
+    def half_written(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1 half")  # a crash in the middle of the write
+        raise OSError("disk full")
+
+    st.curate(tio2_store[1] / "tio2_40.xyz", method="PBE")
+    monkeypatch.setattr(_cache.pq, "write_table", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        describe(st, acsf, batch_size=10)
+    assert {p.name for p in (root / "index").iterdir()} == names  # no temporary, no entry
+    monkeypatch.undo()
+    assert describe(st, acsf)["computed"] == 10  # the failed batch is computed again
+    np.testing.assert_array_equal(load_descriptors(st, acsf)["features"],
+                                  acsf.compute(st.read().to_atoms()).numpy())

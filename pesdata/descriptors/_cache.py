@@ -11,13 +11,15 @@ Layout under ``<store>/arrays/<config_hash>/`` (one Zarr v3 group per descriptor
 Rows are keyed by structure ``id`` (geometry + method), so they stay valid across versions and
 a new version computes only its new structures. A killed run leaves at most an orphan segment
 without index entries; the next run recomputes those structures and never reads half-written
-data.
+data. Reading a version whose structures are not all cached raises
+:class:`~pesdata.errors.ArtefactNotFound`; an index that names data which is not there (a
+deleted segment, an unreadable index file) is corruption and raises
+:class:`~pesdata.errors.StoreCorruptError` naming the path.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -29,27 +31,49 @@ import torch
 import zarr
 from ase.data import chemical_symbols
 
-from ..errors import PesdataError, SchemaError
+from ..atomic import atomic_path
+from ..errors import ArtefactNotFound, ParameterError, SchemaError, StoreCorruptError
+from ._base import Descriptor
 
 __all__ = ["describe", "load_descriptors"]
 
 ROWS_PER_CHUNK = 4096
 
 
+_INDEX_SCHEMA = pa.schema(
+    [("id", pa.string()), ("segment", pa.string()), ("first_row", pa.int64()),
+     ("n_atoms", pa.int64())]
+)
+
+
 def _group_dir(store, descriptor) -> Path:
+    if not isinstance(descriptor, Descriptor):
+        raise ParameterError(
+            f"descriptor must be a pesdata Descriptor, got {type(descriptor).__name__}")
     if store.lock_path is None:  # pragma: no cover - object stores
-        raise PesdataError("descriptor caches need a local store directory for now")
+        raise ParameterError(f"descriptor caches need a local store directory, not {store.uri!r}")
     return Path(store.root) / "arrays" / descriptor.config_hash
 
 
 def _read_index(root: Path) -> pa.Table:
-    files = sorted((root / "index").glob("*.parquet"))
-    if not files:
-        return pa.table(
-            {"id": pa.array([], pa.string()), "segment": pa.array([], pa.string()),
-             "first_row": pa.array([], pa.int64()), "n_atoms": pa.array([], pa.int64())}
-        )
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    """All index entries of a descriptor group; an unreadable file is corruption."""
+    tables = []
+    for f in sorted((root / "index").glob("*.parquet")):
+        try:
+            table = pq.read_table(f)
+            tables.append(table.select(_INDEX_SCHEMA.names).cast(_INDEX_SCHEMA))
+        except (OSError, KeyError, pa.ArrowException) as exc:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
+    if not tables:
+        return _INDEX_SCHEMA.empty_table()
+    return pa.concat_tables(tables)
+
+
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or (
+            batch_size < 1):
+        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r:.200}")
+    return int(batch_size)
 
 
 def describe(
@@ -63,12 +87,37 @@ def describe(
 
     Only structures whose ``id`` is not cached yet are computed.
 
+    Parameters
+    ----------
+    store : pesdata.Store
+        A local store.
+    descriptor : Descriptor
+        What to compute; its config hash names the cache group.
+    version : int or str, optional
+        Version number or tag (default: the latest).
+    batch_size : int
+        Structures per computed (and written) segment, ≥ 1.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after every segment.
+
     Returns
     -------
     dict
         ``config_hash``, ``version``, ``n_structures``, ``computed``, ``cached``, ``n_atoms``
         (atoms computed now) and ``path``.
+
+    Raises
+    ------
+    ParameterError
+        ``batch_size`` is not a positive integer, ``descriptor`` is not a
+        :class:`~pesdata.descriptors.Descriptor` or ``progress`` is not callable.
+    SchemaError
+        The version holds elements the descriptor's species lack (nothing is written).
     """
+    batch_size = _check_batch_size(batch_size)
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be callable, got {progress!r:.200}")
+    root = _group_dir(store, descriptor)
     snap = store.read(version)
     present = np.unique(snap.to_arrays(columns=("numbers",))["numbers"]).tolist()
     missing = sorted(set(present) - set(descriptor.species))
@@ -78,7 +127,6 @@ def describe(
             f"version {snap.version} has element(s) {names} that the {descriptor.name} "
             f"descriptor's species {[chemical_symbols[z] for z in descriptor.species]} lack"
         )
-    root = _group_dir(store, descriptor)
     (root / "index").mkdir(parents=True, exist_ok=True)
     group = zarr.open_group(root, mode="a")
     group.attrs["config"] = descriptor.config()
@@ -112,14 +160,16 @@ def _write_segment(root: Path, group, feats: np.ndarray, ids: list[str], counts)
     n, f = feats.shape
     chunk = (min(ROWS_PER_CHUNK, max(n, 1)), f)
     shard = (-(-max(n, 1) // chunk[0]) * chunk[0], f)
-    arr = group.create_array(name, shape=(n, f), dtype=feats.dtype, chunks=chunk, shards=shard)
+    # every chunk is written, even all-zero ones, so a missing chunk on read means corruption
+    arr = group.create_array(name, shape=(n, f), dtype=feats.dtype, chunks=chunk, shards=shard,
+                             config={"write_empty_chunks": True},
+                             attributes={"all_chunks_written": True})
     arr[:] = feats
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     index = pa.table({"id": ids, "segment": [name] * len(ids), "first_row": first,
-                      "n_atoms": counts})
-    tmp = root / "index" / f".{name}.parquet.tmp"
-    pq.write_table(index, tmp)
-    os.replace(tmp, root / "index" / f"{name}.parquet")  # the commit point of this batch
+                      "n_atoms": counts}, schema=_INDEX_SCHEMA)
+    with atomic_path(root / "index" / f"{name}.parquet") as tmp:  # the commit point
+        pq.write_table(index, tmp)
 
 
 def load_descriptors(store, descriptor, version: int | str | None = None) -> dict:
@@ -134,30 +184,40 @@ def load_descriptors(store, descriptor, version: int | str | None = None) -> dic
 
     Raises
     ------
-    PesdataError
-        When some structures of the version have not been described yet.
+    ArtefactNotFound
+        Some structures of the version have not been described yet (a ``LookupError``:
+        compute them, or run ``pesdata describe``).
+    StoreCorruptError
+        The cache index names data that is not there or does not fit (a deleted or
+        truncated segment, an unreadable index file); the message names the path.
     """
-    snap = store.read(version)
     root = _group_dir(store, descriptor)
+    snap = store.read(version)
     index = _read_index(root).to_pandas().drop_duplicates("id").set_index("id")
     ids = snap.ids
     missing = [i for i in ids if i not in index.index]
     if missing:
-        raise PesdataError(
+        raise ArtefactNotFound(
             f"{len(missing)} structure(s) of version {snap.version} have no cached "
             f"{descriptor.name} descriptors (config {descriptor.config_hash}); run "
             f"`pesdata describe` first"
         )
-    group = zarr.open_group(root, mode="r")
     arrays = snap.to_arrays(columns=("numbers",))
     counts = np.diff(arrays["offsets"])
     out = np.empty((int(counts.sum()), descriptor.n_features), dtype=np.float64)
     position = {i: k for k, i in enumerate(ids)}
     rows = index.loc[ids] if ids else index.iloc[:0]
+    group = _open_group(root) if len(rows) else None
     for seg, grp in rows.groupby("segment", sort=False):
-        data = group[seg][:]  # one contiguous read per segment
+        data = _read_segment(root, group, seg, descriptor.n_features)
         for sid, first, n in zip(grp.index, grp["first_row"], grp["n_atoms"], strict=True):
             a = arrays["offsets"][position[sid]]
+            if first < 0 or first + n > len(data) or n != counts[position[sid]]:
+                raise StoreCorruptError(
+                    f"{root / seg}: the cache index gives structure {sid} rows "
+                    f"{first}..{first + n} ({n} atoms), which the segment of {len(data)} rows "
+                    f"does not hold for its {counts[position[sid]]} atoms"
+                )
             out[a : a + n] = data[first : first + n]
     return {
         "features": out,
@@ -167,3 +227,36 @@ def load_descriptors(store, descriptor, version: int | str | None = None) -> dic
         "feature_names": descriptor.feature_names,
         "config": json.loads(json.dumps(descriptor.config())),
     }
+
+
+def _open_group(root: Path):
+    try:
+        return zarr.open_group(root, mode="r")
+    except (OSError, ValueError, LookupError) as exc:  # zarr's GroupNotFoundError is one
+        raise StoreCorruptError(
+            f"{root}: the descriptor cache has index entries but no readable Zarr group "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _read_segment(root: Path, group, seg: str, n_features: int) -> np.ndarray:
+    """One segment, whole (one contiguous read); missing or misshapen data is corruption."""
+    path = root / seg
+    try:
+        arr = group[seg]
+    except KeyError as exc:
+        raise StoreCorruptError(
+            f"{path}: segment named by the descriptor cache index is missing") from exc
+    if arr.ndim != 2 or arr.shape[1] != n_features:
+        raise StoreCorruptError(
+            f"{path}: segment has shape {arr.shape}, expected (rows, {n_features})")
+    # segments written since all chunks are kept (even all-zero ones) can be checked whole;
+    # zarr would otherwise return its fill value for a missing chunk without a word
+    if arr.attrs.get("all_chunks_written") and arr.nchunks_initialized < arr.nchunks:
+        raise StoreCorruptError(
+            f"{path}: segment data is incomplete ({arr.nchunks_initialized} of "
+            f"{arr.nchunks} chunks on disk)")
+    try:
+        return arr[:]
+    except (OSError, ValueError) as exc:  # unreadable shard or codec failure
+        raise StoreCorruptError(f"{path}: cannot read segment ({exc})") from exc
