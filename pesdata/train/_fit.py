@@ -5,37 +5,47 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import ase
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..errors import PesdataError
-from .checkpoint import check_model_dir, load_model, save_model
-from .committee import Committee
-from .hdnn import HDNNPotential
-from .linear import LinearPotential
+from ..errors import ParameterError, ValidationError
+from .checkpoint import check_model_dir, save_model
 from .metrics import error_metrics
+from .registry import get_model_class
 
-__all__ = ["cross_validate", "cv_summary", "evaluate", "make_model", "predict_metrics", "train"]
-
-MODELS = ("hdnn", "linear", "committee")
+__all__ = ["cross_validate", "cv_summary", "make_model", "predict_metrics", "train"]
 
 
 def _labelled(images: list[ase.Atoms]) -> list[ase.Atoms]:
     return [a for a in images if a.calc is not None and "energy" in a.calc.results]
 
 
+def _where(atoms: ase.Atoms, k: int) -> str:
+    """How a message names structure ``k``: its source (file#frame) when known."""
+    source = atoms.info.get("source") if isinstance(atoms.info, dict) else None
+    return f"structure {k} ({source})" if source else f"structure {k}"
+
+
 def predict_metrics(model, images: list[ase.Atoms]) -> tuple[dict, dict]:
-    """Metrics of ``model`` on labelled ``images`` and the raw predictions."""
+    """Metrics of ``model`` on labelled ``images`` and the raw predictions.
+
+    Raises
+    ------
+    ValidationError
+        A prediction is not finite (NaN or inf); the message names the structure.
+    """
     images = _labelled(images)
     if not images:
-        raise PesdataError("no labelled structures to evaluate on")
+        raise ParameterError("no labelled structures to evaluate on")
     with_f = [("forces" in a.calc.results) for a in images]
     energies, forces = model.predict(images, forces=True)
+    for k, (a, e, f) in enumerate(zip(images, energies, forces, strict=True)):
+        if not (np.isfinite(e) and np.isfinite(f).all()):
+            what = "energy" if not np.isfinite(e) else "forces"
+            raise ValidationError(f"{_where(a, k)}: the model's predicted {what} is not finite "
+                                  f"({e!r} eV); no metrics computed")
     ref_e = [a.calc.results["energy"] for a in images]
     fp = [f for f, ok in zip(forces, with_f, strict=True) if ok]
     fr = [a.calc.results["forces"] for a, ok in zip(images, with_f, strict=True) if ok]
@@ -47,20 +57,13 @@ def predict_metrics(model, images: list[ase.Atoms]) -> tuple[dict, dict]:
 
 
 def make_model(kind: str, descriptor, **params):
-    """A new, unfitted model of ``kind`` (hdnn, linear or committee) with ``params``."""
-    if kind not in MODELS:
-        raise PesdataError(f"unknown model {kind!r}; available: {', '.join(MODELS)}")
-    params = {k: v for k, v in params.items() if v is not None}
-    if kind == "linear":
-        params.pop("device", None)  # the linear fit runs where its descriptor runs
-        unknown = set(params) - {"alpha", "force_weight"}
-        if unknown:
-            raise PesdataError(f"the linear model takes no {', '.join(sorted(unknown))}")
-        return LinearPotential(descriptor, **params)
-    try:
-        return (HDNNPotential if kind == "hdnn" else Committee)(descriptor, **params)
-    except TypeError as exc:
-        raise PesdataError(f"bad {kind} parameters: {exc}") from None
+    """A new, unfitted model of ``kind`` (see :func:`~pesdata.train.registry.model_kinds`).
+
+    ``None`` values in ``params`` mean "the default". Unknown kinds, unknown parameters and
+    out-of-range or non-finite values are a :class:`~pesdata.errors.ParameterError`.
+    """
+    cls = get_model_class(kind)
+    return cls.from_params(descriptor, **{k: v for k, v in params.items() if v is not None})
 
 
 def _descriptor(descriptor, images, r_cut: float, device: str):
@@ -73,26 +76,6 @@ def _descriptor(descriptor, images, r_cut: float, device: str):
     if hasattr(descriptor, "forward"):
         return descriptor
     return from_config(descriptor, device=device)
-
-
-def _fit(model, images, log=None, progress=None):
-    if model.kind == "linear":
-        return model.fit(images)
-    return model.fit(model.make_dataset(images, progress=progress), log=log)
-
-
-def _summary(model) -> dict:
-    """Training-history summary for the model card (epochs, best validation RMSEs, time)."""
-    if model.kind == "linear":
-        return {}
-    out = []
-    members = model.members if model.kind == "committee" else [model]
-    for m in members:
-        best = min(m.history_, key=lambda r: r["loss"]) if m.history_ else {}
-        out.append({"epochs": len(m.history_), "best_epoch": best.get("epoch"),
-                    "seconds": m.history_[-1]["seconds"] if m.history_ else 0.0,
-                    **{k: v for k, v in best.items() if k.startswith("valid_")}})
-    return {"training": out}
 
 
 def train(
@@ -125,26 +108,28 @@ def train(
     from ..split import load_split
 
     out = check_model_dir(out)  # refuse a bad path before any work
+    get_model_class(model)  # an unknown kind fails before the data is read
     if split is None and fold:
-        raise PesdataError(f"fold {fold} given without a split; name the split too")
+        raise ParameterError(f"fold {fold} given without a split; name the split too")
     test_ids: list[str] = []
     if split is not None:
         manifest = load_split(store, split, version, allow_other_version=False)
         version = manifest["version"]
         if not 0 <= fold < len(manifest["folds"]):
-            raise PesdataError(f"split {split!r} has {len(manifest['folds'])} fold(s), not {fold}")
+            raise ParameterError(
+                f"split {split!r} has {len(manifest['folds'])} fold(s), not {fold}")
         train_ids, test_ids = manifest["folds"][fold]["train"], manifest["folds"][fold]["test"]
     snap = store.read(version)
     position = {i: k for k, i in enumerate(snap.ids)}
     train_rows = [position[i] for i in (train_ids if split else snap.ids)]
     train_images = _labelled(snap.take(train_rows))
     if not train_images:
-        raise PesdataError(f"version {snap.version} has no labelled structures to train on")
+        raise ParameterError(f"version {snap.version} has no labelled structures to train on")
     eval_images = snap.take([position[i] for i in test_ids]) if test_ids else train_images
     # the default descriptor covers the elements of both parts (cross_validate: all folds)
     desc = _descriptor(descriptor, train_images + eval_images, r_cut, device)
-    fitted = _fit(make_model(model, desc, device=device,
-                             **(params or {})), train_images, log, progress)
+    fitted = make_model(model, desc, device=device, **(params or {}))
+    fitted.fit(fitted.make_dataset(train_images, progress=progress), log=log)
     metrics, _ = predict_metrics(fitted, eval_images)
     card = {
         "version": snap.version,
@@ -153,7 +138,7 @@ def train(
         "n_train": len(train_images),
         "metrics_on": "test" if test_ids else "train",
         "metrics": metrics,
-        **_summary(fitted),
+        **fitted.training_summary(),
     }
     card = save_model(fitted, out, **card)
     # the store keeps a copy, so a version knows the models trained on it
@@ -197,25 +182,22 @@ def cross_validate(
     index = {needed[k]: n for n, k in enumerate(keep)}
     images = [images[k] for k in keep]
     if not images:
-        raise PesdataError(f"version {snap.version} has no labelled structures to train on")
+        raise ParameterError(f"version {snap.version} has no labelled structures to train on")
     desc = _descriptor(descriptor, images, r_cut, device)
     proto = make_model(model, desc, device=device,
                        **(params or {}))
-    data = proto.make_dataset(images, progress=progress) if model != "linear" else None
+    data = proto.make_dataset(images, progress=progress)
     rows = []
     for k, fold in enumerate(manifest["folds"]):
         tr = [index[i] for i in fold["train"] if i in index]
         te = [index[i] for i in fold["test"] if i in index]
         if not tr or not te:
-            raise PesdataError(f"fold {k} of split {split!r} has no labelled train or test part")
+            raise ParameterError(f"fold {k} of split {split!r} has no labelled train or test part")
         fitted = make_model(model, desc, device=device,
                             **(params or {}))
         t0 = time.perf_counter()
-        if model == "linear":
-            fitted.fit([images[i] for i in tr])
-        else:
-            fitted.fit_subset(data, tr, log=None if log is None else
-                              (lambda r, k=k: log({"fold": k, **r})))
+        fitted.fit_subset(data, tr, log=None if log is None else
+                          (lambda r, k=k: log({"fold": k, **r})))
         seconds = time.perf_counter() - t0
         metrics, _ = predict_metrics(fitted, [images[i] for i in te])
         rows.append({"fold": k, "n_train": len(tr), "n_test": len(te),
@@ -234,45 +216,3 @@ def cv_summary(df: pd.DataFrame) -> dict:
     cols = [c for c in METRICS if c in df and df[c].notna().any()]
     return {"mean": {c: float(df[c].mean()) for c in cols},
             "std": {c: float(df[c].std(ddof=0)) for c in cols}}
-
-
-def _target_images(target: str) -> tuple[list[ase.Atoms], str]:
-    """Structures of ``STORE``, ``STORE@VERSION`` or any structure file curate reads."""
-    from .. import open_store
-    from ..frames import frames_to_table, table_to_atoms
-    from ..io import read_frames
-
-    path, _, version = target.partition("@")
-    if (Path(path) / "_pesdata" / "store.json").is_file():
-        snap = open_store(path).read(version or None)
-        return snap.to_atoms(), f"{path}@{snap.version}"
-    frames = list(read_frames(target))
-    return table_to_atoms(frames_to_table(frames)), target
-
-
-def evaluate(model_dir: str | os.PathLike, target: str, parity: str | None = None) -> dict:
-    """Energy MAE/RMSE (meV/atom) and force MAE/RMSE (eV/Å) of a saved model on ``target``.
-
-    ``parity`` writes a Parquet file with one row per structure: n_atoms, reference and
-    predicted energy, and reference and predicted forces (per atom) for parity plots.
-    """
-    if parity and not Path(parity).resolve().parent.is_dir():
-        raise PesdataError(f"--parity {parity}: its directory does not exist")
-    model, _card = load_model(model_dir)
-    images, name = _target_images(str(target))
-    metrics, pred = predict_metrics(model, images)
-    if parity:
-        ims = pred["images"]
-        ref_f = [a.calc.results.get("forces") for a in ims]
-        table = pa.table({
-            "n_atoms": [len(a) for a in ims],
-            "energy_ref": pred["ref_e"],
-            "energy_pred": pred["energy"],
-            "forces_ref": [None if f is None else np.asarray(f).tolist() for f in ref_f],
-            "forces_pred": [np.asarray(f).tolist() for f in pred["forces"]],
-        })
-        parity = Path(parity)
-        tmp = parity.with_name(f".{parity.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, parity)  # atomic: a killed run leaves no half-written file
-    return {"target": name, **metrics}

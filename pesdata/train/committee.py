@@ -16,15 +16,17 @@ import numpy as np
 import torch
 
 from ..descriptors import Descriptor
-from ..errors import PesdataError
+from ._params import check_int
 from ._predict import predict_images
 from .data import StructureDataset
-from .hdnn import HDNNPotential
+from .hdnn import HDNNPotential, _history_summary, _load_net, _net_state
+from .registry import Potential, register
 
 __all__ = ["Committee"]
 
 
-class Committee:
+@register
+class Committee(Potential):
     """K HDNN members (sklearn-style ``fit`` / ``predict``, plus ``predict_std``).
 
     Parameters
@@ -39,10 +41,10 @@ class Committee:
     kind = "committee"
 
     def __init__(self, descriptor: Descriptor, n_members: int = 4, **params) -> None:
-        if int(n_members) < 2:
-            raise PesdataError(f"a committee needs at least 2 members, got {n_members}")
-        self.descriptor, self.n_members = descriptor, int(n_members)
-        seed = int(params.pop("seed", 0))
+        n_members = check_int("n_members", n_members, 2,
+                              what="at least 2 (a committee of one has no spread)")
+        self.descriptor, self.n_members = descriptor, n_members
+        seed = check_int("seed", params.pop("seed", 0), 0)
         self.members = [HDNNPotential(descriptor, seed=seed + k, **params)
                         for k in range(self.n_members)]
 
@@ -89,10 +91,20 @@ class Committee:
         return torch.stack([m.energy(g, types, structure, n_structures)
                             for m in self.members]).mean(0)
 
-    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
-        """Mean energies (eV); with ``forces=True`` also the mean forces per structure."""
-        out = predict_images(self, images, forces=forces)
-        return (out["energy"], out["forces"]) if forces else out["energy"]
+    def state_dict(self) -> dict:
+        """Every member's tensors, prefixed ``member<k>.``."""
+        return {name: t for k, m in enumerate(self.members)
+                for name, t in _net_state(m, f"member{k}.").items()}
+
+    def load_state(self, state: dict) -> Committee:
+        """Load tensors written by :meth:`state_dict`; returns the committee."""
+        for k, member in enumerate(self.members):
+            _load_net(member, state, f"member{k}.")
+        return self
+
+    def training_summary(self) -> dict:
+        """``{"training": [one record per member]}`` (as :meth:`HDNNPotential.training_summary`)."""
+        return {"training": [_history_summary(m.history_) for m in self.members]}
 
     def predict_std(self, images: Sequence[ase.Atoms]) -> dict:
         """Members' mean and spread for ``images``.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..descriptors import Descriptor, batch_atoms
-from ..errors import PesdataError
+from ..errors import ArtefactNotFound, ParameterError
 
 __all__ = ["StructureDataset", "collate"]
 
@@ -25,10 +25,11 @@ __all__ = ["StructureDataset", "collate"]
 def _labels(atoms: ase.Atoms, k: int) -> tuple[float, np.ndarray | None]:
     results = atoms.calc.results if atoms.calc is not None else {}
     if "energy" not in results:
-        raise PesdataError(f"structure {k} ({atoms.get_chemical_formula()}) has no energy label")
+        raise ParameterError(
+            f"structure {k} ({atoms.get_chemical_formula()}) has no energy label")
     forces = results.get("forces")
     if forces is not None and np.shape(forces) != (len(atoms), 3):
-        raise PesdataError(
+        raise ParameterError(
             f"structure {k}: forces of shape {np.shape(forces)}, not ({len(atoms)}, 3)"
         )
     return float(results["energy"]), None if forces is None else np.asarray(forces, float)
@@ -72,7 +73,7 @@ class StructureDataset(torch.utils.data.Dataset):
     ) -> None:
         images = list(images)
         if not images:
-            raise PesdataError("no structures to build a dataset from")
+            raise ParameterError("no structures to build a dataset from")
         self.descriptor, self.dtype, self.has_jacobian = descriptor, dtype, jacobian
         labels = [_labels(a, k) for k, a in enumerate(images)]
         n = np.array([len(a) for a in images], dtype=np.int64)
@@ -86,7 +87,7 @@ class StructureDataset(torch.utils.data.Dataset):
         self.force_mask = torch.as_tensor(np.repeat([f is not None for _, f in labels], n))
         if features is not None and not jacobian:
             if features.shape != (int(n.sum()), descriptor.n_features):
-                raise PesdataError(
+                raise ParameterError(
                     f"features of shape {features.shape} do not match the structures "
                     f"({int(n.sum())} atoms × {descriptor.n_features} features)"
                 )
@@ -147,7 +148,9 @@ class StructureDataset(torch.utils.data.Dataset):
         """Labelled structures of a version (optionally only ``ids``, e.g. a split part).
 
         Without ``jacobian=True`` the descriptors are read from the store's Zarr cache when
-        ``pesdata describe`` has filled it for this descriptor, else computed.
+        ``pesdata describe`` has filled it for this descriptor, else computed. A cache that
+        is there but damaged raises :class:`~pesdata.errors.StoreCorruptError` (it is never
+        recomputed silently: run ``pesdata describe`` again, or remove it).
         """
         from ..descriptors import load_descriptors
 
@@ -156,18 +159,20 @@ class StructureDataset(torch.utils.data.Dataset):
         try:
             rows = [position[i] for i in (snap.ids if ids is None else ids)]
         except KeyError as exc:
-            raise PesdataError(f"id {exc.args[0]} is not in version {snap.version}") from None
+            raise ParameterError(
+                f"id {exc.args[0]!r:.200} is not in version {snap.version}") from exc
         images = snap.take(rows)
         keep = [k for k, a in enumerate(images)
                 if a.calc is not None and "energy" in a.calc.results]
         if not keep:
-            raise PesdataError(f"version {snap.version} has no labelled structures to train on")
+            raise ParameterError(
+                f"version {snap.version} has no labelled structures to train on")
         images = [images[k] for k in keep]
         if not kwargs.get("jacobian") and kwargs.get("features") is None:
             try:
                 cached = load_descriptors(store, descriptor, snap.version)
-            except PesdataError:
-                cached = None
+            except ArtefactNotFound:  # not (all) described yet: compute them below
+                cached = None  # a damaged cache (StoreCorruptError) is an error, not a miss
             if cached is not None:
                 counts = np.bincount(cached["structure"], minlength=len(snap))
                 offsets = np.concatenate([[0], np.cumsum(counts)])

@@ -13,7 +13,6 @@ validation state is the fitted model.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 
@@ -22,9 +21,11 @@ import numpy as np
 import torch
 
 from ..descriptors import Descriptor, check_device
-from ..errors import PesdataError
-from ._predict import predict_images
+from ..errors import ArtefactError, ParameterError
+from ._params import check_float, check_int
 from .data import StructureDataset, collate
+from .early_stopping import EarlyStopping, WeightAverage
+from .registry import Potential, register
 
 __all__ = ["HDNNPotential", "ElementNets"]
 
@@ -40,7 +41,8 @@ class ElementNets(torch.nn.Module):
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise PesdataError(f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
+            raise ParameterError(
+                f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
         widths = [n_features, *[int(h) for h in hidden]]
         nets = []
         for _ in range(n_species):
@@ -101,7 +103,8 @@ def _batch_errors(net: ElementNets, batch: dict, use_forces: bool, create_graph:
     return out
 
 
-class HDNNPotential:
+@register
+class HDNNPotential(Potential):
     """Behler–Parrinello HDNN (sklearn-style ``fit`` / ``predict``).
 
     Parameters
@@ -167,27 +170,29 @@ class HDNNPotential:
         ema_decay: float = 0.99,
     ) -> None:
         if dtype not in DTYPES:
-            raise PesdataError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+            raise ParameterError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if activation not in ACTIVATIONS:
-            raise PesdataError(f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
+            raise ParameterError(
+                f"unknown activation {activation!r}; one of {sorted(ACTIVATIONS)}")
         check_device(device)
-        if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
-            raise PesdataError("loss weights must be ≥ 0 and not both 0")
+        energy_weight = check_float("energy_weight", energy_weight, low=0)
+        force_weight = check_float("force_weight", force_weight, low=0)
+        if energy_weight + force_weight == 0:
+            raise ParameterError("loss weights must be ≥ 0 and not both 0, got energy_weight "
+                                 "0 and force_weight 0")
         for name, value in (("ema_decay", ema_decay), ("valid_fraction", valid_fraction)):
-            if not 0 <= value < 1:
-                raise PesdataError(f"{name} must be in [0, 1), got {value!r}")
+            check_float(name, value, low=0, high=1, high_open=True,
+                        what="a finite number in [0, 1)")
         for name, value in (("epochs", epochs), ("batch_size", batch_size),
                             ("patience", patience), *(("hidden width", h) for h in hidden)):
-            if int(value) != value or value < 1:
-                raise PesdataError(f"{name} must be a positive integer, got {value!r}")
-        if int(lr_patience) != lr_patience or lr_patience < 0:
-            raise PesdataError(f"lr_patience must be an integer ≥ 0, got {lr_patience!r}")
-        if int(seed) != seed or seed < 0:
-            raise PesdataError(f"seed must be an integer ≥ 0, got {seed!r}")
-        if not lr > 0 or not lr_min >= 0:
-            raise PesdataError(f"lr must be > 0 and lr_min ≥ 0, got {lr!r} and {lr_min!r}")
-        if max_seconds is not None and not max_seconds > 0:
-            raise PesdataError(f"max_seconds must be positive, got {max_seconds!r}")
+            check_int(name, value)
+        check_int("lr_patience", lr_patience, 0)
+        check_int("seed", seed, 0)
+        check_float("lr", lr, low=0, low_open=True, what="finite and > 0")
+        check_float("lr_min", lr_min, low=0, what="finite and ≥ 0")
+        if max_seconds is not None:
+            check_float("max_seconds", max_seconds, low=0, low_open=True,
+                        what="finite and positive")
         self.descriptor = descriptor
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
@@ -195,7 +200,8 @@ class HDNNPotential:
         self.epochs, self.batch_size = int(epochs), int(batch_size)
         self.lr, self.lr_min, self.lr_patience = float(lr), float(lr_min), int(lr_patience)
         self.patience, self.valid_fraction = int(patience), float(valid_fraction)
-        self.seed, self.dtype, self.device, self.max_seconds = seed, dtype, device, max_seconds
+        self.seed, self.dtype, self.device = int(seed), dtype, device
+        self.max_seconds = None if max_seconds is None else float(max_seconds)
         self.ema_decay = float(ema_decay)
         self.net_: ElementNets | None = None
         self.history_: list[dict] = []
@@ -252,7 +258,7 @@ class HDNNPotential:
         ``valid_data``); datasets are shared, so a committee computes descriptors once."""
         use_f = self.force_weight > 0 and data.has_jacobian and bool(data.force_mask.any())
         if self.force_weight > 0 and not data.has_jacobian:
-            raise PesdataError("force training needs a dataset built with jacobian=True")
+            raise ParameterError("force training needs a dataset built with jacobian=True")
         train = torch.utils.data.Subset(data, list(map(int, train_idx)))
         if valid_data is not None:
             valid = valid_data
@@ -270,10 +276,10 @@ class HDNNPotential:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, factor=0.5, patience=self.lr_patience
         )
-        ema = copy.deepcopy(net)  # the averaged weights: validated, kept and returned
-        params, ema_params = list(net.parameters()), list(ema.parameters())
-        best, best_state, stale, t0 = np.inf, copy.deepcopy(net.state_dict()), 0, time.monotonic()
-        self.history_, step = [], 0
+        ema = WeightAverage(net, self.ema_decay)  # validated, early-stopped and kept
+        stop = EarlyStopping(self.patience, initial_state=net.state_dict())
+        t0 = time.monotonic()
+        self.history_ = []
         for epoch in range(1, self.epochs + 1):
             net.train()
             sums = np.zeros(4)
@@ -286,15 +292,11 @@ class HDNNPotential:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                step += 1
-                with torch.no_grad():  # decay ramps up over the first steps (as TF's EMA)
-                    decay = min(self.ema_decay, (1 + step) / (10 + step))
-                    for avg, now in zip(ema_params, params, strict=True):
-                        avg.lerp_(now, 1 - decay)
+                ema.update(net)
                 sums += [float(se.detach()), ne, float(sf.detach()), nf]
             record = {"epoch": epoch, "lr": opt.param_groups[0]["lr"],
                       **_rmse("train", sums)}
-            vsums = self._errors(ema, valid, use_f) if valid is not None else sums
+            vsums = self._errors(ema.module, valid, use_f) if valid is not None else sums
             if valid is not None:
                 record.update(_rmse("valid", vsums))
             vloss = self.energy_weight * vsums[0] / max(vsums[1], 1) + (
@@ -302,20 +304,16 @@ class HDNNPotential:
             )
             record["loss"] = float(vloss)
             record["seconds"] = time.monotonic() - t0
-            if vloss < best:
-                best, stale = vloss, 0
-                best_state = copy.deepcopy(ema.state_dict())
-            else:
-                stale += 1
-            record["best"] = float(best)
+            stop.step(vloss, ema.state_dict())
+            record["best"] = float(stop.best)
             self.history_.append(record)
             if log is not None:
                 log(record)
             sched.step(vloss)
             out_of_time = self.max_seconds is not None and record["seconds"] > self.max_seconds
-            if stale >= self.patience or opt.param_groups[0]["lr"] < self.lr_min or out_of_time:
+            if stop.should_stop or opt.param_groups[0]["lr"] < self.lr_min or out_of_time:
                 break
-        net.load_state_dict(best_state)
+        stop.restore(net)
         net.eval()
         self.net_ = net
         return self
@@ -343,14 +341,43 @@ class HDNNPotential:
     ) -> torch.Tensor:
         """Total energies (S,) of a flat batch from its descriptors (differentiable)."""
         if self.net_ is None:
-            raise PesdataError("the model is not fitted")
+            raise ParameterError("the model is not fitted; call fit first")
         return self.net_(g.to(self.device), types.to(self.device), structure.to(self.device),
                          n_structures).to(g.device)
 
-    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
-        """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
-        out = predict_images(self, images, forces=forces)
-        return (out["energy"], out["forces"]) if forces else out["energy"]
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The fitted network's tensors, each name prefixed ``net.``."""
+        return _net_state(self, "net.")
+
+    def load_state(self, state: dict) -> HDNNPotential:
+        """Load tensors written by :meth:`state_dict`; returns the model."""
+        _load_net(self, state, "net.")
+        return self
+
+    def training_summary(self) -> dict:
+        """``{"training": [one record]}``: epochs run, best epoch, its validation RMSEs, time."""
+        return {"training": [_history_summary(self.history_)]}
+
+
+def _net_state(model: HDNNPotential, prefix: str) -> dict:
+    if model.net_ is None:
+        raise ArtefactError("cannot save an unfitted model")
+    return {prefix + name: t.detach().cpu() for name, t in model.net_.state_dict().items()}
+
+
+def _load_net(model: HDNNPotential, state: dict, prefix: str) -> None:
+    net = model.new_net()
+    net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    net.eval()
+    model.net_ = net
+
+
+def _history_summary(history: list[dict]) -> dict:
+    best = min(history, key=lambda r: r["loss"]) if history else {}
+    return {"epochs": len(history), "best_epoch": best.get("epoch"),
+            "seconds": history[-1]["seconds"] if history else 0.0,
+            **{k: v for k, v in best.items() if k.startswith("valid_")}}
 
 
 def _to(batch: dict, device: str) -> dict:

@@ -16,13 +16,15 @@ import torch
 from sklearn.linear_model import Ridge
 
 from ..descriptors import Descriptor, batch_atoms
-from ..errors import PesdataError
-from ._predict import predict_images
+from ..errors import ArtefactError, ParameterError
+from ._params import check_float
+from .registry import Potential, register
 
 __all__ = ["LinearPotential"]
 
 
-class LinearPotential:
+@register
+class LinearPotential(Potential):
     """Ridge regression on per-element summed descriptors (sklearn-style ``fit``/``predict``).
 
     Parameters
@@ -40,8 +42,21 @@ class LinearPotential:
 
     def __init__(self, descriptor: Descriptor, alpha: float = 1e-8, force_weight: float = 0.0):
         self.descriptor = descriptor
-        self.alpha = alpha
-        self.force_weight = force_weight
+        self.alpha = check_float("alpha", alpha, low=0)
+        self.force_weight = check_float("force_weight", force_weight, low=0)
+
+    @classmethod
+    def from_params(cls, descriptor: Descriptor, **params) -> LinearPotential:
+        """A new linear model; ``device`` is ignored (the fit runs where the descriptor runs)."""
+        params.pop("device", None)
+        unknown = set(params) - {"alpha", "force_weight"}
+        if unknown:
+            raise ParameterError(f"the linear model takes no {', '.join(sorted(unknown))}")
+        return cls(descriptor, **params)
+
+    def params(self) -> dict:
+        """Hyperparameters (JSON types), as recorded in the model card."""
+        return {"alpha": self.alpha, "force_weight": self.force_weight}
 
     def _features(self, atoms: ase.Atoms, forces: bool):
         """Per-element sums (n_el·F + n_el counts) and, optionally, their −∂/∂r rows (3N, ·).
@@ -71,14 +86,18 @@ class LinearPotential:
         rows = -grad.view(n, n_el, f, 3).permute(0, 3, 1, 2).reshape(3 * n, n_el * f)
         return x, np.hstack([rows.cpu().numpy(), np.zeros((3 * n, n_el))])
 
-    def fit(self, images: Sequence[ase.Atoms]) -> LinearPotential:
-        """Fit to labelled structures (energy, and forces when ``force_weight > 0``)."""
+    def fit(self, images: Sequence[ase.Atoms], valid=None, log=None) -> LinearPotential:
+        """Fit to labelled structures (energy, and forces when ``force_weight > 0``).
+
+        ``valid`` and ``log`` are accepted for the common interface and not used: a ridge fit
+        has no epochs to early-stop or log.
+        """
         use_f = self.force_weight > 0
         xs, ys, fx, fy = [], [], [], []
         for k, atoms in enumerate(images):
             if atoms.calc is None or "energy" not in atoms.calc.results:
-                raise PesdataError(f"training structure {k} ({atoms.get_chemical_formula()}) "
-                                   "has no energy label")
+                raise ParameterError(f"training structure {k} ({atoms.get_chemical_formula()}) "
+                                     "has no energy label")
             with_f = use_f and "forces" in atoms.calc.results  # frames without forces: E only
             x, rows = self._features(atoms, with_f)
             xs.append(x / len(atoms))
@@ -87,7 +106,7 @@ class LinearPotential:
                 fx.append(rows * self.force_weight)
                 fy.append(np.asarray(atoms.calc.results["forces"]).reshape(-1) * self.force_weight)
         if use_f and not fx:
-            raise PesdataError("force_weight > 0, but no training structure has forces")
+            raise ParameterError("force_weight > 0, but no training structure has forces")
         X, y = np.array(xs), np.array(ys)
         if fx:
             X, y = np.vstack([X, *fx]), np.concatenate([y, *fy])
@@ -109,7 +128,20 @@ class LinearPotential:
         out = torch.zeros(n_structures, dtype=torch.float64, device=g.device)
         return out.index_add(0, structure, per_atom.to(torch.float64))
 
-    def predict(self, images: Sequence[ase.Atoms], forces: bool = False):
-        """Energies (eV) of ``images``; with ``forces=True`` also the list of (N, 3) forces."""
-        out = predict_images(self, images, forces=forces)
-        return (out["energy"], out["forces"]) if forces else out["energy"]
+    def state_dict(self) -> dict:
+        """``coef`` and ``scale`` (the column scaling of the ridge fit) as tensors."""
+        if getattr(self, "coef_", None) is None:
+            raise ArtefactError("cannot save an unfitted model")
+        return {"coef": torch.as_tensor(self.coef_), "scale": torch.as_tensor(self.scale_)}
+
+    def load_state(self, state: dict) -> LinearPotential:
+        """Load ``coef`` and ``scale``, checking their length against the descriptor."""
+        coef = np.asarray(state["coef"], dtype=float)
+        scale = np.asarray(state["scale"], dtype=float)
+        d = self.descriptor
+        n_coef = len(d.species) * (d.n_features + 1)
+        if coef.shape != (n_coef,) or scale.shape != (n_coef,):
+            raise ArtefactError(f"linear weights of shape {coef.shape}, the card's descriptor "
+                                f"needs ({n_coef},)")
+        self.coef_, self.scale_ = coef, scale
+        return self
