@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
@@ -14,38 +13,31 @@ from ..frames import Frame, LabelKeys, _formula, frames_to_table, reduced_formul
 from ..io import detect_format, read_frames
 from ._report import CurateReport
 from ._spool import Spool
+from ._unmapped import UnmappedLabels
 from ._validators import Issue, default_validators
+from .dedup import ENERGY_TOL, FORCE_TOL, Seen, classify
 
 __all__ = ["ENERGY_TOL", "FORCE_TOL", "curate"]
 
 MEMORY = "<memory>"
-ENERGY_TOL = 1e-3  # eV/atom: duplicates whose energies differ more are conflicts
-FORCE_TOL = 1e-3  # eV/Å: same for the largest force-component difference
 
 
-@dataclass
-class _Seen:
-    pos: tuple[int, int]  # spool position
-    labelled: bool
-    kind: str  # "added" or "relabelled"
+def _population_of(frame: Frame) -> dict:
+    """Method, reduced composition and (when the frame has one) config_type of a frame."""
+    out = {"method": frame.method, "composition": reduced_formula(_formula(frame.numbers))}
+    if frame.config_type:
+        out["config_type"] = frame.config_type
+    return out
 
 
 def _group_key(frame: Frame) -> str:
-    """Method and reduced composition (TiO2 and Ti8O15 are different groups)."""
-    return f"{frame.method}|{reduced_formula(_formula(frame.numbers))}"
+    """The population a frame's outlier statistics are compared within.
 
-
-def _label_diff(e1, f1, e2, f2, n: int) -> tuple[float | None, float | None]:
-    """Energy-per-atom and max force differences where both sides have the label."""
-    de = abs(e1 - e2) / max(n, 1) if e1 is not None and e2 is not None else None
-    df = None
-    if f1 is not None and f2 is not None and np.shape(f1) == np.shape(f2):
-        df = float(np.max(np.abs(np.asarray(f1) - np.asarray(f2)))) if np.size(f1) else 0.0
-    return de, df
-
-
-def _is_conflict(de, df) -> bool:
-    return (de is not None and de > ENERGY_TOL) or (df is not None and df > FORCE_TOL)
+    Method and reduced composition (TiO2 and Ti8O15 are different populations), and the
+    frame's ``config_type`` when it carries one (5000 K MD snapshots are not compared with
+    near-equilibrium cells of the same composition).
+    """
+    return ", ".join(f"{k} {v!r}" for k, v in _population_of(frame).items())
 
 
 def curate(
@@ -143,12 +135,14 @@ def curate(
             quarantine=quarantine, options=options,
         )
         spool = Spool(store.tmp_dir())
+        unmapped = UnmappedLabels(keys)
         try:
             positions = _ingest(
                 store, ds, spool, inputs, report, frame_checks, keys,
                 dict(format=format, method=method, config_type=config_type, group=group),
-                batch_size, progress,
+                batch_size, progress, unmapped,
             )
+            report.warnings = unmapped.warnings()
             _population(positions, population_checks, spool, report)
             if report.rejected and not quarantine:
                 raise ValidationError(
@@ -181,14 +175,17 @@ def _frames(source, keys: LabelKeys, meta: dict) -> Iterator[Frame]:
         yield Frame.from_atoms(atoms, source=f"{MEMORY}#{i}", keys=keys, **meta)
 
 
-def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_size, progress):
+def _ingest(
+    store, ds, spool, inputs, report, frame_checks, keys, meta, batch_size, progress, unmapped
+):
     """Read, validate and classify every frame; spool the rows to commit.
 
     Returns the per-spooled-row statistics used by the population validators.
     """
-    seen: dict[str, _Seen] = {}
+    seen: dict[str, Seen] = {}
     stats: dict[str, list] = {
-        "pos": [], "group": [], "fmax": [], "energy_per_atom": [], "source": [], "kind": []
+        "pos": [], "group": [], "fmax": [], "energy_per_atom": [], "source": [], "kind": [],
+        "populations": {},
     }
     schema = ds.schema
     current = {"path": ""}
@@ -203,6 +200,7 @@ def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_si
         report.read += len(batch)
         valid = []
         for frame, errors in zip(batch, checked, strict=True):
+            unmapped.observe(frame)
             if errors:
                 report.rejected.append(
                     {"source": frame.source, "reasons": [i.to_dict() for i in errors]}
@@ -214,12 +212,12 @@ def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_si
         existing = _existing(store, ds, [f.id for f in valid])
         to_spool: dict[str, tuple[Frame, str]] = {}
         for frame in valid:
-            _classify(frame, seen, existing, spool, report, to_spool)
+            classify(frame, seen, existing, spool, report, to_spool)
         if to_spool:
             table = frames_to_table([f for f, _ in to_spool.values()], schema)
             schema = table.schema
             for (frame, kind), pos in zip(to_spool.values(), spool.append(table), strict=True):
-                seen[frame.id] = _Seen(pos, frame.has_labels, kind)
+                seen[frame.id] = Seen(pos, frame.has_labels, kind)
                 _record(stats, frame, pos, kind)
         if progress is not None:
             progress(report.read, current["path"])
@@ -229,10 +227,22 @@ def _ingest(store, ds, spool, inputs, report, frame_checks, keys, meta, batch_si
     return stats
 
 
+_GEOMETRY_FIELDS = ("positions", "cell", "pbc")
+
+
 def _validate(frame: Frame, checks) -> list[Issue]:
-    """Errors of the per-frame validators (shape problems stop the later checks)."""
+    """Errors of the per-frame validators.
+
+    Shape problems stop the later checks (they assume the shapes are right); once positions or
+    cell are rejected (non-finite, degenerate cell, absurd coordinates), validators that need a
+    sound geometry (``needs_geometry``, e.g. the overlap search) are skipped for the frame.
+    """
     issues: list[Issue] = []
     for check in checks:
+        if getattr(check, "needs_geometry", False) and any(
+            i.severity == "error" and i.field in _GEOMETRY_FIELDS for i in issues
+        ):
+            continue
         issues.extend(check.check(frame))
         if issues and check.name == "shape":
             break  # later checks assume the shapes are right
@@ -246,7 +256,10 @@ def _record(stats: dict, frame: Frame, pos: tuple[int, int], kind: str) -> None:
         fmax = float(np.sqrt((frame.forces**2).sum(axis=1)).max())
     stats["pos"].append(pos)
     stats["kind"].append(kind)
-    stats["group"].append(_group_key(frame))
+    key = _group_key(frame)
+    stats["group"].append(key)
+    if key not in stats["populations"]:
+        stats["populations"][key] = _population_of(frame)
     stats["source"].append(frame.source)
     stats["fmax"].append(fmax)
     stats["energy_per_atom"].append(
@@ -267,58 +280,6 @@ def _existing(store, ds, ids: list[str]) -> dict[str, dict]:
     return out
 
 
-def _classify(frame: Frame, seen, existing, spool, report, to_spool) -> None:
-    """New row, duplicate, conflict or relabel; spool what must be written.
-
-    ``to_spool`` maps id → (frame, kind) for the current batch, kind being ``added`` or
-    ``relabelled``.
-    """
-    first = seen.get(frame.id)
-    if first is not None or frame.id in to_spool:
-        report.duplicates += 1
-        if frame.id in to_spool:  # duplicate inside the same batch
-            other, kind = to_spool[frame.id]
-            e, f, src = other.energy, other.forces, other.source
-            other_labelled = other.has_labels
-        else:
-            e, f, _, src = spool.labels(first.pos)
-            other_labelled = first.labelled
-        if not other_labelled and frame.has_labels:  # supersede the unlabelled copy
-            if frame.id not in to_spool:
-                kind = first.kind
-                spool.drop(first.pos)
-                del seen[frame.id]
-            to_spool[frame.id] = (frame, kind)
-            return
-        _maybe_conflict(frame, e, f, src, report)
-        return
-    row = existing.get(frame.id)
-    if row is None:
-        report.added += 1
-        to_spool[frame.id] = (frame, "added")
-        return
-    report.duplicates += 1
-    stored_labelled = row["energy"] is not None or row["forces"] is not None
-    if not stored_labelled and frame.has_labels:
-        report.relabelled += 1
-        to_spool[frame.id] = (frame, "relabelled")
-        return
-    _maybe_conflict(frame, row["energy"], row["forces"], row["source"], report)
-
-
-def _maybe_conflict(frame: Frame, energy, forces, source: str, report) -> None:
-    de, df = _label_diff(energy, forces, frame.energy, frame.forces, frame.n_atoms)
-    if _is_conflict(de, df):
-        report.conflicts.append(
-            {
-                "id": frame.id,
-                "sources": [source, frame.source],
-                "energy_per_atom_diff": de,
-                "max_force_diff": df,
-            }
-        )
-
-
 def _population(stats, population_checks, spool, report) -> None:
     """Run the outlier validators over the spooled rows; reject and drop the outliers."""
     if not stats["pos"] or not population_checks:
@@ -327,6 +288,7 @@ def _population(stats, population_checks, spool, report) -> None:
         "group": np.array(stats["group"], dtype=object),
         "fmax": np.array(stats["fmax"], dtype=float),
         "energy_per_atom": np.array(stats["energy_per_atom"], dtype=float),
+        "populations": stats["populations"],
     }
     flagged: dict[int, list[Issue]] = {}
     for check in population_checks:

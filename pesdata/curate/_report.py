@@ -28,7 +28,12 @@ class CurateReport:
         Duplicates whose labels differ beyond 1 meV/atom or 1e-3 eV/Å: ``id``, ``sources``
         (kept, incoming), ``energy_per_atom_diff`` (eV/atom), ``max_force_diff`` (eV/Å).
     rejected : list of dict
-        Invalid frames: ``source`` (file#frame) and ``reasons`` (validator, field, message).
+        Invalid frames: ``source`` (file#frame) and ``reasons`` (validator, field, message,
+        severity; outlier reasons also name the ``population`` compared with).
+    warnings : list of str
+        What the run did not refuse but the user should act on, e.g. label-like keys that
+        were not mapped: ``"12 frame(s) carry per-atom 'force' but no forces were mapped:
+        pass --forces-key force"``.
     """
 
     version: int
@@ -44,6 +49,7 @@ class CurateReport:
     unlabelled: int = 0
     conflicts: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
@@ -68,6 +74,7 @@ class CurateReport:
             "unlabelled": self.unlabelled,
             "rejected_by_reason": self.rejected_by_reason,
             "committed": self.committed,
+            "warnings": list(self.warnings),
         }
 
     def to_dict(self) -> dict:

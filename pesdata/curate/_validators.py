@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase.data import covalent_radii
-from vesin import NeighborList
 
 from ..frames import Frame
+from ._neighbours import neighbour_pairs
 
 __all__ = [
     "CellValidator",
+    "CoordinateValidator",
     "ElementValidator",
     "EnergyOutlierValidator",
     "FiniteValidator",
@@ -38,14 +39,18 @@ class Issue:
     field: str
     message: str
     severity: str = "error"
+    population: dict | None = None  # outliers: the frames compared with (method, ..., n)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "validator": self.validator,
             "field": self.field,
             "message": self.message,
             "severity": self.severity,
         }
+        if self.population is not None:
+            out["population"] = dict(self.population)
+        return out
 
 
 class ShapeValidator:
@@ -122,14 +127,15 @@ class ElementValidator:
 
 
 class CellValidator:
-    """Periodic cells must not be degenerate or near-singular.
+    """Periodic cells must be finite and neither degenerate nor near-singular.
 
     Parameters
     ----------
     threshold : float
-        Minimum of ``|det(cell)| / (|a||b||c|)`` over the periodic cell (1 for orthogonal
-        vectors, 0 for coplanar ones); default 1e-3. Periodic directions also need a vector
-        longer than 1e-3 Å.
+        Minimum of ``sqrt(det G) / prod |v|`` over the periodic cell vectors ``v`` (``G`` their
+        Gram matrix; for a fully periodic cell ``|det(cell)| / (|a||b||c|)``): 1 for orthogonal
+        vectors, 0 for linearly dependent ones; default 1e-3. Periodic directions also need a
+        vector longer than 1e-3 Å.
     """
 
     name = "cell"
@@ -141,23 +147,87 @@ class CellValidator:
     def check(self, frame: Frame) -> list[Issue]:
         if not frame.pbc.any():
             return []
-        lengths = np.linalg.norm(frame.cell, axis=1)
-        short = [i for i in range(3) if frame.pbc[i] and lengths[i] < 1e-3]
+        periodic = np.asarray(frame.cell, dtype=float)[frame.pbc]
+        if not np.isfinite(periodic).all():
+            return [Issue(self.name, "cell", "periodic cell vectors are not finite")]
+        lengths = np.linalg.norm(periodic, axis=1)
+        short = [int(i) for i, k in zip(np.flatnonzero(frame.pbc), lengths, strict=True)
+                 if k < 1e-3]
         if short:
             detail = f"periodic cell vector(s) {short} have zero length"
             return [Issue(self.name, "cell", self.message.format(detail=detail))]
-        if frame.pbc.all():
-            ratio = abs(np.linalg.det(frame.cell)) / np.prod(lengths)
-            if ratio < self.threshold:
-                detail = (
-                    f"cell is near-singular: |det|/(|a||b||c|) = {ratio:.2e} < {self.threshold}"
-                )
-                return [Issue(self.name, "cell", self.message.format(detail=detail))]
+        gram = periodic @ periodic.T
+        ratio = float(np.sqrt(max(np.linalg.det(gram), 0.0)) / np.prod(lengths))
+        if ratio < self.threshold:
+            what = "|det|/(|a||b||c|)" if frame.pbc.all() else "sqrt(det G)/prod|v|"
+            detail = f"cell is near-singular: {what} = {ratio:.2e} < {self.threshold}"
+            return [Issue(self.name, "cell", self.message.format(detail=detail))]
         return []
+
+
+class CoordinateValidator:
+    """Atoms may not sit absurdly far from the cell or from each other.
+
+    Such frames are broken (a unit error, an exploded run, a corrupted file) and would
+    overflow the 1e-6 Å rounding of the geometry hash (distinct frames would hash alike).
+
+    Parameters
+    ----------
+    threshold : float
+        Largest distance (Å), default 1e5 (10 µm; DFT cells are ~10 Å, the largest MD boxes
+        ~1e4 Å) that an atom may lie outside the periodic cell along a periodic direction, and
+        that the atoms of a non-periodic frame may span along x, y or z. Any coordinate beyond
+        1e9 Å is refused in every frame.
+    """
+
+    name = "coordinates"
+    limit = 1e9
+
+    def __init__(self, threshold: float = 1e5) -> None:
+        self.threshold = threshold
+
+    def check(self, frame: Frame) -> list[Issue]:
+        pos = np.asarray(frame.positions, dtype=float)
+        if pos.size == 0 or not np.isfinite(pos).all():
+            return []  # the finite validator reports those
+        far = np.abs(pos).max(axis=1)
+        if far.max() > self.limit:
+            k = int(np.argmax(far))
+            return [self._issue(f"atom {k} has a coordinate of {far[k]:.3g} Å (> {self.limit:g})")]
+        pbc = frame.pbc
+        cell = np.asarray(frame.cell, dtype=float)
+        if pbc.any() and np.isfinite(cell).all():
+            frac = pos @ np.linalg.pinv(cell)
+            spacing = 1.0 / np.maximum(np.linalg.norm(np.linalg.pinv(cell).T, axis=1), 1e-300)
+            outside = np.maximum(np.maximum(-frac, frac - 1.0), 0.0) * spacing
+            outside[:, ~pbc] = 0.0
+            if outside.max() > self.threshold:
+                k, axis = np.unravel_index(int(np.argmax(outside)), outside.shape)
+                return [self._issue(
+                    f"atom {k} lies {outside[k, axis]:.3g} Å outside the periodic cell along "
+                    f"cell vector {'abc'[axis]} (> {self.threshold:g} Å)"
+                )]
+        if not pbc.any():
+            span = pos.max(axis=0) - pos.min(axis=0)
+            if span.max() > self.threshold:
+                axis = int(np.argmax(span))
+                return [self._issue(
+                    f"atoms span {span[axis]:.3g} Å along {'xyz'[axis]} in a non-periodic "
+                    f"frame (> {self.threshold:g} Å)"
+                )]
+        return []
+
+    def _issue(self, message: str) -> Issue:
+        return Issue(self.name, "positions", message)
 
 
 class MinDistanceValidator:
     """Atoms may not sit closer than ``factor`` × the sum of their covalent radii.
+
+    The neighbour search (:func:`~pesdata.curate._neighbours.neighbour_pairs`, a KD-tree over
+    the periodic images) needs finite positions and a sound cell: the curate run skips this
+    check for frames the finite, cell or coordinate validators rejected, and the check itself
+    returns nothing for such a frame (those validators report it).
 
     Parameters
     ----------
@@ -168,6 +238,7 @@ class MinDistanceValidator:
 
     name = "overlap"
     message = "atoms {i} and {j} are {d:.3f} Å apart (< {limit:.3f} Å)"
+    needs_geometry = True  # skipped when positions or cell were rejected
 
     def __init__(self, factor: float = 0.5) -> None:
         self.threshold = factor
@@ -176,13 +247,16 @@ class MinDistanceValidator:
         z = frame.numbers
         if len(z) < 2 and not frame.pbc.any():
             return []
+        if not _sound_geometry(frame):
+            return []
         radii = covalent_radii[np.clip(z, 0, len(covalent_radii) - 1)]
         cutoff = self.threshold * 2 * float(radii.max())
         if cutoff <= 0:
             return []
-        box = frame.cell if frame.pbc.any() else np.zeros((3, 3))
-        nl = NeighborList(cutoff=cutoff, full_list=False, n_threads=1)  # threads cost more here
-        i, j, d = nl.compute(frame.positions, box, frame.pbc.tolist(), quantities="ijd")
+        try:
+            i, j, d = neighbour_pairs(frame.positions, frame.cell, frame.pbc, cutoff)
+        except ValueError as exc:  # a cell far smaller than the cutoff: every atom overlaps
+            return [Issue(self.name, "cell", str(exc))]
         if len(d) == 0:
             return []
         limit = self.threshold * (radii[i] + radii[j])
@@ -192,6 +266,15 @@ class MinDistanceValidator:
         k = bad[np.argmin(d[bad] / limit[bad])]
         msg = self.message.format(i=int(i[k]), j=int(j[k]), d=float(d[k]), limit=float(limit[k]))
         return [Issue(self.name, "positions", msg)]
+
+
+def _sound_geometry(frame: Frame) -> bool:
+    """Finite positions, and a finite, non-singular cell along the periodic directions."""
+    if not np.isfinite(frame.positions).all():
+        return False
+    if not frame.pbc.any():
+        return True
+    return np.isfinite(frame.cell).all() and not CellValidator().check(frame)
 
 
 class LabelValidator:
@@ -221,36 +304,47 @@ def robust_z(values: np.ndarray, mad_floor: float = 0.0) -> np.ndarray:
 
 
 class _OutlierValidator:
-    """Robust z-score of a per-frame statistic within each (method, composition) group.
+    """Robust z-score of a per-frame statistic within each population of frames.
 
-    A group needs ``min_group`` frames before outliers are judged; composition is the reduced
-    formula, so TiO2 cells of any size form one group and O-deficient Ti8O15 cells another.
+    A population is the frames of one method and composition and, for frames that carry one,
+    one ``config_type`` (a set's 5000 K MD snapshots are judged among themselves, not against
+    its near-equilibrium cells). It needs ``min_group`` frames before outliers are judged;
+    composition is the reduced formula, so TiO2 cells of any size form one population and
+    O-deficient Ti8O15 cells another. The rejection reason names the population (method,
+    composition, config_type and its size ``n``).
     """
 
     name = ""
     stat = ""
     field = ""
-    message = "{stat} = {value:.4g} has robust z-score {z:.1f} (> {threshold}) among {n} frames"
+    message = (
+        "{stat} = {value:.4g} has robust z-score {z:.1f} (> {threshold}) among the {n} frames "
+        "of {population}"
+    )
 
     def __init__(self, threshold: float, min_group: int = 10, mad_floor: float = 0.0) -> None:
         self.threshold = threshold
         self.min_group = min_group
         self.mad_floor = mad_floor
 
-    def check_population(self, stats: dict[str, np.ndarray]) -> dict[int, Issue]:
+    def check_population(self, stats: dict) -> dict[int, Issue]:
         """Map frame index → issue for the outliers among ``stats``.
 
-        ``stats`` holds equal-length arrays: ``group`` (object keys of method and composition)
-        and the statistic named ``self.stat`` (NaN where absent).
+        ``stats`` holds equal-length arrays: ``group`` (object keys naming the population, e.g.
+        ``"method 'PBE', composition 'Si', config_type 'md'"``) and the statistic named
+        ``self.stat`` (NaN where absent); optionally ``populations``, a dict of key → fields
+        (method, composition, config_type) that the issue carries with ``n`` added.
         """
         out: dict[int, Issue] = {}
         keys = stats["group"]
         values = stats[self.stat]
-        for key in set(keys.tolist()):
+        described = stats.get("populations", {})
+        for key in sorted(set(keys.tolist())):
             idx = np.flatnonzero((keys == key) & np.isfinite(values))
             if idx.size < self.min_group:
                 continue
             z = robust_z(values[idx], self.mad_floor)
+            population = {**described.get(key, {"group": str(key)}), "n": int(idx.size)}
             for k in np.flatnonzero(np.abs(z) > self.threshold):
                 msg = self.message.format(
                     stat=self.stat,
@@ -258,8 +352,9 @@ class _OutlierValidator:
                     z=z[k],
                     threshold=self.threshold,
                     n=idx.size,
+                    population=key,
                 )
-                out[int(idx[k])] = Issue(self.name, self.field, msg)
+                out[int(idx[k])] = Issue(self.name, self.field, msg, population=population)
         return out
 
 
@@ -313,6 +408,7 @@ def default_validators() -> tuple[list, list]:
         ElementValidator(),
         FiniteValidator(),
         CellValidator(),
+        CoordinateValidator(),
         MinDistanceValidator(),
         LabelValidator(),
     ]
