@@ -14,6 +14,7 @@ two readers frame by frame on every extxyz file of the shared data sets.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +23,14 @@ import pandas as pd
 from ase.calculators.calculator import all_properties
 from ase.data import atomic_numbers
 from ase.io import extxyz as _ase_extxyz
+from ase.io.formats import get_compression, open_with_compression
 
+from ..errors import InputError
 from ..frames import AtomsParts
 
-__all__ = ["VecFile", "iread_extxyz"]
+__all__ = ["VecFile", "iread_extxyz", "quote", "shorten"]
+
+_COUNT_LINE_MAX = 4096  # an atom-count line longer than this is not one: never read it whole
 
 _BOOL = {"T": True, "F": False, "True": True, "False": False}
 _DEFAULT_PROPERTIES = "species:S:1:pos:R:3"
@@ -38,13 +43,13 @@ def _header(comment: str) -> tuple[dict, str]:
     return info, props if isinstance(props, str) else ""
 
 
-def _parse_block(lines: list[str], dtype: np.dtype, n_total: int) -> dict | None:
+def _parse_block(text: str, dtype: np.dtype, n_total: int) -> dict | None:
     """Columns of a run of atom lines with pandas' C parser; None when ASE must decide."""
     ncols = len(dtype.names)
     text_cols = {j: str for j, f in enumerate(dtype.names) if dtype.fields[f][0].kind in "Ob"}
     try:
         df = pd.read_csv(
-            io.StringIO("".join(lines)), sep=r"\s+", header=None, names=range(ncols),
+            io.StringIO(text), sep=r"\s+", header=None, names=range(ncols),
             dtype=text_cols, na_filter=False, engine="c",
         )
     except (ValueError, pd.errors.ParserError):
@@ -134,30 +139,45 @@ def _species_numbers(species: np.ndarray) -> np.ndarray:
     return lut[inverse.reshape(-1)]
 
 
-def _slow(comment: str, lines: list[str], natoms: int) -> AtomsParts:
-    return AtomsParts.from_atoms(_ase_extxyz._read_xyz_frame(iter([comment, *lines]), natoms))
+def _slow(comment: str, lines: list[bytes] | list[str], natoms: int) -> AtomsParts:
+    """One frame through ASE's own reader (its behaviour and errors)."""
+    text = [ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines]
+    return AtomsParts.from_atoms(_ase_extxyz._read_xyz_frame(iter([comment, *text]), natoms))
 
 
-def _chunk(frames: list[tuple[str, list[str], int]]) -> Iterator[AtomsParts]:
-    """Parse a chunk of raw frames: runs sharing one Properties string in one pandas call."""
-    headers = [_header(comment) for comment, _, _ in frames]
+def _chunk(frames: list[tuple[str, list[bytes], int, str]]) -> Iterator[AtomsParts]:
+    """Parse a chunk of raw frames: runs sharing one Properties string in one pandas call.
+
+    A frame whose comment line ASE's parser refuses goes alone through ASE's reader, which
+    raises the same error when that frame's turn comes (earlier frames are yielded first).
+    """
+    headers: list[tuple[dict, str] | None] = []
+    for comment, *_ in frames:
+        try:
+            headers.append(_header(comment))
+        except Exception:  # noqa: BLE001 - re-raised by ASE's reader at this frame, in order
+            headers.append(None)
+
+    def props_of(k: int) -> str:
+        return headers[k][1] if headers[k] is not None else ""
+
     i = 0
     while i < len(frames):
-        props = headers[i][1]
+        props = props_of(i)
         j = i
-        while j < len(frames) and headers[j][1] == props and props:
+        while j < len(frames) and props and props_of(j) == props:
             j += 1
         if j == i or "move_mask" in props:  # constraints or odd headers: ASE per frame
-            yield _slow(*frames[i])
+            yield _slow(*frames[i][:3])
             i += 1
             continue
         counts = [frames[k][2] for k in range(i, j)]
         dtype = _ase_extxyz.parse_properties(props)[2]
-        lines = [ln for k in range(i, j) for ln in frames[k][1]]
-        columns = _parse_block(lines, dtype, sum(counts)) if sum(counts) else None
+        text = "".join(frames[k][3] for k in range(i, j))
+        columns = _parse_block(text, dtype, sum(counts)) if sum(counts) else None
         if columns is None:
             for k in range(i, j):
-                yield _slow(*frames[k])
+                yield _slow(*frames[k][:3])
         else:
             offset = 0
             for k, n in zip(range(i, j), counts, strict=True):
@@ -166,46 +186,175 @@ def _chunk(frames: list[tuple[str, list[str], int]]) -> Iterator[AtomsParts]:
         i = j
 
 
+def shorten(text: str, limit: int = 200, length: int | None = None) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was when cut.
+
+    ``length`` is the full length when ``text`` is already a prefix of a longer line.
+    """
+    length = len(text) if length is None else length
+    return text if length <= limit else f"{text[:limit]}... ({length} characters)"
+
+
+def quote(text: str, limit: int = 200, length: int | None = None) -> str:
+    """``repr`` of ``text`` cut to ``limit`` characters (see :func:`shorten`)."""
+    length = len(text) if length is None else length
+    return repr(text) if length <= limit else f"{text[:limit]!r}... ({length} characters)"
+
+
+class _Lines:
+    """Bytes lines of a (possibly compressed) file, decoded strictly as UTF-8 per frame.
+
+    Counts lines and frames so that every error names the frame (0-based) and line (1-based)
+    where it happened, not where a read-ahead buffer happened to fail.
+    """
+
+    def __init__(self, path: str, fh) -> None:
+        self.path, self.fh = path, fh
+        self.lineno = 0  # lines consumed
+        self.frame = 0  # index of the frame being read
+        compressed = get_compression(path)[1] is not None
+        self.size = None if compressed else os.fstat(fh.fileno()).st_size
+        self._peeked: bytes | None = None
+
+    def error(self, message: str, field: str | None = None, line: int | None = None) -> InputError:
+        where = f"line {self.lineno if line is None else line}: "
+        return InputError(where + message, path=self.path, frame=self.frame, field=field)
+
+    def decode(self, raw: bytes, line: int | None = None) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.error(
+                f"not UTF-8 text ({exc.reason} at byte {exc.start}); is this an extxyz file?",
+                line=line,
+            ) from exc
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._peeked is not None:
+            line, self._peeked = self._peeked, None
+        else:
+            line = self.fh.readline(limit)
+        self.lineno += bool(line)
+        return line
+
+    def peek(self) -> bytes:
+        if self._peeked is None:
+            self._peeked = self.fh.readline(_COUNT_LINE_MAX)
+        return self._peeked
+
+    def remaining(self) -> int | None:
+        """Bytes left in an uncompressed file (None when compressed)."""
+        if self.size is None:
+            return None
+        return self.size - self.fh.tell() + (len(self._peeked) if self._peeked else 0)
+
+    def count(self) -> int | None:
+        """The atom count of the next frame; None at the end of the file.
+
+        Raises
+        ------
+        InputError
+            The line is not a count, the count is negative or more than the rest of the file
+            can hold (a hostile header must not make the reader loop or allocate), or a blank
+            line sits in the middle of the file.
+        """
+        raw = self.readline(_COUNT_LINE_MAX)
+        if not raw.strip():
+            if raw and not self._only_whitespace_left():
+                raise self.error("unexpected blank line after the previous frame")
+            return None
+        length = len(raw)
+        if length == _COUNT_LINE_MAX and not raw.endswith(b"\n"):
+            length += self._skip_line()  # a huge line: measure it, never hold it
+        text = self.decode(raw[:_COUNT_LINE_MAX])
+        try:
+            natoms = int(text.split()[0])
+        except ValueError as exc:
+            raise self.error(
+                f"expected the number of atoms, got {quote(text.rstrip(), length=length)}",
+                field="atom count",
+            ) from exc
+        if natoms < 0:
+            raise self.error(f"negative number of atoms {natoms}", field="atom count")
+        left = self.remaining()
+        if left is not None and natoms > (left + 1) // 2:
+            raise self.error(
+                f"the header claims {natoms} atoms but only {left} bytes follow in the file "
+                "(each atom line takes at least 2)",
+                field="atom count",
+            )
+        return natoms
+
+    def _skip_line(self) -> int:
+        n = 0
+        while True:
+            part = self.fh.readline(1 << 20)
+            n += len(part)
+            if not part or part.endswith(b"\n"):
+                return n
+
+    def _only_whitespace_left(self) -> bool:
+        while True:
+            part = self.fh.read(1 << 20)
+            if not part:
+                return True
+            if part.strip():
+                return False
+
+
 def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[AtomsParts]:
     """Yield the frames of an extxyz file as ASE's extxyz reader would, unassembled.
 
-    ``Frame.from_parts`` of each equals ``Frame.from_atoms`` of ASE's ``Atoms``.
+    ``Frame.from_parts`` of each equals ``Frame.from_atoms`` of ASE's ``Atoms``. Files
+    compressed with gzip, bzip2 or xz (``.gz``, ``.bz2``, ``.xz``) are read as ASE reads them.
 
     Frames are read ``chunk`` at a time (memory stays flat with file size). Files whose first
     frame is followed by ``VEC`` cell lines (ADF-style XYZ) raise :class:`VecFile` before any
     frame is yielded, for the caller to hand them to ``ase.io.iread``.
+
+    Raises
+    ------
+    InputError
+        Text that is not UTF-8, a bad, negative or impossible atom count, or a blank line
+        inside the file, naming the file, the frame and the line. ASE's own errors (a
+        truncated frame, a bad atom line) are raised as ASE raises them, after every earlier
+        frame was yielded.
     """
-    pending: list[tuple[str, list[str], int]] = []
-    with open(path) as fh:
-        first = True
+    name = str(path)
+    pending: list[tuple[str, list[bytes], int, str]] = []
+    with open_with_compression(name, "rb") as fh:
+        reader = _Lines(name, fh)
         while True:
-            line = fh.readline()
-            if not line or not line.strip():
-                if fh.read().strip():  # a blank line inside the file
-                    yield from _chunk(pending)
-                    raise _ase_extxyz.XYZError(f"unexpected blank line after frame in {path}")
-                break
             try:
-                natoms = int(line.split()[0])
-            except ValueError:
+                natoms = reader.count()
+            except InputError:
                 yield from _chunk(pending)
-                raise _ase_extxyz.XYZError(
-                    f"ase.io.extxyz: expected number of atoms, got {line.strip()!r}"
-                ) from None
-            comment = fh.readline()
-            lines = [fh.readline() for _ in range(natoms)]
-            if first:
-                pos = fh.tell()
-                peek = fh.readline()
-                fh.seek(pos)
-                if peek.lstrip().startswith("VEC"):
-                    raise VecFile
-                first = False
-            if any(not ln for ln in lines):  # truncated: ASE's own error
+                raise
+            if natoms is None:
+                break
+            comment = reader.decode(reader.readline())
+            first_line = reader.lineno + 1
+            lines = []
+            for _ in range(natoms):
+                ln = reader.readline()
+                if not ln:
+                    break
+                lines.append(ln)
+            try:
+                text = b"".join(lines).decode("utf-8")
+            except UnicodeDecodeError:
                 yield from _chunk(pending)
-                yield _slow(comment, [ln for ln in lines if ln], natoms)
+                for k, ln in enumerate(lines):
+                    reader.decode(ln, line=first_line + k)  # raises, naming the line
+                raise
+            if reader.frame == 0 and reader.peek().lstrip().startswith(b"VEC"):
+                raise VecFile
+            if len(lines) < natoms:  # truncated: ASE's own error
+                yield from _chunk(pending)
+                yield _slow(comment, lines, natoms)
                 return
-            pending.append((comment, lines, natoms))
+            pending.append((comment, lines, natoms, text))
+            reader.frame += 1
             if len(pending) >= chunk:
                 yield from _chunk(pending)
                 pending = []

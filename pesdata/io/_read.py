@@ -12,7 +12,7 @@ from ase.io.formats import UnknownFileTypeError, filetype, ioformats
 
 from ..errors import FormatError, InputError
 from ..frames import AtomsParts, Frame, LabelKeys
-from ._extxyz import VecFile, iread_extxyz
+from ._extxyz import VecFile, iread_extxyz, shorten
 from ._xsf_aenet import is_aenet_xsf, read_aenet_xsf
 
 __all__ = ["detect_format", "iter_atoms", "read_frames"]
@@ -55,11 +55,12 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
             raise FormatError(f"ASE cannot read format {format!r}", path=str(p))
         return format
     try:
-        fmt = filetype(str(p), guess=True)
-    except (UnknownFileTypeError, OSError, ValueError, StopIteration) as exc:
+        fmt = filetype(str(p), guess=True)  # opens .gz/.bz2/.xz files decompressed
+    except (UnknownFileTypeError, OSError, ValueError, StopIteration, EOFError) as exc:
         raise FormatError(
-            f"cannot tell the file format ({exc}); name it with --format/format=", path=str(p)
-        ) from None
+            f"cannot tell the file format ({shorten(str(exc))}); name it with --format/format=",
+            path=str(p),
+        ) from exc
     if fmt == "xsf" and is_aenet_xsf(p):
         return AENET_XSF
     if fmt not in ioformats or not ioformats[fmt].can_read:
@@ -89,8 +90,11 @@ def iter_atoms(
             atoms = next(it)
         except StopIteration:
             break
+        except InputError:  # the vectorised reader's own errors name file, frame and line
+            raise
         except Exception as exc:  # ASE parsers raise anything from IndexError to AssertionError
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            msg = shorten(text.splitlines()[0]) if text else type(exc).__name__
             raise InputError(
                 f"cannot parse ({type(exc).__name__}: {msg}); the file may be truncated or "
                 f"not in format {fmt!r}",
@@ -157,4 +161,6 @@ def read_frames(
                 keys=keys,
             )
         except (TypeError, ValueError) as exc:
-            raise InputError(f"cannot convert frame: {exc}", path=name, frame=i) from exc
+            raise InputError(
+                f"cannot convert frame: {shorten(str(exc))}", path=name, frame=i
+            ) from exc

@@ -17,6 +17,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io.formats import open_with_compression
 from ase.units import Hartree
 
 __all__ = ["is_aenet_xsf", "read_aenet_xsf"]
@@ -26,14 +27,15 @@ _ENERGY = re.compile(r"#\s*total\s+energy\s*=\s*([-+0-9.eEdD]+)\s*(eV)?", re.IGN
 
 def is_aenet_xsf(path: Path) -> bool:
     """True when the first line of an ``.xsf`` file is aenet's ``# total energy = ...`` comment."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return bool(_ENERGY.match(fh.readline().strip()))
+    with open_with_compression(str(path), "rb") as fh:
+        first = fh.readline(4096).decode("utf-8", errors="replace")
+    return bool(_ENERGY.match(first.strip()))
 
 
 def read_aenet_xsf(path: Path) -> Iterator[Atoms]:
     """Yield the single structure of an aenet XSF file with energy (eV) and forces (eV/Å)."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        match = _ENERGY.match(fh.readline().strip())
+    with open_with_compression(str(path), "rb") as fh:
+        match = _ENERGY.match(fh.readline(4096).decode("utf-8", errors="replace").strip())
     atoms = ase.io.read(path, format="xsf")
     results = {}
     if match is not None:
