@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn import model_selection as ms
 
-from .errors import PesdataError
+from .errors import ArtefactError, ParameterError
 
 __all__ = [
     "STRATEGIES",
@@ -137,7 +137,7 @@ class LeaveOneGroupOut(_Splitter):
 
     def _delegate(self, y, groups):
         if groups is None:
-            raise PesdataError("LeaveOneGroupOut needs groups (e.g. --group-by group)")
+            raise ParameterError("LeaveOneGroupOut needs groups (e.g. --group-by group)")
         return ms.LeaveOneGroupOut()
 
 
@@ -177,7 +177,7 @@ COLUMNS = ("group", "config_type", "source", "method", "formula", "composition")
 
 def _splitter(strategy: str, k: int, repeats: int, test_size: float, seed: int, stratify: bool):
     if strategy in ("rlt", "bootstrap") and (int(repeats) != repeats or repeats < 1):
-        raise PesdataError(f"repeats must be a positive integer, got {repeats!r}")
+        raise ParameterError(f"repeats must be a positive integer, got {repeats!r:.200}")
     if strategy == "holdout":
         return HoldOut(test_size, seed, stratify)
     if strategy == "kfold":
@@ -190,12 +190,13 @@ def _splitter(strategy: str, k: int, repeats: int, test_size: float, seed: int, 
         return RepeatedLearningTest(repeats, test_size, seed, stratify)
     if strategy == "bootstrap":
         return Bootstrap(repeats, seed)
-    raise PesdataError(f"unknown split strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    raise ParameterError(
+        f"unknown split strategy {strategy!r:.200}; choose from {', '.join(STRATEGIES)}")
 
 
 def _column(df: pd.DataFrame, name: str) -> np.ndarray:
     if name not in COLUMNS:
-        raise PesdataError(f"cannot split by {name!r}; use one of {', '.join(COLUMNS)}")
+        raise ParameterError(f"cannot split by {name!r:.200}; use one of {', '.join(COLUMNS)}")
     if name == "source":  # the file a frame came from, not file#frame
         return df["source"].str.rsplit("#", n=1).str[0].to_numpy()
     if name == "composition":
@@ -228,28 +229,54 @@ def _leak_groups(geometry: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
 
 
 def check_manifest(manifest: dict, table: pd.DataFrame) -> None:
-    """Raise when a fold puts one geometry_hash, or one group, on both sides.
+    """Raise :class:`ArtefactError` when a fold leaks or names an unknown structure.
 
-    ``table`` has the version's ``id``, ``geometry_hash`` and (when the manifest names a
-    ``group_by``) the grouping column values under ``_group``.
+    A fold leaks when one id, one ``geometry_hash`` or (with ``group_by``) one group sits in
+    both its parts. ``table`` has the pinned version's ``id``, ``geometry_hash`` and, when
+    the manifest names a ``group_by``, that column's values under ``_group``. The message
+    names the split, the fold and an id.
     """
+    name = manifest.get("name")
     by_id = table.set_index("id")
+    known = set(by_id.index)
+    grouped = "_group" in by_id and manifest.get("group_by")
     for k, fold in enumerate(manifest["folds"]):
-        tr, te = by_id.loc[list(set(fold["train"]))], by_id.loc[list(set(fold["test"]))]
-        if set(fold["train"]) & set(fold["test"]):
-            raise PesdataError(f"split {manifest['name']!r} fold {k}: an id is in both parts")
-        both = set(tr["geometry_hash"]) & set(te["geometry_hash"])
-        if both:
-            raise PesdataError(
-                f"split {manifest['name']!r} fold {k}: geometry {sorted(both)[0]} is on both sides"
+        train, test = set(fold["train"]), set(fold["test"])
+        unknown = sorted((train | test) - known)
+        if unknown:
+            raise ArtefactError(
+                f"split {name!r} fold {k}: id {unknown[0]} is not in version "
+                f"{manifest.get('version')} ({len(unknown)} unknown id(s))"
             )
-        if "_group" in by_id and manifest.get("group_by"):
+        both = sorted(train & test)
+        if both:
+            raise ArtefactError(f"split {name!r} fold {k}: id {both[0]} is in both parts")
+        tr, te = by_id.loc[sorted(train)], by_id.loc[sorted(test)]
+        shared = set(tr["geometry_hash"]) & set(te["geometry_hash"])
+        if shared:
+            leak = te.index[te["geometry_hash"].isin(shared)][0]
+            raise ArtefactError(
+                f"split {name!r} fold {k}: test id {leak} shares its geometry "
+                f"{by_id.at[leak, 'geometry_hash']} with a training structure"
+            )
+        if grouped:
             shared = set(tr["_group"]) & set(te["_group"])
             if shared:
-                raise PesdataError(
-                    f"split {manifest['name']!r} fold {k}: {manifest['group_by']} "
-                    f"{sorted(map(str, shared))[0]!r} is on both sides"
+                leak = te.index[te["_group"].isin(shared)][0]
+                raise ArtefactError(
+                    f"split {name!r} fold {k}: test id {leak} is in {manifest['group_by']} "
+                    f"{str(by_id.at[leak, '_group'])!r:.200}, which is also in training"
                 )
+
+
+def _leak_table(snap, group_by: str | None) -> pd.DataFrame:
+    """``id``, ``geometry_hash`` and (with ``group_by``) ``_group`` of a version."""
+    source = {"composition": "formula"}.get(group_by, group_by)
+    columns = ["id", "geometry_hash", *([source] if source in COLUMNS else [])]
+    df = snap.table(columns=columns).to_pandas()
+    if group_by:  # only the columns needed: no forces or positions are read
+        df["_group"] = _column(df, group_by)
+    return df[["id", "geometry_hash", *(["_group"] if group_by else [])]]
 
 
 def make_split(
@@ -268,6 +295,10 @@ def make_split(
 ) -> dict:
     """Split a version and save the manifest artefact ``split/<name>``.
 
+    The manifest is written under the store's write lock, and whether ``name`` is taken is
+    decided inside it: of two concurrent calls with one name exactly one succeeds, the other
+    raises :class:`~pesdata.errors.ArtefactError`.
+
     Returns
     -------
     dict
@@ -275,10 +306,12 @@ def make_split(
         ``stratify_by``, ``seed``, ``folds`` (list of ``{"train": [ids], "test": [ids]}``; a
         hold-out is one fold), ``created``.
     """
+    if save and name in store.artefacts.list("split"):  # fail early; decided under the lock
+        raise ArtefactError(f"split artefact {name!r} exists; choose another name")
     snap = store.read(version)
     df = snap.to_pandas()
     if df.empty:
-        raise PesdataError(f"version {snap.version} is empty: nothing to split")
+        raise ParameterError(f"version {snap.version} is empty: nothing to split")
     geometry = snap.table(columns=["geometry_hash"]).column("geometry_hash").to_numpy(
         zero_copy_only=False
     )
@@ -294,9 +327,9 @@ def make_split(
             for tr, te in splitter.split(np.arange(len(df)), y, groups if grouped else None)
         ]
     except ValueError as exc:  # sklearn's own message, e.g. too few groups for k folds
-        raise PesdataError(
+        raise ParameterError(
             f"cannot make a {strategy} split of version {snap.version}: {exc}"
-        ) from None
+        ) from exc
     manifest = {
         "name": name,
         "version": snap.version,
@@ -314,28 +347,48 @@ def make_split(
         table["_group"] = user_groups
     check_manifest(manifest, table)
     if save:
-        store.artefacts.save("split", name, manifest)
+        with store.writing():  # the existence check and the write, as one step
+            if name in store.artefacts.list("split"):
+                raise ArtefactError(f"split artefact {name!r} exists; choose another name")
+            store.artefacts.save("split", name, manifest)
     return manifest
 
 
 def load_split(store, name: str, version: int | str | None = None, *,
                allow_other_version: bool = False) -> dict:
-    """Load manifest ``name``. Using it on another version than its own is an error unless
-    ``allow_other_version``; even then every id must exist in that version."""
+    """Load manifest ``name`` and re-check it against its pinned version.
+
+    A manifest is a JSON file a user can edit, so its invariants are checked again on every
+    load (see :func:`check_manifest`): every id exists in the pinned version, and no id,
+    ``geometry_hash`` or ``group_by`` group sits on both sides of a fold. Using it on another
+    version than its own is an error unless ``allow_other_version``; even then every id must
+    exist in that version.
+
+    Raises
+    ------
+    ArtefactError
+        No split of that name, or the manifest fails its schema or leaks (the message names
+        the fold and an id).
+    ParameterError
+        ``version`` is not the pinned one (without ``allow_other_version``).
+    """
     manifest = store.artefacts.load("split", name)
+    check_manifest(manifest, _leak_table(store.read(manifest["version"]),
+                                         manifest.get("group_by")))
     if version is None:
         return manifest
     number = store.resolve(version)
     if number != manifest["version"]:
         if not allow_other_version:
-            raise PesdataError(
+            raise ParameterError(
                 f"split {name!r} is pinned to version {manifest['version']}, not {number} "
                 f"(pass allow_other_version=True to use it anyway)"
             )
         present = set(store.read(number).ids)
         missing = {i for f in manifest["folds"] for part in f.values() for i in part} - present
         if missing:
-            raise PesdataError(
-                f"split {name!r}: {len(missing)} id(s) are not in version {number}"
+            raise ArtefactError(
+                f"split {name!r}: {len(missing)} id(s) are not in version {number}, "
+                f"e.g. {sorted(missing)[0]}"
             )
     return manifest

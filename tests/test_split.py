@@ -2,6 +2,7 @@
 manifests pinned to versions."""
 
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
-from pesdata.errors import PesdataError
+from pesdata.errors import ArtefactError, ParameterError, PesdataError
 from pesdata.split import (
     Bootstrap,
     HoldOut,
@@ -146,4 +147,112 @@ def test_cli_json_shape(si):
     assert out["strategy"] == "kfold" and len(out["folds"]) == 3
     assert set(out["folds"][0]) == {"train", "test"}
     bad = CliRunner().invoke(app, ["split", si.uri, "--name", "x", "--strategy", "nope"])
-    assert bad.exit_code == 1 and "unknown split strategy" in bad.stderr
+    assert bad.exit_code == 2 and "unknown split strategy" in bad.stderr  # a bad argument
+
+
+def _tamper(st, name, edit):
+    path = st.root + f"/artefacts/split/{name}.json"
+    doc = json.loads(open(path).read())
+    edit(doc)
+    with open(path, "w") as fh:
+        json.dump(doc, fh)
+
+
+def test_a_hand_edited_leaking_manifest_is_refused_on_load(si, tmp_path):
+    """Block D14: a test structure copied into training is caught when the split is used."""
+    import shutil
+
+    shutil.copytree(si.uri, tmp_path / "s")
+    st = pesdata.open_store(tmp_path / "s")
+    m = make_split(st, "cv", "kfold", k=3, group_by="group")
+    leaked = m["folds"][1]["test"][0]
+    _tamper(st, "cv", lambda d: d["folds"][1]["train"].append(leaked))
+    with pytest.raises(ArtefactError, match=rf"split 'cv' fold 1: id {leaked} is in both parts"):
+        load_split(st, "cv")
+    # the same geometry under another id: the geometry_hash invariant, not only the ids
+    df = st.read().table(columns=["id", "geometry_hash"]).to_pandas()
+    _tamper(st, "cv", lambda d: d["folds"][1]["train"].remove(leaked))
+    assert load_split(st, "cv")["folds"] == m["folds"]
+    # a whole group moved into training for one structure: the group_by invariant
+    group_of = st.read().to_pandas().set_index("id")["group"]
+    other = next(i for i in m["folds"][0]["test"] if group_of[i] != group_of[leaked])
+
+    def move(d):
+        d["folds"][0]["test"].remove(other)
+        d["folds"][0]["train"].append(other)
+    _tamper(st, "cv", move)
+    with pytest.raises(ArtefactError,
+                       match=rf"fold 0: test id \w+ is in group '{group_of[other]}'"):
+        load_split(st, "cv")
+
+    def restore_and_add_unknown(d):
+        d["folds"][0] = m["folds"][0]
+        d["folds"][2]["test"].append("0" * 64)
+    _tamper(st, "cv", restore_and_add_unknown)
+    with pytest.raises(ArtefactError, match="fold 2: id 0{64} is not in version"):
+        load_split(st, "cv")
+    assert set(df["id"]) == set(group_of.index)
+
+
+def test_a_geometry_on_both_sides_is_refused_on_load(tmp_path):
+    from ase.io import read
+
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    frames = read(DATA / "mlearn/Si_test.extxyz", ":6")
+    st.curate(frames, method="PBE")
+    twin = frames[0].copy()
+    twin.calc = SinglePointCalculator(twin, energy=frames[0].get_potential_energy() + 1.0)
+    st.curate([twin], method="SCAN")  # same geometry, another method: another id
+    table = st.read().table(columns=["id", "geometry_hash", "method"]).to_pandas()
+    pbe = table[(table.method == "PBE")]
+    geo = table.groupby("geometry_hash")["id"].apply(list)
+    a, b = next(ids for ids in geo if len(ids) == 2)
+    m = make_split(st, "ho", "holdout", test_size=0.3)
+    side = "train" if a in m["folds"][0]["train"] else "test"
+    other = "test" if side == "train" else "train"
+
+    def split_twins(d):
+        d["folds"][0][side].remove(b)
+        d["folds"][0][other].append(b)
+    _tamper(st, "ho", split_twins)
+    with pytest.raises(ArtefactError, match=r"fold 0: test id \w+ shares its geometry"):
+        load_split(st, "ho")
+    assert len(pbe) == 6
+
+
+def _make_named_split(uri, seed, results):
+    """Child process (spawn): one make_split call; reports success or the error class."""
+    store = pesdata.open_store(uri)
+    try:
+        make_split(store, "race", "kfold", k=3, seed=seed)
+        results.put(("ok", seed))
+    except ArtefactError as exc:
+        results.put(("exists", str(exc)))
+
+
+def test_concurrent_make_split_with_one_name_exactly_one_wins(tmp_path):
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    st.curate(DATA / "mlearn/Si_test.extxyz", method="PBE")
+    ctx = multiprocessing.get_context("spawn")  # Lance is not fork-safe
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_make_named_split, args=(st.uri, seed, results))
+             for seed in range(3)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    winners = [o for o in outcomes if o[0] == "ok"]
+    assert len(winners) == 1, outcomes
+    assert all("exists" in msg for kind, msg in outcomes if kind == "exists")
+    kept = load_split(st, "race")
+    again = make_split(st, "race", "kfold", k=3, seed=winners[0][1], save=False)
+    assert kept["folds"] == again["folds"]  # the manifest on disk is the winner's
+
+
+def test_bad_split_arguments_are_parameter_errors(si):
+    with pytest.raises(ParameterError, match="unknown split strategy"):
+        make_split(si, "x", "nope", save=False)
+    with pytest.raises(ValueError, match="cannot split by"):  # ParameterError is a ValueError
+        make_split(si, "x", "kfold", group_by="colour", save=False)

@@ -83,12 +83,15 @@ SeedOpt = Annotated[int | None, typer.Option(help="Seed of weights and batch ord
 DtypeOpt = Annotated[str | None, typer.Option(help="float32 (default) or float64 (HDNN).")]
 
 
-def _model_params(model, epochs, force_weight, members, seed, dtype) -> dict:
-    params = {"epochs": epochs, "force_weight": force_weight, "seed": seed, "dtype": dtype}
-    if model == "committee":
-        params["n_members"] = members
-    elif members is not None:
-        raise typer.BadParameter("--members is for --model committee")
+def _model_params(epochs, force_weight, members, seed, dtype) -> dict:
+    """The model options given on the command line, as model hyperparameters.
+
+    Which options a model kind takes, and their ranges, are checked by the model itself
+    (``--members`` with ``--model hdnn``, ``--force-weight nan``, ``--epochs 0`` are refused
+    with the option's value quoted, before any training).
+    """
+    params = {"epochs": epochs, "force_weight": force_weight, "seed": seed, "dtype": dtype,
+              "n_members": members}
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -141,7 +144,7 @@ def train(
     """Fit a model on a version or a split, save it with a model card."""
     from ..train import train as run_train
 
-    params = _model_params(model, epochs, force_weight, members, seed, dtype)
+    params = _model_params(epochs, force_weight, members, seed, dtype)
     with _bar(json_) as bar:
         prog = _TrainProgress(bar, json_, params.get("epochs", 1000))
         card = run_train(
@@ -180,7 +183,7 @@ def cv(
     """Cross-validate: one model per fold of a split, per-fold and mean ± std errors."""
     from ..train import cross_validate
 
-    params = _model_params(model, epochs, force_weight, members, seed, dtype)
+    params = _model_params(epochs, force_weight, members, seed, dtype)
     with _bar(json_) as bar:
         prog = _TrainProgress(bar, json_, params.get("epochs", 1000))
         df = cross_validate(

@@ -49,10 +49,7 @@ class LinearPotential(Potential):
     def from_params(cls, descriptor: Descriptor, **params) -> LinearPotential:
         """A new linear model; ``device`` is ignored (the fit runs where the descriptor runs)."""
         params.pop("device", None)
-        unknown = set(params) - {"alpha", "force_weight"}
-        if unknown:
-            raise ParameterError(f"the linear model takes no {', '.join(sorted(unknown))}")
-        return cls(descriptor, **params)
+        return super().from_params(descriptor, **params)
 
     def params(self) -> dict:
         """Hyperparameters (JSON types), as recorded in the model card."""

@@ -21,6 +21,7 @@ formats, so importing the registry imports no model; :func:`register` adds anoth
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 
 import ase
@@ -51,9 +52,14 @@ class Potential:
     @classmethod
     def from_params(cls, descriptor, **params) -> Potential:
         """A new, unfitted model; unknown parameters are a :class:`ParameterError`."""
+        signature = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+            unknown = sorted(set(params) - set(signature))
+            if unknown:
+                raise ParameterError(f"the {cls.kind} model takes no {', '.join(unknown)}")
         try:
             return cls(descriptor, **params)
-        except TypeError as exc:  # an unexpected keyword: the caller's mistake, said so
+        except TypeError as exc:  # an unexpected keyword further down (committee members)
             raise ParameterError(f"bad {cls.kind} parameters: {exc}") from exc
 
     def params(self) -> dict:  # pragma: no cover - every kind overrides it
