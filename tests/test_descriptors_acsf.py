@@ -1,4 +1,5 @@
-"""ACSF against dscribe (an independent reference), invariances, gradients, precision."""
+"""ACSF against dscribe (an independent reference); the descriptor contract (invariances,
+batching, finite-difference gradients, pickling, threads, precision) through the shipped kit."""
 
 import pickle
 import warnings
@@ -13,6 +14,7 @@ from dscribe.descriptors import ACSF as DscribeACSF
 
 from pesdata.descriptors import ACSF
 from pesdata.errors import ParameterError, SchemaError
+from pesdata.testing import DescriptorTests
 
 from .conftest import DATA
 
@@ -23,6 +25,28 @@ PARAMS = [
          g5_params=[[0.02, 1, -1], [0.01, 2, 1]]),
     dict(g2_params=None, g4_params=None, g5_params=None),  # the documented default grid
 ]
+
+
+def contract_structures():
+    """Real structures: an mlearn Si surface slab, a TiO2 cell, a non-periodic Si cluster."""
+    si = ase.io.read(DATA / "mlearn/Si_test.extxyz", "8")  # 24-atom surface slab
+    tio2 = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", "0")  # 24 atoms, Ti and O
+    cluster = si[:10]
+    cluster.pbc = False
+    return [si, tio2, cluster]
+
+
+class TestACSFContract(DescriptorTests):
+    descriptor_factory = staticmethod(
+        lambda dtype=torch.float64: ACSF(["O", "Si", "Ti"], 5.0, **PARAMS[1], dtype=dtype))
+    structures_factory = staticmethod(contract_structures)
+
+
+class TestACSFDefaultGridContract(DescriptorTests):
+    """The documented default grid (G2 and G4 only), on one element."""
+
+    descriptor_factory = staticmethod(lambda dtype=torch.float64: ACSF(["Si"], 4.5, dtype=dtype))
+    structures_factory = staticmethod(lambda: contract_structures()[::2])
 
 
 def systems():
@@ -55,70 +79,8 @@ def test_non_periodic_molecule_equals_dscribe():
     np.testing.assert_allclose(ours.compute(mol).numpy(), d.create(mol), atol=1e-10)
 
 
-def test_batch_equals_one_by_one_and_keeps_atom_order():
-    images = systems()[:3]
-    acsf = ACSF(["O", "Ti"], 5.0)
-    batched = acsf.compute(images)
-    single = torch.cat([acsf.compute(a) for a in images])
-    torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
 
 
-def test_invariances():
-    atoms = systems()[0]
-    acsf = ACSF(["O", "Ti"], 5.0, **PARAMS[1])
-    ref = acsf.compute(atoms)
-    moved = atoms.copy()
-    moved.positions += [1.3, -0.7, 2.2]
-    torch.testing.assert_close(acsf.compute(moved), ref, rtol=0, atol=1e-10)
-    rotated = atoms.copy()
-    rotated.rotate(37, (1, 2, 3), rotate_cell=True)
-    torch.testing.assert_close(acsf.compute(rotated), ref, rtol=0, atol=1e-9)
-    perm = np.random.default_rng(0).permutation(len(atoms))
-    torch.testing.assert_close(acsf.compute(atoms[perm]), ref[perm], rtol=0, atol=1e-10)
-    wrapped = atoms.copy()
-    wrapped.positions += atoms.cell[0]  # another periodic image of every atom
-    torch.testing.assert_close(acsf.compute(wrapped), ref, rtol=0, atol=1e-9)
-    sc = atoms * (2, 2, 2)
-    torch.testing.assert_close(acsf.compute(sc)[: len(atoms)], ref, rtol=0, atol=1e-9)
-
-
-def test_forces_and_cell_derivatives_match_finite_differences():
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
-    atoms.rattle(0.05, seed=1)
-    acsf = ACSF(["Si"], 4.0, **PARAMS[1])
-    weights = torch.linspace(0.5, 1.5, acsf.n_features, dtype=torch.float64)
-
-    def energy(pos, cell):
-        feats = acsf.forward(pos, torch.tensor(atoms.numbers), cell[None], torch.ones(1, 3,
-                             dtype=torch.bool), torch.zeros(len(atoms), dtype=torch.long))
-        return (feats * weights).sum()
-
-    pos = torch.tensor(atoms.positions, requires_grad=True)
-    cell = torch.tensor(atoms.cell.array, requires_grad=True)
-    e = energy(pos, cell)
-    g_pos, g_cell = torch.autograd.grad(e, (pos, cell))
-    h = 1e-5
-    for a, k in [(0, 0), (3, 1), (7, 2)]:
-        dp = torch.zeros_like(pos)
-        dp[a, k] = h
-        fd = (energy(pos.detach() + dp, cell.detach()) - energy(pos.detach() - dp,
-                                                                cell.detach())) / (2 * h)
-        assert g_pos[a, k].item() == pytest.approx(fd.item(), rel=1e-6, abs=1e-8)
-    for a, k in [(0, 0), (1, 2), (2, 1)]:
-        dc = torch.zeros_like(cell)
-        dc[a, k] = h
-        # strain the cell with the atoms fixed in Cartesian space: d/dcell at fixed positions
-        fd = (energy(pos.detach(), cell.detach() + dc) - energy(pos.detach(),
-                                                               cell.detach() - dc)) / (2 * h)
-        assert g_cell[a, k].item() == pytest.approx(fd.item(), rel=1e-6, abs=1e-8)
-
-
-def test_float32_agrees_with_float64():
-    atoms = systems()[0]
-    f64 = ACSF(["O", "Ti"], 5.0).compute(atoms)
-    f32 = ACSF(["O", "Ti"], 5.0, dtype=torch.float32).compute(atoms)
-    assert f32.dtype == torch.float32
-    torch.testing.assert_close(f32.double(), f64, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -154,14 +116,6 @@ def test_config_names_and_errors():
     with pytest.raises(ParameterError, match="batch_size must be a positive integer, got 0"):
         a.compute(bulk("Cu", "fcc", a=3.6), batch_size=0)
 
-
-def test_threaded_batches_equal_one_stream():
-    images = systems()[:5]
-    acsf = ACSF(["O", "Ti", "Si", "Cu"], 5.0)
-    threads = torch.get_num_threads()
-    parallel = acsf.compute(images, batch_size=1, n_workers=2)
-    assert torch.get_num_threads() == threads  # restored
-    torch.testing.assert_close(parallel, acsf.compute(images, batch_size=100), rtol=0, atol=0)
 
 
 def test_compiled_kernel_equals_dscribe_and_keeps_gradients():

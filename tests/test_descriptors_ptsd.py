@@ -1,5 +1,6 @@
 """PTSD against a deliberately slow reference written from the equations (plain loops, ASE
-neighbour lists, scipy's complex spherical harmonics); invariances; gradients."""
+neighbour lists, scipy's complex spherical harmonics); the descriptor contract (invariances,
+batching, finite-difference gradients, pickling, threads, precision) through the shipped kit."""
 
 import itertools
 import math
@@ -13,6 +14,8 @@ from ase.neighborlist import neighbor_list
 from scipy.special import sph_harm_y
 
 from pesdata.descriptors import PTSD
+from pesdata.errors import ParameterError, SchemaError
+from pesdata.testing import DescriptorTests
 
 from .conftest import DATA
 
@@ -111,6 +114,30 @@ def reference(atoms, rc, params):
     return np.array(rows)
 
 
+def contract_structures():
+    """Real structures: an mlearn Si surface slab, a TiO2 cell, a non-periodic Si cluster."""
+    si = ase.io.read(DATA / "mlearn/Si_test.extxyz", "8")  # 24-atom surface slab
+    tio2 = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", "0")  # 24 atoms, Ti and O
+    cluster = si[:10]
+    cluster.pbc = False
+    return [si, tio2, cluster]
+
+
+class TestPTSDContract(DescriptorTests):
+    """Every term S1-S6 (S6 four-body included), three elements, a short cutoff."""
+
+    descriptor_factory = staticmethod(
+        lambda dtype=torch.float64: PTSD(["O", "Si", "Ti"], 3.2, **PARAMS, dtype=dtype))
+    structures_factory = staticmethod(contract_structures)
+
+
+class TestPTSDDefaultContract(DescriptorTests):
+    """The documented defaults (S1-S5, L up to 4) on one element."""
+
+    descriptor_factory = staticmethod(lambda dtype=torch.float64: PTSD(["Si"], 4.5, dtype=dtype))
+    structures_factory = staticmethod(lambda: contract_structures()[::2])
+
+
 def small_systems():
     si = bulk("Si", "diamond", a=5.43)
     si.rattle(0.1, seed=3)
@@ -130,51 +157,9 @@ def test_equals_slow_reference(case):
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-10)
 
 
-def test_invariances_and_supercell():
-    atoms, rc = small_systems()[0]
-    ptsd = PTSD(["Si"], rc, **PARAMS)
-    ref = ptsd.compute(atoms)
-    rot = atoms.copy()
-    rot.rotate(71, (0.3, -1, 2), rotate_cell=True)
-    rot.positions += [0.4, 1.1, -2.0]
-    torch.testing.assert_close(ptsd.compute(rot), ref, rtol=1e-9, atol=1e-9)
-    perm = [1, 0]
-    torch.testing.assert_close(ptsd.compute(atoms[perm]), ref[perm], rtol=0, atol=1e-10)
-    torch.testing.assert_close(ptsd.compute(atoms * (2, 2, 2))[:2], ref, rtol=1e-10, atol=1e-9)
-
-
-def test_gradients_match_finite_differences():
-    atoms, rc = small_systems()[0]
-    ptsd = PTSD(["Si"], rc, **PARAMS)
-    w = torch.linspace(0.2, 1.0, ptsd.n_features, dtype=torch.float64)
-
-    def energy(pos, cell):
-        f = ptsd.forward(pos, torch.tensor(atoms.numbers), cell[None],
-                         torch.ones(1, 3, dtype=torch.bool), torch.zeros(2, dtype=torch.long))
-        return (f * w).sum()
-
-    pos = torch.tensor(atoms.positions, requires_grad=True)
-    cell = torch.tensor(atoms.cell.array, requires_grad=True)
-    g_pos, g_cell = torch.autograd.grad(energy(pos, cell), (pos, cell))
-    h = 1e-6
-    for a, k in [(0, 0), (1, 2)]:
-        d = torch.zeros_like(pos)
-        d[a, k] = h
-        fd = (energy(pos.detach() + d, cell.detach()) - energy(pos.detach() - d, cell.detach()))
-        assert g_pos[a, k].item() == pytest.approx(fd.item() / (2 * h), rel=1e-5, abs=1e-7)
-    for a, k in [(0, 1), (2, 2)]:
-        d = torch.zeros_like(cell)
-        d[a, k] = h
-        fd = (energy(pos.detach(), cell.detach() + d) - energy(pos.detach(), cell.detach() - d))
-        assert g_cell[a, k].item() == pytest.approx(fd.item() / (2 * h), rel=1e-5, abs=1e-7)
-
-
-def test_float32_and_names():
+def test_names_and_hash():
     atoms, rc = small_systems()[1]
     p64 = PTSD(["O", "Ti"], rc, **PARAMS)
-    p32 = PTSD(["O", "Ti"], rc, dtype=torch.float32, **PARAMS)
-    torch.testing.assert_close(p32.compute(atoms).double(), p64.compute(atoms), rtol=1e-4,
-                               atol=1e-5)
     assert len(p64.feature_names) == p64.n_features
     assert p64.feature_names[0] == "S1[O](0)"
     assert PTSD(["O", "Ti"], rc).config_hash != p64.config_hash
@@ -187,3 +172,14 @@ def test_compiled_triplet_terms_equal_eager():
     assert fused.compile  # compiled, not fallen back
     eager = PTSD(["O", "Ti"], 4.5, compile=False).compute(images, batch_size=2)
     torch.testing.assert_close(values, eager, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_parameters_raise_parameter_errors():
+    with pytest.raises(ParameterError, match="s3 parameters must be rows of 5 numbers"):
+        PTSD(["Si"], 4.0, s3=[[0, 1, 0, 1]])
+    with pytest.raises(ParameterError, match="s1 parameters must be finite, got '\\[\\[nan\\]\\]'"):
+        PTSD(["Si"], 4.0, s1=[[float("nan")]])
+    with pytest.raises(ParameterError, match="s2: L must be a non-negative integer"):
+        PTSD(["Si"], 4.0, s2=[[0, 1.5]])
+    with pytest.raises(SchemaError, match="not in the descriptor's species"):  # data, not args
+        PTSD(["Si"], 4.0).compute(molecule("H2O"))

@@ -1,0 +1,17 @@
+"""A test kit for code built on pesdata, as :mod:`zarr.testing` is for zarr stores.
+
+:class:`DescriptorTests` holds the contract every per-atom descriptor must meet; subclass it in
+a pytest module, point it at your descriptor and structures, and pytest runs the whole set::
+
+    from pesdata.testing import DescriptorTests
+
+    class TestMyDescriptor(DescriptorTests):
+        descriptor_factory = staticmethod(lambda dtype: MyDescriptor(["Si"], 5.0, dtype=dtype))
+        structures_factory = staticmethod(lambda: ase.io.read("Si.extxyz", ":3"))
+
+This package imports pytest, so it is imported only by tests, never by ``import pesdata``.
+"""
+
+from .descriptors import DescriptorTests
+
+__all__ = ["DescriptorTests"]
