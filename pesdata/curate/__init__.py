@@ -1,9 +1,19 @@
-"""Curation: validators, deduplication and conflicts, the curate run and its report."""
+"""Curation: validators, deduplication and conflicts, the curate run and its report.
 
-from ._curate import ENERGY_TOL, FORCE_TOL, curate
+Where things are: the run (read → validate → deduplicate → one commit → report) in
+``_curate.py``; the identity, duplicate and conflict rules in :mod:`pesdata.curate.dedup`; the
+validators in ``_validators.py`` (with the torch-free neighbour search of the overlap check in
+``_neighbours.py``); the report in ``_report.py``; the warnings about label-like keys that were
+not mapped in ``_unmapped.py``.
+"""
+
+from . import dedup
+from ._curate import curate, curate_new
 from ._report import CurateReport
+from ._unmapped import UnmappedLabels
 from ._validators import (
     CellValidator,
+    CoordinateValidator,
     ElementValidator,
     EnergyOutlierValidator,
     FiniteValidator,
@@ -14,11 +24,13 @@ from ._validators import (
     ShapeValidator,
     default_validators,
 )
+from .dedup import ENERGY_TOL, FORCE_TOL
 
 __all__ = [
     "ENERGY_TOL",
     "FORCE_TOL",
     "CellValidator",
+    "CoordinateValidator",
     "CurateReport",
     "ElementValidator",
     "EnergyOutlierValidator",
@@ -28,6 +40,9 @@ __all__ = [
     "LabelValidator",
     "MinDistanceValidator",
     "ShapeValidator",
+    "UnmappedLabels",
     "curate",
+    "curate_new",
+    "dedup",
     "default_validators",
 ]

@@ -17,7 +17,7 @@ from ._unmapped import UnmappedLabels
 from ._validators import Issue, default_validators
 from .dedup import ENERGY_TOL, FORCE_TOL, Seen, classify
 
-__all__ = ["ENERGY_TOL", "FORCE_TOL", "curate"]
+__all__ = ["ENERGY_TOL", "FORCE_TOL", "curate", "curate_new"]
 
 MEMORY = "<memory>"
 
@@ -155,7 +155,7 @@ def curate(
                 meta = {"kind": "curate", **report.summary()}
                 meta.pop("version"), meta.pop("committed")
                 report.version = store.table.commit(
-                    spool.batches(), spool.schema, message=message, meta=meta,
+                    spool.batches, spool.schema, message=message, meta=meta,
                     append_only=report.relabelled == 0 and store.lock_path is not None,
                 )
                 report.committed = True
@@ -164,6 +164,77 @@ def curate(
         name = f"v{report.version:06d}-{report.created.replace(':', '').replace('+', 'Z')}"
         store.artefacts.save("curate_report", name, report.to_dict())
     return report
+
+
+def curate_new(
+    uri: str | os.PathLike,
+    paths: str | os.PathLike | Sequence[str | os.PathLike] | Sequence[Atoms],
+    *,
+    storage_options: dict | None = None,
+    **options,
+) -> CurateReport:
+    """Curate into the store at ``uri``, creating it; a store created here for a curate that
+    fails is removed again, so a rejected first curate leaves nothing behind.
+
+    This is the call for ``pesdata curate STORE FILE...``. An existing store is curated into as
+    :func:`curate` does (nothing is removed on failure). When this call creates the store and
+    the curate raises (invalid frames without ``quarantine``, an unreadable file, Ctrl-C, ...),
+    the store is deleted before the error propagates — but only while, under the store's write
+    lock, it still holds nothing but its empty first version and no artefact (another writer
+    that meanwhile committed to it keeps it); a directory that existed before keeps everything
+    that was in it.
+
+    Parameters
+    ----------
+    uri : str or path-like
+        Store location (directory or fsspec URL).
+    paths
+        As for :func:`curate`.
+    storage_options : dict, optional
+        Object-store options (fsspec and Lance).
+    **options
+        Keyword options of :func:`curate` (``method``, ``quarantine``, ``energy_key``, ...).
+
+    Returns
+    -------
+    CurateReport
+    """
+    import fsspec
+
+    from ..store import open_store
+    from ..store._store import _MARKER
+
+    storage_options = storage_options or {}
+    fs, root = fsspec.core.url_to_fs(str(uri), **storage_options)
+    root = root.rstrip("/")
+    existed = fs.exists(f"{root}/{_MARKER}")
+    before = set(fs.ls(root, detail=False)) if not existed and fs.isdir(root) else None
+    store = open_store(uri, create=True, **storage_options)
+    if existed:
+        return curate(store, paths, **options)
+    try:
+        return curate(store, paths, **options)
+    except BaseException:
+        _remove_if_empty(store, fs, root, before)
+        raise
+
+
+def _remove_if_empty(store, fs, root: str, before: set[str] | None) -> None:
+    """Delete a store this process created, if still empty (see :func:`curate_new`)."""
+    with store.writing(timeout=5.0):
+        versions = store.table.dataset().versions()
+        if len(versions) > 1 or any(fs.ls(p, detail=False) for p in _artefact_dirs(fs, root)):
+            return  # someone else wrote to it meanwhile: it is theirs now
+        if before is None:  # the directory is ours
+            fs.rm(root, recursive=True)
+            return
+        for path in set(fs.ls(root, detail=False)) - before:
+            fs.rm(path, recursive=True)
+
+
+def _artefact_dirs(fs, root: str) -> list[str]:
+    base = f"{root}/artefacts"
+    return fs.ls(base, detail=False) if fs.exists(base) else []
 
 
 def _frames(source, keys: LabelKeys, meta: dict) -> Iterator[Frame]:

@@ -2,13 +2,20 @@
 
 Artefacts (curate reports now; split manifests, selection ledgers and model cards later) live
 under ``<store>/artefacts/<kind>/<name>.json``. Each names the version it belongs to and is
-validated against ``schemas/<kind>.json`` before it is written (atomically: temporary file, then
-rename) and again when it is read.
+validated against ``schemas/<kind>.json`` before it is written and again when it is read.
+
+Local artefacts are written through :mod:`pesdata.atomic` (a temporary file beside the target,
+fsynced, then renamed; removed on failure). Without ``overwrite`` the temporary file is
+hard-linked to the final name, which fails if the name exists, so of two concurrent saves of one
+name exactly one succeeds. Object-store URLs are written with one fsspec PUT.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -16,7 +23,8 @@ from pathlib import Path
 import fsspec
 import jsonschema
 
-from ..errors import ArtefactError
+from ..atomic import atomic_write, check_output_path, fsync_dir
+from ..errors import ArtefactError, ArtefactNotFound
 
 __all__ = ["ArtefactStore", "load_schema", "schema_dir", "validate"]
 
@@ -44,7 +52,7 @@ def validate(kind: str, document: dict) -> None:
         jsonschema.validate(document, load_schema(kind))
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
-        raise ArtefactError(f"{kind} artefact invalid at {where}: {exc.message}") from None
+        raise ArtefactError(f"{kind} artefact invalid at {where}: {exc.message}") from exc
 
 
 class ArtefactStore:
@@ -52,34 +60,82 @@ class ArtefactStore:
 
     def __init__(self, root: str) -> None:
         self.fs, self.root = fsspec.core.url_to_fs(root)
+        self.local = "://" not in root or root.startswith("file://")
 
     def _path(self, kind: str, name: str) -> str:
-        if "/" in name or name.startswith("."):
+        if not name or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
             raise ArtefactError(f"invalid artefact name {name!r}")
         return f"{self.root}/{kind}/{name}.json"
 
     def save(self, kind: str, name: str, document: dict, *, overwrite: bool = False) -> str:
-        """Validate and write ``document`` as artefact ``kind/name``; return its path."""
+        """Validate and write ``document`` as artefact ``kind/name``; return its path.
+
+        Raises
+        ------
+        ArtefactError
+            The document does not validate, or ``kind/name`` exists and ``overwrite`` is false
+            (also when another process saved it first).
+        OutputError
+            The target is a symlink or not a regular file.
+        """
         if "version" not in document:
             raise ArtefactError(f"{kind} artefact {name!r} does not name its version")
         validate(kind, document)
         path = self._path(kind, name)
-        if self.fs.exists(path) and not overwrite:
-            raise ArtefactError(f"{kind} artefact {name!r} exists; choose another name")
-        self.fs.makedirs(f"{self.root}/{kind}", exist_ok=True)
-        tmp = f"{path}.tmp"
-        with self.fs.open(tmp, "w") as fh:
-            json.dump(document, fh, indent=2, default=str)
-        self.fs.mv(tmp, path)
+        text = json.dumps(document, indent=2, default=str)
+        exists = ArtefactError(f"{kind} artefact {name!r} exists; choose another name")
+        if not self.local:  # pragma: no cover - object stores
+            if self.fs.exists(path) and not overwrite:
+                raise exists
+            self.fs.makedirs(f"{self.root}/{kind}", exist_ok=True)
+            with self.fs.open(path, "w") as fh:
+                fh.write(text)
+            return path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if overwrite:
+            with atomic_write(path, "w") as fh:
+                fh.write(text)
+            return path
+        check_output_path(path)
+        if os.path.lexists(path):
+            raise exists
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json.tmp",
+                                   dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # fails if the name exists: no check-then-write race
+            except FileExistsError as exc:
+                raise exists from exc
+            fsync_dir(os.path.dirname(path))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return path
 
     def load(self, kind: str, name: str) -> dict:
-        """Read and validate artefact ``kind/name``."""
+        """Read and validate artefact ``kind/name``.
+
+        Raises
+        ------
+        ArtefactNotFound
+            No artefact ``kind/name``.
+        ArtefactError
+            It is not valid JSON or does not validate against its schema.
+        """
         path = self._path(kind, name)
-        if not self.fs.exists(path):
-            raise ArtefactError(f"no {kind} artefact named {name!r}")
-        with self.fs.open(path) as fh:
-            document = json.load(fh)
+        try:
+            with self.fs.open(path) as fh:
+                raw = fh.read()
+        except FileNotFoundError as exc:
+            raise ArtefactNotFound(f"no {kind} artefact named {name!r}") from exc
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise ArtefactError(f"{path}: not valid JSON ({exc})") from exc
         validate(kind, document)
         return document
 

@@ -38,12 +38,12 @@ def write_lock(path: str | None, timeout: float = 600.0, poll: float = 0.05) -> 
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except BlockingIOError as exc:
                 if time.monotonic() > deadline:
                     raise ConcurrentWriteError(
                         f"another process has been writing to this store for over {timeout:.0f}"
                         f" s (lock {path}); try again when it has finished"
-                    ) from None
+                    ) from exc
                 time.sleep(poll)
         try:
             yield

@@ -11,7 +11,15 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from ..errors import PesdataError, StoreExistsError, StoreNotFoundError, VersionNotFound
+from ..atomic import atomic_write
+from ..errors import (
+    ParameterError,
+    StoreCorruptError,
+    StoreExistsError,
+    StoreNotFoundError,
+    TagExistsError,
+    VersionNotFound,
+)
 from ._artefacts import ArtefactStore
 from ._lock import write_lock
 from ._snapshot import UPDATED, Snapshot
@@ -53,12 +61,15 @@ def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) 
     fs.makedirs(f"{root.rstrip('/')}/_pesdata", exist_ok=True)
     with write_lock(store.lock_path):
         if not fs.exists(marker):
-            try:
-                store.table.dataset()
-            except (ValueError, OSError, RuntimeError):  # no table yet: make version 1
+            if not store.table._manifests():  # no table yet: make version 1
                 StructureTable.create(store._table_uri, storage_options or None)
-            with fs.open(marker, "w") as fh:
-                json.dump({"format": "pesdata-store", "format_version": FORMAT_VERSION}, fh)
+            doc = {"format": "pesdata-store", "format_version": FORMAT_VERSION}
+            if _is_local(uri):
+                with atomic_write(os.path.join(root, _MARKER), "w") as fh:
+                    json.dump(doc, fh)
+            else:  # object stores: a single PUT is atomic
+                with fs.open(marker, "w") as fh:
+                    json.dump(doc, fh)
     return store
 
 
@@ -131,31 +142,50 @@ class Store:
                     f"no tag {version!r} in store; tags: {sorted(tags) or 'none'}"
                 )
             return tags[version]
+        if version >= 0:  # read it directly: a damaged latest manifest must not hide it
+            try:
+                self.table.dataset(version)
+            except VersionNotFound as exc:
+                known = self._known_versions()
+                raise VersionNotFound(f"no version {version}; versions are {known}") from exc
+            return int(version)
         numbers = [v["version"] for v in self.table.dataset().versions()]
-        if version < 0:  # -1 = latest, -2 = the one before, ...
-            if -version > len(numbers):
-                raise VersionNotFound(f"no version {version} (store has {len(numbers)})")
-            return numbers[version]
-        if version not in numbers:
-            raise VersionNotFound(f"no version {version}; versions are 1..{max(numbers)}")
-        return int(version)
+        if -version > len(numbers):  # -1 = latest, -2 = the one before, ...
+            raise VersionNotFound(f"no version {version} (store has {len(numbers)})")
+        return numbers[version]
+
+    def _known_versions(self) -> str:
+        try:
+            numbers = [v["version"] for v in self.table.dataset().versions()]
+        except StoreCorruptError:
+            return "unknown (the latest manifest is damaged)"
+        return f"1..{max(numbers)}"
 
     def read(self, version: int | str | None = None) -> Snapshot:
         """A read-only :class:`Snapshot` of ``version`` (number or tag; ``None`` = latest)."""
         number = self.resolve(version)
-        tag = version if isinstance(version, str) and not version.isdigit() else None
+        tag = version if isinstance(version, str) and not version.lstrip("-").isdigit() else None
         return Snapshot(self.table.dataset(number), tag=tag)
 
     def tag(self, name: str, version: int | str | None = None) -> int:
         """Name ``version`` (default latest) ``name``; returns the version number."""
+        if not isinstance(name, str) or not name or name.lstrip("-").isdigit():
+            raise ParameterError(f"invalid tag name {name!r}: use a name that is not a number")
         number = self.resolve(version)
-        if not name or name.lstrip("-").isdigit():
-            raise PesdataError(f"invalid tag name {name!r}: use a name that is not a number")
         ds = self.table.dataset()
         existing = ds.tags.list()
         if name in existing:
-            raise PesdataError(f"tag {name!r} already names version {existing[name]['version']}")
-        ds.tags.create(name, number)
+            raise TagExistsError(
+                f"tag {name!r} already names version {existing[name]['version']}"
+            )
+        try:
+            ds.tags.create(name, number)
+        except (ValueError, OSError, RuntimeError) as exc:
+            if name in self.table.dataset().tags.list():  # a concurrent tagger won
+                raise TagExistsError(f"tag {name!r} was just created by another writer") from exc
+            if any(c in name for c in "/\\ ") or name.startswith("."):
+                raise ParameterError(f"invalid tag name {name!r}: {exc}") from exc
+            raise
         return number
 
     def tags(self) -> dict[str, int]:

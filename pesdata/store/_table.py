@@ -12,12 +12,13 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import timezone
 
+import fsspec
 import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 from lance.fragment import write_fragments
 
-from ..errors import VersionNotFound
+from ..errors import StoreCorruptError, VersionNotFound
 from ..schema import structure_schema
 
 __all__ = ["StructureTable"]
@@ -25,6 +26,7 @@ __all__ = ["StructureTable"]
 MESSAGE_KEY = "__lance_commit_message"
 META_KEY = "pesdata"
 UNLABELLED = "target.energy IS NULL AND target.forces IS NULL"
+_U64 = 2**64 - 1  # Lance's V2 manifest naming: _versions/<u64::MAX - version>.manifest
 
 
 class StructureTable:
@@ -59,13 +61,78 @@ class StructureTable:
         return cls(uri, storage_options)
 
     def dataset(self, version: int | str | None = None) -> lance.LanceDataset:
-        """The Lance dataset at ``version`` (number or tag; ``None`` = latest)."""
+        """The Lance dataset at ``version`` (number or tag; ``None`` = latest).
+
+        Raises
+        ------
+        VersionNotFound
+            ``version`` names no version or tag of the table.
+        StoreCorruptError
+            The table cannot be opened at that version although its manifest is there (a
+            truncated or damaged manifest, an I/O error); the message names the manifest and the
+            Lance error is chained. Other versions stay readable by number.
+        """
         try:
             return lance.dataset(self.uri, version=version, storage_options=self.storage_options)
         except (ValueError, OSError, RuntimeError) as exc:
             if version is None:
-                raise
-            raise VersionNotFound(f"no version {version!r} in store ({exc})") from None
+                manifest = self._manifests()[-1:] or [f"{self.uri}/_versions"]
+                raise StoreCorruptError(
+                    f"{manifest[0]}: the latest version of the structure table cannot be read "
+                    f"({_short(exc)}); older versions can still be read by number"
+                ) from exc
+            if isinstance(version, str) and not version.lstrip("-").isdigit():
+                if version not in self._tag_names():
+                    raise VersionNotFound(f"no tag {version!r} in store") from exc
+                raise StoreCorruptError(
+                    f"{self.uri}: tag {version!r} cannot be read ({_short(exc)})"
+                ) from exc
+            manifest = self._manifest(int(version))
+            if manifest is None:
+                raise VersionNotFound(f"no version {version!r} in store") from exc
+            raise StoreCorruptError(
+                f"{manifest}: version {version} of the structure table cannot be read "
+                f"({_short(exc)})"
+            ) from exc
+
+    # -- manifests (for error messages: which file is damaged, which version is missing) -------
+    def _fs(self):
+        return fsspec.core.url_to_fs(self.uri, **(self.storage_options or {}))
+
+    def _manifests(self) -> list[str]:
+        """Paths of the version manifests, oldest version first."""
+        fs, root = self._fs()
+        base = f"{root.rstrip('/')}/_versions"
+        try:
+            names = [p.rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
+        except FileNotFoundError:
+            return []
+        numbered = []
+        for name in names:
+            stem = name[: -len(".manifest")] if name.endswith(".manifest") else ""
+            if stem.isdigit():
+                n = int(stem)
+                numbered.append((_U64 - n if n > _U64 // 2 else n, f"{base}/{name}"))
+        return [p for _, p in sorted(numbered)]
+
+    def _manifest(self, version: int) -> str | None:
+        """The manifest file of ``version``, or None when there is none."""
+        if version < 0:
+            return None
+        fs, root = self._fs()
+        base = f"{root.rstrip('/')}/_versions"
+        for name in (f"{_U64 - version}.manifest", f"{version}.manifest"):
+            if fs.exists(f"{base}/{name}"):
+                return f"{base}/{name}"
+        return None
+
+    def _tag_names(self) -> set[str]:
+        fs, root = self._fs()
+        base = f"{root.rstrip('/')}/_refs/tags"
+        try:
+            return {p.rsplit("/", 1)[-1].removesuffix(".json") for p in fs.ls(base, detail=False)}
+        except FileNotFoundError:
+            return set()
 
     def latest_version(self) -> int:
         return self.dataset().version
@@ -91,8 +158,10 @@ class StructureTable:
 
         Parameters
         ----------
-        batches : iterable of pyarrow.RecordBatch
-            Rows of the structure schema (``schema``), unique by ``id``.
+        batches : iterable of pyarrow.RecordBatch, or a callable returning one
+            Rows of the structure schema (``schema``), unique by ``id``. A callable (e.g. a
+            spool's ``batches``) lets the rows be checked against a grown schema before the
+            schema change is committed.
         schema : pyarrow.Schema
             Their schema; extra ``arr_*`` columns missing from the table are added first.
         message : str
@@ -112,11 +181,19 @@ class StructureTable:
         ds = self.dataset()
         missing = [f for f in schema if ds.schema.get_field_index(f.name) < 0]
         if missing:  # schema evolution: new per-atom array columns, all null so far
+            # Lance commits the schema change as its own version; check first that every row
+            # fits the grown schema, so a failure (a type clash) leaves no trace in the history.
+            # Only a kill between the two commits can leave the "schema: add columns" version.
+            if callable(batches):
+                grown = pa.schema(list(_without_metadata(ds.schema)) + missing)
+                for _ in _conform(batches(), grown):
+                    pass
             ds.add_columns(missing)
             ds = self.dataset()
         target = ds.schema
+        rows = batches() if callable(batches) else batches
         reader = pa.RecordBatchReader.from_batches(
-            _without_metadata(target), _conform(batches, target)
+            _without_metadata(target), _conform(rows, target)
         )
         if append_only:
             fragments = write_fragments(
@@ -149,10 +226,9 @@ class StructureTable:
         out = []
         for v in ds.versions():
             number = v["version"]
-            try:
-                props = ds.read_transaction(number).transaction_properties or {}
-            except Exception:  # noqa: BLE001 - versions written by other tools may lack one
-                props = {}
+            # versions written by other tools (or old Lance) may have no transaction: None
+            transaction = ds.read_transaction(number)
+            props = (transaction.transaction_properties or {}) if transaction else {}
             ts = v["timestamp"]
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=timezone.utc)
@@ -180,6 +256,12 @@ class StructureTable:
         if added:
             return "schema: add columns " + ", ".join(added)
         return "maintenance (compaction / index)"
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error message, capped (Lance appends source locations)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _without_metadata(schema: pa.Schema) -> pa.Schema:
