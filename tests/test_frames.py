@@ -1,11 +1,13 @@
 """Atoms ⇄ Arrow conversion, key mapping and content hashing."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from pesdata.errors import SchemaError
 from pesdata.frames import Frame, LabelKeys, frames_to_table, geometry_hash, table_to_atoms
 
 
@@ -132,3 +134,183 @@ def test_constraints_round_trip_as_move_mask():
     back = table_to_atoms(frames_to_table([Frame.from_atoms(b)]))[0]
     fixed = {c.index[0]: c.mask.tolist() for c in back.constraints if c.mask.any()}
     assert fixed == {0: [True, False, True]}
+
+
+# -- hashing: pinned values and the int64 range ------------------------------------------------
+
+
+def test_geometry_hash_of_ordinary_frames_is_pinned():
+    """Hashes computed before the overflow fix: stored ids must stay valid."""
+    a = bulk("Cu", "fcc", a=3.6) * (2, 1, 1)
+    a.positions[0] += [0.1234567, -0.5, 2.0000005]
+    assert geometry_hash(a.numbers, a.positions, a.cell.array, a.pbc) == (
+        "84fcc4ea4fb5928eddd9f6fa309d4ff7"
+    )
+    m = Atoms("H2O", positions=[[0, 0, 0], [0.0, 0.757, 0.586], [-12345.678901, 0.0, -0.586]])
+    assert geometry_hash(m.numbers, m.positions, m.cell.array, m.pbc) == (
+        "1629038bc29e7933976d95000523dd7d"
+    )
+    assert Frame.from_atoms(m, method="PBE").id == "3f3a52bd4384721ec71ee7036efd7600"
+
+
+def test_huge_and_non_finite_coordinates_hash_apart():
+    z, cell, pbc = np.array([14, 14]), np.eye(3) * 5.43, [True] * 3
+    xs = [1e12, 2e12, -1e12, 1e300, np.inf, -np.inf, np.nan, 9.3e10, 9.1e10, 0.0]
+    hashes = [geometry_hash(z, np.array([[x, 0, 0], [1.5, 1.5, 1.5]]), cell, pbc) for x in xs]
+    assert len(set(hashes)) == len(xs)
+    # a huge cell too, and the hash is stable
+    big = np.eye(3) * 1e12
+    h = geometry_hash(z, np.zeros((2, 3)), big, pbc)
+    assert h == geometry_hash(z, np.zeros((2, 3)), big.copy(), pbc)
+    assert h != geometry_hash(z, np.zeros((2, 3)), big * 2, pbc)
+    # below the old overflow the 1e-6 Å rounding still holds
+    near = np.array([[9.1e10, 0, 0], [0, 0, 0]])
+    assert geometry_hash(z, near, cell, pbc) == geometry_hash(z, near + [[4e-7, 0, 0], [0, 0, 0]],
+                                                              cell, pbc)
+
+
+# -- MACE REF_* labels --------------------------------------------------------------------------
+
+
+def test_ref_labels_are_mapped_when_nothing_else_is_there():
+    a = bulk("Si", "diamond", a=5.43)
+    a.info["REF_energy"] = -10.5
+    a.arrays["REF_forces"] = np.full((2, 3), 0.25)
+    a.info["REF_stress"] = np.arange(6.0)
+    f = Frame.from_atoms(a)
+    assert f.energy == -10.5
+    np.testing.assert_array_equal(f.forces, np.full((2, 3), 0.25))
+    np.testing.assert_array_equal(f.stress, np.arange(6.0))
+    assert not {"REF_energy", "REF_stress"} & set(f.info) and "REF_forces" not in f.arrays
+
+
+def test_ref_virial_becomes_stress_and_named_keys_win():
+    a = bulk("Si", "diamond", a=5.43)
+    virial = np.array([[1.0, 0.1, 0.2], [0.1, 2.0, 0.3], [0.2, 0.3, 3.0]])
+    a.info["REF_virial"] = virial.reshape(-1)
+    a.info["REF_energy"] = -1.0
+    a.info["mine"] = -2.0
+    f = Frame.from_atoms(a, keys=LabelKeys(energy="mine"))
+    assert f.energy == -2.0 and f.info["REF_energy"] == -1.0  # the named key wins
+    s = -virial / a.get_volume()
+    np.testing.assert_allclose(f.stress, [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    # a calculator label wins over REF_*
+    b = _cu(energy=-3.0)
+    b.info["REF_energy"] = -7.0
+    assert Frame.from_atoms(b).energy == -3.0
+    # no cell volume: the virial cannot become a stress and stays in info
+    m = Atoms("H2", [[0, 0, 0], [0, 0, 0.74]])
+    m.info["REF_virial"] = np.ones(9)
+    fm = Frame.from_atoms(m)
+    assert fm.stress is None and "REF_virial" in fm.info
+
+
+def test_ref_labels_from_an_extxyz_file(tmp_path):
+    import ase.io
+
+    from pesdata.io import read_frames
+
+    a = bulk("Cu", cubic=True)
+    a.info["REF_energy"] = -14.25
+    a.arrays["REF_forces"] = np.arange(12.0).reshape(4, 3) / 10
+    ase.io.write(tmp_path / "mace.xyz", [a, a], format="extxyz")
+    frames = list(read_frames(tmp_path / "mace.xyz"))
+    assert [f.energy for f in frames] == [-14.25, -14.25]
+    np.testing.assert_array_equal(frames[1].forces, a.arrays["REF_forces"])
+
+
+# -- per-atom array kinds and schema clashes ---------------------------------------------------
+
+
+def _with(name, value, source):
+    a = Atoms("Si2", [[0, 0, 0], [1.4, 1.4, 1.4]], cell=np.eye(3) * 5.43, pbc=True)
+    a.positions[0, 0] += sum(map(ord, source)) * 1e-3  # distinct geometries
+    if value is not None:
+        a.arrays[name] = value
+    return Frame.from_atoms(a, source=source)
+
+
+def test_string_arrays_are_stored_as_strings_and_come_back_as_ase_reads_them():
+    frames = [
+        _with("site", np.array(["A", "B"], dtype=object), "f#0"),
+        _with("site", np.array(["long label", "é"]), "f#1"),  # <U in memory
+    ]
+    frames[0].arrays["pair"] = np.array([["a", "b"], ["c", "d"]], dtype=object)
+    frames[1].arrays["pair"] = np.array([["e", "f"], ["g", "h"]], dtype=object)
+    table = frames_to_table(frames)
+    assert table.schema.field("arr_site").type == pa.list_(pa.string())
+    assert table.schema.field("arr_pair").type == pa.list_(pa.list_(pa.string(), 2))
+    back = table_to_atoms(table)
+    assert back[0].arrays["site"].dtype == object
+    assert back[1].arrays["site"].tolist() == ["long label", "é"]
+    assert back[1].arrays["pair"].dtype == object and back[1].arrays["pair"].shape == (2, 2)
+    assert back[1].arrays["pair"].tolist() == [["e", "f"], ["g", "h"]]
+
+
+def test_object_arrays_that_are_not_strings_are_refused():
+    f = _with("obj", np.array([1, "a"], dtype=object), "x.xyz#4")
+    with pytest.raises(SchemaError, match=r"x.xyz#4: per-atom array 'obj' has unsupported dtype"):
+        frames_to_table([f])
+
+
+@pytest.mark.parametrize(
+    "stored, incoming",
+    [
+        (np.array([True, False]), np.array([1.5, 2.5])),  # float into bool (was stored as True)
+        (np.array([1, 2]), np.array([1.5, 2.5])),  # float into int
+        (np.array([1, 2]), np.array([True, False])),  # bool into int
+        (np.ones((2, 3)), np.ones((2, 2))),  # width 2 into width 3 (was a raw Arrow error)
+        (np.ones(2), np.ones((2, 1))),  # (n, 1) into (n,)
+        (np.array(["a", "b"], dtype=object), np.array([1.0, 2.0])),  # number into string
+        (np.array([1.0, 2.0]), np.array(["a", "b"], dtype=object)),  # string into number
+    ],
+    ids=["float>bool", "float>int", "bool>int", "width", "n1>n", "num>str", "str>num"],
+)
+def test_schema_clash_with_the_store_names_source_array_and_both_types(stored, incoming):
+    schema = frames_to_table([_with("flag", stored, "a.xyz#0")]).schema
+    with pytest.raises(SchemaError) as info:
+        frames_to_table([_with("flag", incoming, "b.xyz#7")], schema)
+    msg = str(info.value)
+    assert msg.startswith("b.xyz#7: per-atom array 'flag'") and "column 'arr_flag'" in msg
+    kinds = {"f": "float", "i": "int", "b": "bool", "O": "string"}
+    assert kinds[incoming.dtype.kind] in msg and kinds[stored.dtype.kind] in msg
+    assert isinstance(info.value, ValueError)
+
+
+def test_safe_widenings_are_allowed():
+    schema = frames_to_table([_with("q", np.array([0.5, 1.5]), "a#0")]).schema
+    t = frames_to_table([_with("q", np.array([1, 2], dtype=np.int32), "b#0")], schema)
+    assert t.column("arr_q").to_pylist() == [[1.0, 2.0]]
+    assert t.schema.field("arr_q").type == pa.list_(pa.float64())
+    schema = frames_to_table([_with("c", np.array([1, 2]), "a#0")]).schema
+    t = frames_to_table([_with("c", np.array([3, 4], dtype=np.int32), "b#0")], schema)
+    assert t.column("arr_c").to_pylist() == [[3, 4]]
+    # int then float in one batch: one float column
+    t = frames_to_table(
+        [_with("m", np.array([1, 2]), "a#0"), _with("m", np.array([0.5, 1]), "b#0")]
+    )
+    assert t.schema.field("arr_m").type == pa.list_(pa.float64())
+    assert t.column("arr_m").to_pylist() == [[1.0, 2.0], [0.5, 1.0]]
+
+
+def test_clash_within_one_batch_names_both_frames():
+    frames = [_with("w", np.ones((2, 3)), "a.xyz#0"), _with("w", np.ones((2, 2)), "a.xyz#1")]
+    with pytest.raises(SchemaError, match=r"a.xyz#1: .*'w' is float \(n_atoms, 2\) but frame "
+                                          r"a.xyz#0 .* float \(n_atoms, 3\)"):
+        frames_to_table(frames)
+    frames = [_with("s", np.array(["a", "b"]), "a#0"), _with("s", np.array([True, False]), "a#1")]
+    with pytest.raises(SchemaError, match="bool .* string"):
+        frames_to_table(frames)
+
+
+def test_info_values_json_cannot_hold_are_refused_and_nested_ones_kept():
+    a = bulk("Si", "diamond", a=5.43)
+    a.info["nested"] = {"a": [1, 2.5, {"b": "c"}], "arr": np.arange(3)}
+    a.info["tags"] = ("x", "y")
+    back = table_to_atoms(frames_to_table([Frame.from_atoms(a, source="m#0")]))[0]
+    assert back.info["nested"]["a"] == [1, 2.5, {"b": "c"}]
+    np.testing.assert_array_equal(back.info["nested"]["arr"], np.arange(3))
+    assert back.info["tags"] == ["x", "y"]
+    a.info["z"] = 1 + 2j
+    with pytest.raises(SchemaError, match=r"m#1: info key 'z' holds complex \(1\+2j\)"):
+        frames_to_table([Frame.from_atoms(a, source="m#1")])
