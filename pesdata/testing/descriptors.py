@@ -112,6 +112,8 @@ class DescriptorTests:
             assert torch.isfinite(g).all(), "features are finite"
         assert any(desc.compute(a).abs().max() > 0 for a in self.structures()), (
             "features are not all zero")
+        g32 = self.descriptor(torch.float32).compute(self.structures()[0])
+        assert g32.dtype == torch.float32, f"a float32 descriptor returned {g32.dtype}"
 
     def test_batch_equals_single(self) -> None:
         desc = self.descriptor()
