@@ -1,0 +1,169 @@
+"""Store faults: damaged manifests, errors that keep their cause, tags, artefacts written
+atomically and race-free, and failed writes that leave no trace (issue 14 §3, §5; D13)."""
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import lance
+import pyarrow as pa
+import pytest
+
+import pesdata
+from pesdata.errors import (
+    ArtefactError,
+    ArtefactNotFound,
+    ParameterError,
+    StoreCorruptError,
+    TagExistsError,
+    VersionNotFound,
+)
+
+from .test_store import emt_cells
+
+
+def _latest_manifest(store) -> Path:
+    versions = Path(store.root) / "structures.lance" / "_versions"
+    return min((p for p in versions.iterdir() if p.suffix == ".manifest"),
+               key=lambda p: int(p.stem))  # V2 naming: u64::MAX - version
+
+
+@pytest.fixture
+def three_versions(tmp_path):
+    store = pesdata.open_store(tmp_path / "s", create=True)
+    store.curate(emt_cells(3, seed=1))
+    store.curate(emt_cells(2, seed=2))
+    assert store.version == 3
+    return store
+
+
+def test_damaged_latest_manifest_older_versions_still_readable(three_versions):
+    store = three_versions
+    manifest = _latest_manifest(store)
+    os.truncate(manifest, 100)
+    assert len(store.read(2)) == 3  # an explicit older version opens
+    assert len(store.read("2")) == 3
+    assert lance.dataset(store.table.uri, version=2).count_rows() == 3
+    with pytest.raises(StoreCorruptError) as err:
+        store.read()
+    assert str(manifest) in str(err.value) and isinstance(err.value, OSError)
+    assert err.value.__cause__ is not None  # Lance's error is chained
+    with pytest.raises(StoreCorruptError):
+        store.log()
+    with pytest.raises(VersionNotFound, match="no version 99"):
+        store.read(99)
+
+
+def test_damaged_older_manifest_is_corruption_not_a_missing_version(three_versions):
+    store = three_versions
+    versions = sorted((Path(store.root) / "structures.lance" / "_versions").glob("*.manifest"),
+                      key=lambda p: int(p.stem))
+    os.truncate(versions[1], 50)  # version 2
+    with pytest.raises(StoreCorruptError, match="version 2 of the structure table"):
+        store.read(2)
+    assert len(store.read(3)) == 5
+
+
+def test_missing_version_and_tag_are_lookup_errors(three_versions):
+    with pytest.raises(VersionNotFound) as err:
+        three_versions.read(7)
+    assert isinstance(err.value, LookupError) and "versions are 1..3" in str(err.value)
+    with pytest.raises(VersionNotFound):
+        three_versions.read("nosuchtag")
+
+
+def test_tag_errors_are_specific(three_versions):
+    store = three_versions
+    store.tag("first", 2)
+    with pytest.raises(TagExistsError, match="already names version 2"):
+        store.tag("first", 3)
+    for bad in ("", "12", "-3"):
+        with pytest.raises(ParameterError):
+            store.tag(bad)
+    assert store.tags() == {"first": 2}
+
+
+def test_history_messages_without_swallowing(three_versions):
+    log = three_versions.log()
+    assert log["version"].tolist() == [1, 2, 3]
+    assert log["message"].tolist()[0] == "create store"
+
+
+def test_missing_artefact_is_artefact_not_found(store):
+    with pytest.raises(ArtefactNotFound) as err:
+        store.artefacts.load("curate_report", "nope")
+    assert isinstance(err.value, LookupError) and isinstance(err.value, ArtefactError)
+
+
+def _report_doc(version=1):
+    return {"version": version, "previous_version": 1, "files": [], "committed": False,
+            "read": 0, "added": 0, "duplicates": 0, "relabelled": 0, "unlabelled": 0,
+            "conflicts": [], "rejected": [], "rejected_by_reason": {}, "created": "now"}
+
+
+def test_artefact_save_is_atomic_and_leaves_no_temp_file(store):
+    path = Path(store.artefacts.save("curate_report", "r1", _report_doc()))
+    assert json.loads(path.read_text())["version"] == 1
+    with pytest.raises(ArtefactError, match="exists"):
+        store.artefacts.save("curate_report", "r1", _report_doc(2))
+    store.artefacts.save("curate_report", "r1", _report_doc(2), overwrite=True)
+    assert json.loads(path.read_text())["version"] == 2
+    with pytest.raises(ArtefactError):  # invalid: nothing written
+        store.artefacts.save("curate_report", "r2", {"version": "two"})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r1.json"]
+
+
+def test_concurrent_saves_of_one_name_exactly_one_wins(store):
+    for round_ in range(20):
+        name = f"race{round_}"
+        barrier = threading.Barrier(4)
+        outcomes = []
+
+        def save(k, name=name, barrier=barrier, outcomes=outcomes):
+            barrier.wait()
+            try:
+                store.artefacts.save("curate_report", name, _report_doc(k + 1))
+                outcomes.append(("ok", k))
+            except ArtefactError:
+                outcomes.append(("exists", k))
+
+        threads = [threading.Thread(target=save, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [k for what, k in outcomes if what == "ok"]
+        assert len(winners) == 1
+        doc = store.artefacts.load("curate_report", name)
+        assert doc["version"] == winners[0] + 1
+    leftovers = [p for p in (Path(store.root) / "artefacts" / "curate_report").iterdir()
+                 if not p.name.endswith(".json") or p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_store_marker_is_complete_json(tmp_path):
+    store = pesdata.open_store(tmp_path / "s", create=True)
+    marker = Path(store.root) / "_pesdata" / "store.json"
+    assert json.loads(marker.read_text())["format"] == "pesdata-store"
+    assert [p.name for p in marker.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_failed_commit_after_a_schema_change_leaves_no_version(store):
+    """Rows that do not fit the grown schema fail before the schema change is committed."""
+    table = store.table
+    schema = table.dataset().schema
+    good = pa.table({f.name: pa.nulls(1, f.type) for f in schema})
+    extra = pa.field("arr_new", pa.list_(pa.float64()))
+    bad = good.append_column(extra, pa.array([[1.0]], extra.type))
+    idx = bad.schema.get_field_index("n_atoms")
+    bad = bad.set_column(idx, pa.field("n_atoms", pa.string()), pa.array(["not a number"]))
+
+    def batches():
+        return iter(bad.to_batches())
+
+    with pytest.raises((pa.ArrowInvalid, ValueError)):
+        table.commit(batches, bad.schema, message="broken", meta={})
+    assert store.version == 1
+    assert "arr_new" not in store.table.dataset().schema.names
+
