@@ -483,7 +483,8 @@ def _with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema
             idx = schema.get_field_index(col)
             if idx >= 0:
                 ckind, cwidth = column_kind(schema.field(idx))
-                if cwidth != width or not _fits(kind, ckind):
+                same_width = cwidth == width or (cwidth == -1 and width is not None)
+                if not same_width or not _fits(kind, ckind):
                     raise SchemaError(
                         f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
                         f"the store's column '{col}' holds {_describe(ckind, cwidth)}; rename "
@@ -536,12 +537,14 @@ def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.A
     name = fld.name[len(ARRAY_PREFIX) :]
     vtype = fld.type.value_type
     width = vtype.list_size if pa.types.is_fixed_size_list(vtype) else None
-    leaf = vtype.value_type if width else vtype
+    nested = pa.types.is_list(vtype)  # k strings per atom, one variable list each
+    leaf = vtype.value_type if width or nested else vtype
     values = [f.arrays.get(name) for f in frames]
     present = np.array([v is not None for v in values], dtype=bool)
     if not present.any():
         return pa.nulls(len(frames), fld.type)
-    flat = np.concatenate([np.asarray(v).reshape(-1) for v in values if v is not None])
+    arrays = [np.asarray(v) for v in values if v is not None]
+    flat = np.concatenate([v.reshape(-1) for v in arrays])
     try:
         if pa.types.is_string(leaf):
             flat = pa.array(flat.astype(object), pa.string())
@@ -555,6 +558,11 @@ def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.A
         ) from exc
     if width:
         flat = pa.FixedSizeListArray.from_arrays(flat, width)
+    elif nested:
+        lengths = np.concatenate([np.full(len(v), v.shape[1]) for v in arrays])
+        inner = np.zeros(len(lengths) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=inner[1:])
+        flat = pa.ListArray.from_arrays(pa.array(inner), flat)
     offsets = np.zeros(len(frames) + 1, dtype=np.int32)
     np.cumsum(np.where(present, n, 0), out=offsets[1:])
     mask = None if present.all() else pa.array(~present)
@@ -630,6 +638,8 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
             if not valid[i]:
                 continue
             arr = flat[eoffs[i] : eoffs[i + 1]].copy()
+            if arr.dtype == object and len(arr) and isinstance(arr[0], np.ndarray):
+                arr = np.stack(arr)  # k strings per atom, k differing between rows
             if name == "move_mask":
                 _set_move_mask(atoms, arr)
             elif name in all_properties:

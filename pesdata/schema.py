@@ -211,6 +211,9 @@ def array_kind(name: str, values: np.ndarray, source: str = "") -> tuple[str, in
 def column_kind(field: pa.Field) -> tuple[str, int | None]:
     """Kind and width of an ``arr_*`` column, the inverse of :func:`array_field`.
 
+    The width is None for one value per atom, ``k`` for ``k`` values, and -1 for a string
+    column of several values per atom whose ``k`` is not recorded (any ``k`` fits it).
+
     Raises
     ------
     SchemaError
@@ -220,6 +223,10 @@ def column_kind(field: pa.Field) -> tuple[str, int | None]:
     width = None
     if vtype is not None and pa.types.is_fixed_size_list(vtype):
         width, vtype = vtype.list_size, vtype.value_type
+    elif vtype is not None and pa.types.is_list(vtype) and pa.types.is_string(vtype.value_type):
+        # k strings per atom (see array_field); -1 when the metadata naming k was lost
+        width = int((field.metadata or {}).get(b"width", -1))
+        vtype = vtype.value_type
     if vtype is None:
         kind = None
     elif pa.types.is_floating(vtype):
@@ -254,9 +261,15 @@ def array_field(name: str, kind: str | np.ndarray, width: int | None = None) -> 
     if not isinstance(kind, str):
         kind, width = array_kind(name, kind)
     t = ARRAY_KINDS[kind]
-    if width is not None:
+    meta = {"per_atom": "true"}
+    if width is not None and kind == "string":
+        # Lance cannot store fixed-size lists of strings: one variable list per atom, the
+        # width kept in the field's metadata
+        t = pa.list_(t)
+        meta["width"] = str(width)
+    elif width is not None:
         t = pa.list_(t, width)
-    return pa.field(array_column(name), pa.list_(t), nullable=True, metadata={"per_atom": "true"})
+    return pa.field(array_column(name), pa.list_(t), nullable=True, metadata=meta)
 
 
 def schema_document() -> dict:
