@@ -117,7 +117,8 @@ class Descriptor:
     ``r_cut``, ``dtype`` and ``device``; builds the neighbour lists (vesin) and the pair vectors
     ``vec_p = r_j − r_i + shift`` (differentiable in positions and cells, so forces and stress
     come by autograd); batches ``ase.Atoms`` (:meth:`compute`, threaded on CPU); hashes the
-    config; and gives the sparse pair Jacobian (:meth:`pair_jacobian`) used by force training.
+    config; maps elements to species indices (:meth:`species_index`); and gives the sparse pair
+    Jacobian (:meth:`pair_jacobian`) used by force training.
 
     A subclass provides
     -------------------
@@ -217,12 +218,24 @@ class Descriptor:
         raise NotImplementedError(f"{type(self).__name__} must define config()")
 
     @property
+    def feature_names(self) -> list[str]:  # pragma: no cover - overridden
+        """One name per feature column, in output order (subclasses define it)."""
+        raise NotImplementedError(f"{type(self).__name__} must define feature_names")
+
+    @property
     def config_hash(self) -> str:
         """Stable hash of :meth:`config` (dtype and device excluded)."""
         return config_hash(self.config())
 
-    def _types(self, numbers: torch.Tensor) -> torch.Tensor:
-        """Species index of every atom; unknown elements raise :class:`SchemaError`."""
+    def species_index(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Position in :attr:`species` of every atom's element (the ``tj`` of :meth:`from_pairs`).
+
+        Raises
+        ------
+        SchemaError
+            An atomic number that is not among the descriptor's species (the message lists
+            them).
+        """
         if numbers.numel():
             bad = set(numbers.unique().tolist()) - set(self.species)
             if bad:
@@ -233,6 +246,8 @@ class Descriptor:
         lookup = torch.full((max(self.species) + 1,), -1, dtype=torch.long)
         lookup[torch.tensor(self.species)] = torch.arange(len(self.species))
         return lookup.to(numbers.device)[numbers]
+
+    _types = species_index  # the former private name, still used by pesdata.train
 
     def compute(
         self,
@@ -286,7 +301,7 @@ class Descriptor:
         positions : (N, 3), numbers : (N,), cells : (S, 3, 3), pbc : (S, 3),
         structure : (N,) structure index of each atom (contiguous per structure).
         """
-        types = self._types(numbers.to(torch.long))
+        types = self.species_index(numbers.to(torch.long))
         pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
         vec = pairs.vectors(positions, cells, structure)
         return self.from_pairs(vec, pairs.i, types[pairs.j], positions.shape[0])
@@ -322,7 +337,7 @@ class Descriptor:
         :mod:`pesdata.descriptors.jacobian` for the layout and the method): about the cost
         of a few forward passes, whatever the number of features.
         """
-        types = self._types(numbers.to(torch.long))
+        types = self.species_index(numbers.to(torch.long))
         with torch.no_grad():
             pairs = neighbor_pairs(positions, cells, pbc, structure, self.r_cut)
             vec = pairs.vectors(positions, cells, structure)
