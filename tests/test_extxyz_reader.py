@@ -80,3 +80,41 @@ def test_plain_xyz_and_truncated_file(tmp_path):
     (tmp_path / "cut.xyz").write_text("3\n\nO 0 0 0\nH 0 0 0.97\n")
     with pytest.raises(Exception, match="Frame has 2 atoms, expected 3"):
         list(iread_extxyz(tmp_path / "cut.xyz"))
+
+
+def test_string_columns_same_as_ase(tmp_path):
+    """S:1 and S:k columns come as object arrays of str from both readers, and are stored."""
+    a = bulk("Cu", cubic=True)
+    a.arrays["site"] = np.array(["A1", "B", "c", "T"], dtype=object)
+    a.arrays["pair"] = np.array([["x", "y"]] * 4)
+    a.arrays["n"] = np.arange(4)
+    b = a.copy()
+    b.positions += 0.1
+    b.arrays["site"] = np.array(["1", "2", "3", "4"])  # numeric-looking strings stay strings
+    ase.io.write(tmp_path / "s.xyz", [a, b], format="extxyz")
+    ours = list(iread_extxyz(tmp_path / "s.xyz"))
+    ref = ase.io.read(tmp_path / "s.xyz", ":")
+    for x, y in zip(ours, ref, strict=True):
+        assert_same(x, y)
+        assert x.arrays["site"].dtype == object and x.arrays["pair"].shape == (4, 2)
+    assert ours[1].arrays["site"].tolist() == ["1", "2", "3", "4"]
+    from pesdata.frames import frames_to_table, table_to_atoms
+
+    back = table_to_atoms(frames_to_table([Frame.from_parts(p) for p in ours]))
+    for got, want in zip(back, ref, strict=True):
+        for k in ("site", "pair"):
+            assert got.arrays[k].dtype == want.arrays[k].dtype == object
+            np.testing.assert_array_equal(got.arrays[k], want.arrays[k])
+
+
+@pytest.mark.parametrize("name", ["mlearn/Si_test.extxyz", "quirks/Si_tiny.xyz"])
+def test_compressed_real_file_same_as_ase(tmp_path, name):
+    import gzip
+
+    packed = tmp_path / (name.rsplit("/", 1)[1] + ".gz")
+    packed.write_bytes(gzip.compress((DATA / name).read_bytes()))
+    ours = list(iread_extxyz(packed))
+    ref = ase.io.read(packed, ":", format="extxyz")
+    assert len(ours) == len(ref) > 0
+    for a, b in zip(ours, ref, strict=True):
+        assert_same(a, b)
