@@ -150,14 +150,19 @@ class CellValidator:
         periodic = np.asarray(frame.cell, dtype=float)[frame.pbc]
         if not np.isfinite(periodic).all():
             return [Issue(self.name, "cell", "periodic cell vectors are not finite")]
-        lengths = np.linalg.norm(periodic, axis=1)
+        lengths = np.sqrt((periodic * periodic).sum(axis=1))
         short = [int(i) for i, k in zip(np.flatnonzero(frame.pbc), lengths, strict=True)
                  if k < 1e-3]
         if short:
             detail = f"periodic cell vector(s) {short} have zero length"
             return [Issue(self.name, "cell", self.message.format(detail=detail))]
-        gram = periodic @ periodic.T
-        ratio = float(np.sqrt(max(np.linalg.det(gram), 0.0)) / np.prod(lengths))
+        if len(periodic) == 3:  # |a . (b x c)|, without numpy.linalg's per-call overhead
+            (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = periodic.tolist()
+            volume = abs(a1 * (b2 * c3 - b3 * c2) - a2 * (b1 * c3 - b3 * c1)
+                         + a3 * (b1 * c2 - b2 * c1))
+        else:  # the area (or length) the periodic vectors span: sqrt(det of their Gram matrix)
+            volume = float(np.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0)))
+        ratio = volume / float(np.prod(lengths))
         if ratio < self.threshold:
             what = "|det|/(|a||b||c|)" if frame.pbc.all() else "sqrt(det G)/prod|v|"
             detail = f"cell is near-singular: {what} = {ratio:.2e} < {self.threshold}"
@@ -191,6 +196,8 @@ class CoordinateValidator:
         if pos.size == 0 or not np.isfinite(pos).all():
             return []  # the finite validator reports those
         far = np.abs(pos).max(axis=1)
+        if far.max() <= self.threshold / 2:  # every atom within threshold of the origin and
+            return []  # of the others: nothing can be that far from the cell or the molecule
         if far.max() > self.limit:
             k = int(np.argmax(far))
             return [self._issue(f"atom {k} has a coordinate of {far[k]:.3g} Å (> {self.limit:g})")]
@@ -247,14 +254,16 @@ class MinDistanceValidator:
         z = frame.numbers
         if len(z) < 2 and not frame.pbc.any():
             return []
-        if not _sound_geometry(frame):
-            return []
+        if not np.isfinite(frame.positions).all() or not np.isfinite(frame.cell).all():
+            return []  # the finite validator reports it
         radii = covalent_radii[np.clip(z, 0, len(covalent_radii) - 1)]
         cutoff = self.threshold * 2 * float(radii.max())
         if cutoff <= 0:
             return []
         try:
             i, j, d = neighbour_pairs(frame.positions, frame.cell, frame.pbc, cutoff)
+        except np.linalg.LinAlgError:  # a singular periodic cell: the cell validator reports it
+            return []
         except ValueError as exc:  # a cell far smaller than the cutoff: every atom overlaps
             return [Issue(self.name, "cell", str(exc))]
         if len(d) == 0:
@@ -266,15 +275,6 @@ class MinDistanceValidator:
         k = bad[np.argmin(d[bad] / limit[bad])]
         msg = self.message.format(i=int(i[k]), j=int(j[k]), d=float(d[k]), limit=float(limit[k]))
         return [Issue(self.name, "positions", msg)]
-
-
-def _sound_geometry(frame: Frame) -> bool:
-    """Finite positions, and a finite, non-singular cell along the periodic directions."""
-    if not np.isfinite(frame.positions).all():
-        return False
-    if not frame.pbc.any():
-        return True
-    return np.isfinite(frame.cell).all() and not CellValidator().check(frame)
 
 
 class LabelValidator:

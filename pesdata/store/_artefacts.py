@@ -46,10 +46,19 @@ def load_schema(kind: str) -> dict:
     return json.loads(path.read_text())
 
 
+@cache
+def _validator(kind: str):
+    """A checked validator for ``kind`` (checking the schema itself once, not per document)."""
+    schema = load_schema(kind)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def validate(kind: str, document: dict) -> None:
     """Validate ``document`` against the schema of ``kind``; raise :class:`ArtefactError`."""
     try:
-        jsonschema.validate(document, load_schema(kind))
+        _validator(kind).validate(document)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
         raise ArtefactError(f"{kind} artefact invalid at {where}: {exc.message}") from exc
