@@ -37,7 +37,6 @@ Conventions
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,8 +52,10 @@ from ase.formula import Formula
 from ase.io.extxyz import _make_move_mask
 
 from ._arrow import flat_values, fsl_values, list_array
+from ._columns import array_column, with_array_columns
+from ._hash import geometry_hash, structure_id
 from .errors import SchemaError
-from .schema import ARRAY_PREFIX, array_field, array_kind, column_kind, structure_schema
+from .schema import ARRAY_PREFIX, structure_schema
 
 __all__ = [
     "AtomsParts",
@@ -68,76 +69,7 @@ __all__ = [
 
 
 
-# |rint(x * 1e8)| below this fits int64 with room for the +50 of the half-up rounding.
-_Q8_LIMIT = float(2**63 - 1024)
-# Geometries with a coordinate beyond ~9.2e10 Å (or non-finite) hash in their own domain.
-_WIDE_PERSON = b"pesdata-wide"
-
-
-def _quantize(x) -> tuple[np.ndarray, np.ndarray | None]:
-    """Integers of 1e-6 Å, rounding first to 1e-8 Å (the precision extxyz writes, so that a
-    frame written by ASE and read back hashes the same), then half-up to 1e-6 Å.
-
-    Returns
-    -------
-    q : numpy.ndarray of int64
-        The quantized values; 0 where a value is out of range.
-    wide : numpy.ndarray of float64 or None
-        None when every value is finite and ``|x| ≲ 9.2e10 Å`` (the int64 range of ``q``);
-        otherwise the raw values where ``q`` cannot hold them (NaN made canonical) and 0
-        elsewhere. Such values are far coarser than 1e-6 Å apart, so they hash as they are.
-    """
-    x = np.asarray(x, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore"):
-        q8 = np.rint(x * 1e8)
-        ok = np.abs(q8) < _Q8_LIMIT  # False for NaN and inf
-    if ok.all():
-        return np.floor_divide(q8.astype("<i8") + 50, 100), None
-    q = np.floor_divide(np.where(ok, q8, 0.0).astype("<i8") + 50, 100)
-    q[~ok] = 0
-    wide = np.where(ok, 0.0, np.where(np.isnan(x), np.nan, x)).astype("<f8")
-    return q, wide
-
-
 _RESERVED_INFO = ("method", "config_type", "group")
-
-
-def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc) -> str:
-    """Canonical hash of a geometry (positions and cell rounded to 1e-6 Å, see ``_quantize``).
-
-    Geometries with a coordinate beyond the int64 range of the rounding (``|x| ≳ 9.2e10 Å``)
-    or a non-finite one hash their raw values under a separate BLAKE2b personalisation, so they
-    never collide with each other or with ordinary geometries, whose hashes are unchanged.
-
-    Parameters
-    ----------
-    numbers : array of int, shape (n,)
-    positions : array of float, shape (n, 3), Å
-    cell : array of float, shape (3, 3), Å
-    pbc : array of bool, shape (3,)
-
-    Returns
-    -------
-    str
-        32 hex characters (BLAKE2b, 128 bit).
-    """
-    pos_q, pos_wide = _quantize(positions)
-    cell_q, cell_wide = _quantize(cell)
-    wide = pos_wide is not None or cell_wide is not None
-    h = hashlib.blake2b(digest_size=16, person=_WIDE_PERSON if wide else b"")
-    h.update(np.ascontiguousarray(numbers, dtype="<i2").tobytes())
-    h.update(pos_q.tobytes())
-    h.update(cell_q.tobytes())
-    h.update(np.asarray(pbc, dtype=bool).astype("u1").tobytes())
-    if wide:
-        for q, w in ((pos_q, pos_wide), (cell_q, cell_wide)):
-            h.update((np.zeros(q.shape, "<f8") if w is None else w).tobytes())
-    return h.hexdigest()
-
-
-def structure_id(geom_hash: str, method: str) -> str:
-    """Primary key of a row: hash of the geometry hash and the method string."""
-    return hashlib.blake2b(f"{geom_hash}|{method}".encode(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -422,7 +354,7 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
         value JSON cannot hold. The message names the frame's source and both types.
     """
     n = np.fromiter((f.n_atoms for f in frames), dtype=np.int64, count=len(frames))
-    schema = _with_array_columns(frames, schema or structure_schema())
+    schema = with_array_columns(frames, schema or structure_schema())
 
     def cat(arrs, width):
         return np.concatenate(arrs) if arrs else np.zeros((0, width))
@@ -460,49 +392,8 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
     for fld in schema:
         if not fld.name.startswith(ARRAY_PREFIX):
             continue
-        cols[fld.name] = _array_column(fld, frames, n)
+        cols[fld.name] = array_column(fld, frames, n)
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
-
-
-def _describe(kind: str, width: int | None) -> str:
-    return f"{kind} (n_atoms,)" if width is None else f"{kind} (n_atoms, {width})"
-
-
-def _fits(kind: str, column: str) -> bool:
-    """Whether values of ``kind`` may go into a column of kind ``column`` without loss."""
-    return kind == column or (kind == "int" and column == "float")
-
-
-def _with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
-    """``schema`` with a column for every per-atom array of ``frames``; clashes raise."""
-    new: dict[str, list] = {}  # name -> [kind, width, source of the first frame]
-    for f in frames:
-        for name, value in f.arrays.items():
-            kind, width = array_kind(name, value, f.source)
-            col = ARRAY_PREFIX + name
-            idx = schema.get_field_index(col)
-            if idx >= 0:
-                ckind, cwidth = column_kind(schema.field(idx))
-                same_width = cwidth == width or (cwidth == -1 and width is not None)
-                if not same_width or not _fits(kind, ckind):
-                    raise SchemaError(
-                        f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
-                        f"the store's column '{col}' holds {_describe(ckind, cwidth)}; rename "
-                        "the array or convert it"
-                    )
-                continue
-            first = new.setdefault(name, [kind, width, f.source])
-            if first[1] != width or not (_fits(kind, first[0]) or _fits(first[0], kind)):
-                raise SchemaError(
-                    f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
-                    f"frame {first[2]} of the same batch has it as "
-                    f"{_describe(first[0], first[1])}; rename the array or convert it"
-                )
-            if kind == "float":  # int and float in one batch: a float column
-                first[0] = "float"
-    for name, (kind, width, _) in new.items():
-        schema = schema.append(array_field(name, kind, width))
-    return schema
 
 
 def _info_json(frame: Frame) -> str:
@@ -527,46 +418,6 @@ def _json_ok(value) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.Array:
-    """One extra per-atom array column, built from concatenated numpy values.
-
-    Kinds and widths were checked by :func:`_with_array_columns`.
-    """
-    name = fld.name[len(ARRAY_PREFIX) :]
-    vtype = fld.type.value_type
-    width = vtype.list_size if pa.types.is_fixed_size_list(vtype) else None
-    nested = pa.types.is_list(vtype)  # k strings per atom, one variable list each
-    leaf = vtype.value_type if width or nested else vtype
-    values = [f.arrays.get(name) for f in frames]
-    present = np.array([v is not None for v in values], dtype=bool)
-    if not present.any():
-        return pa.nulls(len(frames), fld.type)
-    arrays = [np.asarray(v) for v in values if v is not None]
-    flat = np.concatenate([v.reshape(-1) for v in arrays])
-    try:
-        if pa.types.is_string(leaf):
-            flat = pa.array(flat.astype(object), pa.string())
-        elif pa.types.is_floating(leaf):
-            flat = pa.array(flat.astype(np.float64), type=leaf)
-        else:  # int64 (overflow of uint64 values is an error) or bool
-            flat = pa.array(flat, type=leaf)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-        raise SchemaError(
-            f"per-atom array '{name}' does not fit column type {vtype}: {exc}"
-        ) from exc
-    if width:
-        flat = pa.FixedSizeListArray.from_arrays(flat, width)
-    elif nested:
-        lengths = np.concatenate([np.full(len(v), v.shape[1]) for v in arrays])
-        inner = np.zeros(len(lengths) + 1, dtype=np.int32)
-        np.cumsum(lengths, out=inner[1:])
-        flat = pa.ListArray.from_arrays(pa.array(inner), flat)
-    offsets = np.zeros(len(frames) + 1, dtype=np.int32)
-    np.cumsum(np.where(present, n, 0), out=offsets[1:])
-    mask = None if present.all() else pa.array(~present)
-    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=mask)
 
 
 _formula_cache: dict[bytes, str] = {}

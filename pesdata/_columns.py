@@ -1,0 +1,101 @@
+"""Extra per-atom array columns (``arr_*``) of the structure table: kinds, clashes, building.
+
+Used by :func:`pesdata.frames.frames_to_table`; the rules are documented in :mod:`pesdata.frames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import SchemaError
+from .schema import ARRAY_PREFIX, array_field, array_kind, column_kind
+
+if TYPE_CHECKING:
+    from .frames import Frame
+
+__all__ = ["array_column", "with_array_columns"]
+
+
+def _describe(kind: str, width: int | None) -> str:
+    return f"{kind} (n_atoms,)" if width is None else f"{kind} (n_atoms, {width})"
+
+
+def _fits(kind: str, column: str) -> bool:
+    """Whether values of ``kind`` may go into a column of kind ``column`` without loss."""
+    return kind == column or (kind == "int" and column == "float")
+
+
+def with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
+    """``schema`` with a column for every per-atom array of ``frames``; clashes raise."""
+    new: dict[str, list] = {}  # name -> [kind, width, source of the first frame]
+    for f in frames:
+        for name, value in f.arrays.items():
+            kind, width = array_kind(name, value, f.source)
+            col = ARRAY_PREFIX + name
+            idx = schema.get_field_index(col)
+            if idx >= 0:
+                ckind, cwidth = column_kind(schema.field(idx))
+                same_width = cwidth == width or (cwidth == -1 and width is not None)
+                if not same_width or not _fits(kind, ckind):
+                    raise SchemaError(
+                        f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
+                        f"the store's column '{col}' holds {_describe(ckind, cwidth)}; rename "
+                        "the array or convert it"
+                    )
+                continue
+            first = new.setdefault(name, [kind, width, f.source])
+            if first[1] != width or not (_fits(kind, first[0]) or _fits(first[0], kind)):
+                raise SchemaError(
+                    f"{f.source}: per-atom array '{name}' is {_describe(kind, width)} but "
+                    f"frame {first[2]} of the same batch has it as "
+                    f"{_describe(first[0], first[1])}; rename the array or convert it"
+                )
+            if kind == "float":  # int and float in one batch: a float column
+                first[0] = "float"
+    for name, (kind, width, _) in new.items():
+        schema = schema.append(array_field(name, kind, width))
+    return schema
+
+
+def array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.Array:
+    """One extra per-atom array column, built from concatenated numpy values.
+
+    Kinds and widths were checked by :func:`with_array_columns`.
+    """
+    name = fld.name[len(ARRAY_PREFIX) :]
+    vtype = fld.type.value_type
+    width = vtype.list_size if pa.types.is_fixed_size_list(vtype) else None
+    nested = pa.types.is_list(vtype)  # k strings per atom, one variable list each
+    leaf = vtype.value_type if width or nested else vtype
+    values = [f.arrays.get(name) for f in frames]
+    present = np.array([v is not None for v in values], dtype=bool)
+    if not present.any():
+        return pa.nulls(len(frames), fld.type)
+    arrays = [np.asarray(v) for v in values if v is not None]
+    flat = np.concatenate([v.reshape(-1) for v in arrays])
+    try:
+        if pa.types.is_string(leaf):
+            flat = pa.array(flat.astype(object), pa.string())
+        elif pa.types.is_floating(leaf):
+            flat = pa.array(flat.astype(np.float64), type=leaf)
+        else:  # int64 (overflow of uint64 values is an error) or bool
+            flat = pa.array(flat, type=leaf)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise SchemaError(
+            f"per-atom array '{name}' does not fit column type {vtype}: {exc}"
+        ) from exc
+    if width:
+        flat = pa.FixedSizeListArray.from_arrays(flat, width)
+    elif nested:
+        lengths = np.concatenate([np.full(len(v), v.shape[1]) for v in arrays])
+        inner = np.zeros(len(lengths) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=inner[1:])
+        flat = pa.ListArray.from_arrays(pa.array(inner), flat)
+    offsets = np.zeros(len(frames) + 1, dtype=np.int32)
+    np.cumsum(np.where(present, n, 0), out=offsets[1:])
+    mask = None if present.all() else pa.array(~present)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=mask)
