@@ -174,9 +174,10 @@ def test_bad_hyperparameters_are_clear_errors():
         HDNNPotential(DESC, ema_decay=1.0)
     bad = [({"epochs": 0}, "epochs must be a positive integer, got 0"),
            ({"batch_size": 0}, "batch_size"), ({"hidden": (64, 0)}, "hidden width"),
-           ({"valid_fraction": 1.0}, "valid_fraction must be in"),
+           ({"valid_fraction": 1.0}, r"valid_fraction must be a finite number in \[0, 1\)"),
            ({"valid_fraction": -0.1}, "valid_fraction"), ({"seed": -1}, "seed must be"),
-           ({"lr": -1.0}, "lr must be > 0"), ({"max_seconds": 0}, "max_seconds"),
+           ({"lr": -1.0}, "lr must be finite and > 0, got -1.0"),
+           ({"max_seconds": 0}, "max_seconds"),
            ({"device": "gpu"}, "unknown device 'gpu'"), ({"device": "meta"}, "not supported")]
     for kwargs, message in bad:  # refused at construction, before any descriptor work
         with pytest.raises(PesdataError, match=message):
