@@ -257,3 +257,20 @@ def test_index_commit_is_atomic_and_leaves_no_temporary(tio2_store, monkeypatch)
     assert describe(st, acsf)["computed"] == 10  # the failed batch is computed again
     np.testing.assert_array_equal(load_descriptors(st, acsf)["features"],
                                   acsf.compute(st.read().to_atoms()).numpy())
+
+
+def test_from_config_value_errors_are_schema_errors_and_argument_errors_are_not(tmp_path):
+    with pytest.raises(SchemaError,
+                       match="descriptor config: unknown chemical symbol 'Xx'") as info:
+        from_config({**CONFIG, "species": ["O", "Xx"]})
+    assert isinstance(info.value.__cause__, ParameterError)
+    with pytest.raises(SchemaError, match="descriptor config: g4_params must be finite") as info:
+        from_config({**CONFIG, "g4_params": [[0.01, 1, float("nan")]]})
+    with pytest.raises(ParameterError, match="unknown device 'tpu:0'"):
+        from_config(CONFIG, device="tpu:0")
+    with pytest.raises(ParameterError, match="dtype must be torch.float32 or torch.float64"):
+        from_config(CONFIG, dtype=np.float16)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SchemaError, match="bad.json: cannot read descriptor config") as info:
+        from_config(tmp_path / "bad.json")
+    assert isinstance(info.value.__cause__, json.JSONDecodeError)
