@@ -48,6 +48,50 @@ def test_kinds_are_found_by_name():
         make_model("committee", DESC, colour="red")
 
 
+class PerElementMean(Potential):
+    """A registered kind of its own: E = Σ_i b_{Z_i}, the least-squares per-element energies."""
+
+    kind = "per-element-mean"
+
+    def __init__(self, descriptor, ridge: float = 0.0):
+        self.descriptor, self.ridge = descriptor, ridge
+
+    def params(self):
+        return {"ridge": self.ridge}
+
+    def fit(self, images, valid=None, log=None):
+        counts = np.array([[np.sum(a.numbers == z) for z in self.descriptor.species]
+                           for a in images], float)
+        energy = np.array([a.get_potential_energy() for a in images])
+        self.b_ = np.linalg.lstsq(counts, energy, rcond=None)[0]
+        return self
+
+    def state_dict(self):
+        return {"b": torch.as_tensor(self.b_)}
+
+    def load_state(self, state):
+        self.b_ = state["b"].numpy()
+        return self
+
+    def energy(self, g, types, structure, n_structures):
+        per_atom = torch.as_tensor(self.b_, dtype=torch.float64)[types] + 0 * g.sum(1)
+        return torch.zeros(n_structures, dtype=torch.float64).index_add(0, structure, per_atom)
+
+
+def test_a_registered_kind_trains_saves_and_loads(tmp_path):
+    from pesdata.train import register, save_model
+
+    register(PerElementMean)
+    assert "per-element-mean" in model_kinds()
+    model = make_model("per-element-mean", DESC).fit(emt(4, 5))
+    save_model(model, tmp_path / "m")
+    loaded, card = load_model(tmp_path / "m")
+    assert isinstance(loaded, PerElementMean) and card["params"] == {"ridge": 0.0}
+    test = emt(2, 6)
+    np.testing.assert_array_equal(loaded.predict(test), model.predict(test))
+    assert loaded.predict(test)[0] == pytest.approx(32 * model.b_[0])
+
+
 def test_predict_is_written_once():
     for cls in (HDNNPotential, LinearPotential, Committee):
         assert issubclass(cls, Potential) and cls.predict is Potential.predict
