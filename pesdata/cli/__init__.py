@@ -105,12 +105,12 @@ def curate(
     traceback: TraceOpt = False,
 ) -> None:
     """Ingest, validate and deduplicate structure files into a new version."""
+    from ..curate import curate_new
     from ..errors import ValidationError
     from ..io import detect_format
 
-    for f in files:  # bad input must not leave a new, empty store behind
+    for f in files:  # fail fast, before a store is created or locked
         detect_format(f, format)
-    st = _open(store, create=True)
     with _bar(json_) as bar:
         task = bar.add_task("curating", total=None)
 
@@ -118,8 +118,8 @@ def curate(
             bar.update(task, completed=n, description=f"reading {Path(path).name}")
 
         try:
-            report = st.curate(
-                [str(f) for f in files], method=method, config_type=config_type, group=group,
+            report = curate_new(  # a store created here is removed again if this fails
+                store, [str(f) for f in files], method=method, config_type=config_type, group=group,
                 message=message, format=format, energy_key=energy_key, forces_key=forces_key,
                 stress_key=stress_key, virial_key=virial_key, quarantine=quarantine,
                 progress=progress,

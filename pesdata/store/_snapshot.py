@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-import ase
 import lance
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from .._arrow import flat_values, fsl_values
-from ..frames import table_to_atoms
+
+if TYPE_CHECKING:  # imported where used: `pesdata info/log/diff` need neither
+    import ase
+    import pandas as pd
 
 __all__ = ["ArrayCache", "Snapshot"]
 
@@ -61,6 +63,8 @@ class Snapshot:
         eV/Å), volume (Å³, NaN without full pbc), method, config_type, group, source,
         version_added.
         """
+        import pandas as pd
+
         t = self._ds.to_table(
             columns=[
                 "id", "formula", "n_atoms", "energy", "forces", "cell", "pbc",
@@ -91,6 +95,8 @@ class Snapshot:
 
     def __iter__(self) -> Iterator[ase.Atoms]:
         """Stream the structures as ``ase.Atoms``, a batch at a time."""
+        from ..frames import table_to_atoms
+
         for batch in self._ds.to_batches(batch_size=1024):
             yield from table_to_atoms(pa.Table.from_batches([batch]))
 
@@ -100,6 +106,8 @@ class Snapshot:
 
     def take(self, indices: Sequence[int] | np.ndarray) -> list[ase.Atoms]:
         """Random access: the structures at row ``indices`` of this version, in that order."""
+        from ..frames import table_to_atoms
+
         idx = self._check_indices(indices)
         return table_to_atoms(self._ds.take(idx.tolist()))
 
