@@ -42,6 +42,13 @@ class TestACSFContract(DescriptorTests):
     structures_factory = staticmethod(contract_structures)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+class TestACSFContractCUDA(DescriptorTests):
+    descriptor_factory = staticmethod(lambda dtype=torch.float64: ACSF(
+        ["O", "Si", "Ti"], 5.0, **PARAMS[1], dtype=dtype, device="cuda"))
+    structures_factory = staticmethod(contract_structures)
+
+
 class TestACSFDefaultGridContract(DescriptorTests):
     """The documented default grid (G2 and G4 only), on one element."""
 

@@ -171,7 +171,8 @@ class DescriptorTests:
         desc = self.descriptor(torch.float64)
         rng = np.random.default_rng(self.seed)
         for atoms in self.structures()[:2]:
-            weights = torch.as_tensor(rng.uniform(0.5, 1.5, desc.n_features), dtype=desc.dtype)
+            weights = torch.as_tensor(rng.uniform(0.5, 1.5, desc.n_features), dtype=desc.dtype,
+                                      device=desc.device)
             energy, b = self._energy(desc, atoms, weights)
             pos = b.positions.clone().requires_grad_(True)
             cell = b.cells[0].clone().requires_grad_(True)
@@ -187,7 +188,8 @@ class DescriptorTests:
             if atoms.pbc.any():
                 cases += [("cell", a, k, g_cell) for a, k in ((0, 0), (1, 2), (2, 1))]
             for kind, a, k, grad in cases:
-                d = torch.zeros(3 if kind == "cell" else len(atoms), 3, dtype=desc.dtype)
+                d = torch.zeros(3 if kind == "cell" else len(atoms), 3, dtype=desc.dtype,
+                                device=desc.device)
                 d[a, k] = h
                 if kind == "position":
                     fd = (energy(pos + d, cell) - energy(pos - d, cell)) / (2 * h)
@@ -205,7 +207,7 @@ class DescriptorTests:
         b = batch_atoms(images, desc.dtype, desc.device)
         rng = np.random.default_rng(self.seed)
         dedg = torch.as_tensor(rng.normal(size=(len(b.numbers), desc.n_features)),
-                               dtype=desc.dtype)
+                               dtype=desc.dtype, device=desc.device)
         pos = b.positions.clone().requires_grad_(True)
         cells = b.cells.clone().requires_grad_(True)
         g = desc.forward(pos, b.numbers, cells, b.pbc, b.structure)
