@@ -52,7 +52,7 @@ def test_force_rows_equal_autograd_of_the_element_sums():
     desc = ACSF(["Ti", "O"], 4.0)
     x, rows = LinearPotential(desc, force_weight=1.0)._features(atoms, True)
     b = batch_atoms(atoms, torch.float64, "cpu")
-    types = desc._types(b.numbers)
+    types = desc.species_index(b.numbers)
 
     def summed(pos):
         g = desc.forward(pos, b.numbers, b.cells, b.pbc, b.structure)

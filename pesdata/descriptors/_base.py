@@ -247,8 +247,6 @@ class Descriptor:
         lookup[torch.tensor(self.species)] = torch.arange(len(self.species))
         return lookup.to(numbers.device)[numbers]
 
-    _types = species_index  # the former private name, still used by pesdata.train
-
     def compute(
         self,
         atoms: ase.Atoms | Sequence[ase.Atoms],

@@ -36,7 +36,7 @@ def predict_images(
     for lo in range(0, len(images), batch_size):
         chunk = images[lo : lo + batch_size]
         b = batch_atoms(chunk, d.dtype, d.device)
-        types = d._types(b.numbers)
+        types = d.species_index(b.numbers)
         n_s = len(chunk)
         with torch.enable_grad():
             pos = b.positions.detach().requires_grad_(forces)

@@ -80,7 +80,8 @@ class StructureDataset(torch.utils.data.Dataset):
         self.atom_offsets = np.concatenate([[0], np.cumsum(n)])
         self.n_atoms = torch.as_tensor(n)
         self.energy = torch.tensor([e for e, _ in labels], dtype=torch.float64)
-        self.types = descriptor._types(torch.as_tensor(np.concatenate([a.numbers for a in images])))
+        numbers = np.concatenate([a.numbers for a in images])
+        self.types = descriptor.species_index(torch.as_tensor(numbers))
         forces = [f if f is not None else np.full((len(a), 3), np.nan) for a, (_, f) in
                   zip(images, labels, strict=True)]
         self.forces = torch.as_tensor(np.concatenate(forces), dtype=dtype)

@@ -64,7 +64,7 @@ class LinearPotential(Potential):
         """
         d = self.descriptor
         b = batch_atoms(atoms, d.dtype, d.device)
-        types = d._types(b.numbers)
+        types = d.species_index(b.numbers)
         n_el, f, n = len(d.species), d.n_features, len(atoms)
         if forces:
             g, pairs, jac = d.pair_jacobian(b.positions, b.numbers, b.cells, b.pbc, b.structure)
