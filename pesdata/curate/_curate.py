@@ -201,13 +201,12 @@ def curate_new(
     """
     import fsspec
 
-    from ..store import open_store
-    from ..store._store import _MARKER
+    from ..store import open_store, store_exists
 
     storage_options = storage_options or {}
     fs, root = fsspec.core.url_to_fs(str(uri), **storage_options)
     root = root.rstrip("/")
-    existed = fs.exists(f"{root}/{_MARKER}")
+    existed = store_exists(uri, **storage_options)
     before = set(fs.ls(root, detail=False)) if not existed and fs.isdir(root) else None
     store = open_store(uri, create=True, **storage_options)
     if existed:

@@ -3,7 +3,7 @@
 from ._artefacts import ArtefactStore, load_schema, schema_dir
 from ._artefacts import validate as validate_artefact
 from ._snapshot import Snapshot
-from ._store import Store, open_store
+from ._store import Store, open_store, store_exists
 
 __all__ = [
     "ArtefactStore",
@@ -12,5 +12,6 @@ __all__ = [
     "load_schema",
     "open_store",
     "schema_dir",
+    "store_exists",
     "validate_artefact",
 ]

@@ -25,10 +25,16 @@ from ._lock import write_lock
 from ._snapshot import UPDATED, Snapshot
 from ._table import StructureTable
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "open_store", "store_exists"]
 
 FORMAT_VERSION = 1
 _MARKER = "_pesdata/store.json"
+
+
+def store_exists(uri: str | os.PathLike, **storage_options) -> bool:
+    """True when a pesdata store (its marker file) exists at ``uri``."""
+    fs, root = fsspec.core.url_to_fs(str(uri), **storage_options)
+    return bool(fs.exists(f"{root.rstrip('/')}/{_MARKER}"))
 
 
 def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) -> Store:
