@@ -8,7 +8,7 @@ not mapped in ``_unmapped.py``.
 """
 
 from . import dedup
-from ._curate import curate, curate_new
+from ._curate import curate, curate_new, validate_batch
 from ._report import CurateReport
 from ._unmapped import UnmappedLabels
 from ._validators import (
@@ -45,4 +45,5 @@ __all__ = [
     "curate_new",
     "dedup",
     "default_validators",
+    "validate_batch",
 ]

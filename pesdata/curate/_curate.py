@@ -293,30 +293,41 @@ def _ingest(
             progress(report.read, current["path"])
 
     for batch in iter_batches(stream(), batch_size):
-        process(batch, [_validate(f, frame_checks) for f in batch])
+        process(batch, validate_batch(batch, frame_checks))
     return stats
 
 
 _GEOMETRY_FIELDS = ("positions", "cell", "pbc")
 
 
-def _validate(frame: Frame, checks) -> list[Issue]:
-    """Errors of the per-frame validators.
+def validate_batch(frames: list[Frame], checks) -> list[list[Issue]]:
+    """Errors of the per-frame validators for each of ``frames``.
 
-    Shape problems stop the later checks (they assume the shapes are right); once positions or
-    cell are rejected (non-finite, degenerate cell, absurd coordinates), validators that need a
-    sound geometry (``needs_geometry``, e.g. the overlap search) are skipped for the frame.
+    Validators run in order. Shape problems stop the later checks for that frame (they assume
+    the shapes are right); once positions or cell are rejected (non-finite, degenerate cell,
+    absurd coordinates), validators that need a sound geometry (``needs_geometry``, e.g. the
+    overlap search) are skipped for the frame. A validator with a ``check_batch`` method
+    (the overlap search) gets all the frames still to check at once.
     """
-    issues: list[Issue] = []
+    issues: list[list[Issue]] = [[] for _ in frames]
+    stopped = [False] * len(frames)
     for check in checks:
-        if getattr(check, "needs_geometry", False) and any(
-            i.severity == "error" and i.field in _GEOMETRY_FIELDS for i in issues
-        ):
-            continue
-        issues.extend(check.check(frame))
-        if issues and check.name == "shape":
-            break  # later checks assume the shapes are right
-    return [i for i in issues if i.severity == "error"]
+        todo = [
+            k for k in range(len(frames))
+            if not stopped[k] and not (
+                getattr(check, "needs_geometry", False)
+                and any(i.severity == "error" and i.field in _GEOMETRY_FIELDS for i in issues[k])
+            )
+        ]
+        if hasattr(check, "check_batch"):
+            found = check.check_batch([frames[k] for k in todo])
+        else:
+            found = [check.check(frames[k]) for k in todo]
+        for k, new in zip(todo, found, strict=True):
+            issues[k].extend(new)
+            if issues[k] and check.name == "shape":
+                stopped[k] = True  # later checks assume the shapes are right
+    return [[i for i in found if i.severity == "error"] for found in issues]
 
 
 def _record(stats: dict, frame: Frame, pos: tuple[int, int], kind: str) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from ase.data import covalent_radii
 
 from ..frames import Frame
-from ._neighbours import neighbour_pairs
+from ._neighbours import neighbour_pairs, neighbour_pairs_batch
 
 __all__ = [
     "CellValidator",
@@ -251,21 +251,45 @@ class MinDistanceValidator:
         self.threshold = factor
 
     def check(self, frame: Frame) -> list[Issue]:
-        z = frame.numbers
-        if len(z) < 2 and not frame.pbc.any():
-            return []
-        if not np.isfinite(frame.positions).all() or not np.isfinite(frame.cell).all():
-            return []  # the finite validator reports it
-        radii = covalent_radii[np.clip(z, 0, len(covalent_radii) - 1)]
-        cutoff = self.threshold * 2 * float(radii.max())
-        if cutoff <= 0:
-            return []
+        return self.check_batch([frame])[0]
+
+    def check_batch(self, frames: list[Frame]) -> list[list[Issue]]:
+        """:meth:`check` of many frames with one neighbour search (the curate run's path)."""
+        out: list[list[Issue]] = [[] for _ in frames]
+        todo, geoms, cutoffs, radii = [], [], [], []
+        for k, frame in enumerate(frames):
+            z = frame.numbers
+            if len(z) < 2 and not frame.pbc.any():
+                continue
+            if not np.isfinite(frame.positions).all() or not np.isfinite(frame.cell).all():
+                continue  # the finite validator reports it
+            r = covalent_radii[np.clip(z, 0, len(covalent_radii) - 1)]
+            cutoff = self.threshold * 2 * float(r.max())
+            if cutoff <= 0:
+                continue
+            todo.append(k)
+            geoms.append((frame.positions, frame.cell, frame.pbc))
+            cutoffs.append(cutoff)
+            radii.append(r)
         try:
-            i, j, d = neighbour_pairs(frame.positions, frame.cell, frame.pbc, cutoff)
-        except np.linalg.LinAlgError:  # a singular periodic cell: the cell validator reports it
-            return []
-        except ValueError as exc:  # a cell far smaller than the cutoff: every atom overlaps
-            return [Issue(self.name, "cell", str(exc))]
+            found = neighbour_pairs_batch(geoms, cutoffs)
+        except (np.linalg.LinAlgError, ValueError):
+            found = None  # some frame's cell is singular or tiny: search frame by frame
+        for n, k in enumerate(todo):
+            if found is not None:
+                i, j, d = found[n]
+            else:
+                try:
+                    i, j, d = neighbour_pairs(*geoms[n], cutoffs[n])
+                except np.linalg.LinAlgError:  # a singular periodic cell: the cell validator
+                    continue
+                except ValueError as exc:  # a cell far smaller than the cutoff: all overlap
+                    out[k] = [Issue(self.name, "cell", str(exc))]
+                    continue
+            out[k] = self._verdict(i, j, d, radii[n])
+        return out
+
+    def _verdict(self, i, j, d, radii) -> list[Issue]:
         if len(d) == 0:
             return []
         limit = self.threshold * (radii[i] + radii[j])

@@ -24,28 +24,15 @@ from .checkpoint import load_model
 __all__ = ["evaluate", "read_target"]
 
 
-def _first_error(frame, checks):
-    """The first error of the per-frame validators (later checks assume earlier ones passed,
-    e.g. the overlap check needs finite positions), or None."""
-    for check in checks:
-        errors = [i for i in check.check(frame) if i.severity == "error"]
-        if errors:
-            return errors[0]
-    return None
-
-
 def _file_frames(path: str) -> list:
     """Frames of a structure file, each checked by curate's per-frame validators."""
-    from ..curate import default_validators
+    from ..curate import default_validators, validate_batch
     from ..io import read_frames
 
     checks, _population = default_validators()  # outliers need a population, not one file
-    frames, bad = [], []
-    for k, frame in enumerate(read_frames(path)):
-        issue = _first_error(frame, checks)
-        if issue is not None:
-            bad.append((k, frame, issue))
-        frames.append(frame)
+    frames = list(read_frames(path))
+    found = validate_batch(frames, checks)
+    bad = [(k, frames[k], errors[0]) for k, errors in enumerate(found) if errors]
     if bad:
         k, frame, issue = bad[0]
         where, _, index = frame.source.rpartition("#")
