@@ -118,3 +118,65 @@ def test_compressed_real_file_same_as_ase(tmp_path, name):
     assert len(ours) == len(ref) > 0
     for a, b in zip(ours, ref, strict=True):
         assert_same(a, b)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and (
+            np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+CRAFTED = [
+    'Lattice="5.43 0 0 0 5.43 0 0 0 5.43" Properties=species:S:1:pos:R:3 energy=-10.0 pbc="T T T"',
+    "energy=-1 free_energy=2.5e-3 n=7 big=123456789012345678901234567890 flag ok=F b=true",
+    'stress="1 2 3 4 5 6 7 8 9" virial="1 0 0 0 1 0 0 0 1" uid=007 note="a b = c"',
+    'v="1,2,3" w="1.5 nan inf" s=hello t="T F T" j="_JSON [1, 2]" k="_JSON {\\"a\\": 1}"',
+    "a = b  c=[1 2 3] d={x} e='q r' f=\\\"g h=", "  x=1   y=2  ", "key= energy=1",
+    'config_type=bulk_2 "quoted key"=1 a="b"c', "lonely", "=5", 'a="unterminated',
+    "pbc=[T, T, T] energy=-442.85 Lattice=\"10.8 0 0 0 10.8 0 0 0 10.8\" x={1 2} y='3' z=[a{b]",
+    'a="" b=[] c=\'it"s\' d={[x]} stress=[1 2 3] virial="1 2" e="q"r',
+]
+
+
+def test_fast_comment_parser_equals_ase(data, monkeypatch):
+    """The fast path of the comment-line parser gives ASE's dict, line for line."""
+    from ase.io import extxyz
+    from ase.io.extxyz import key_val_str_to_dict as ase_kv
+
+    from pesdata.io._extxyz import key_val_str_to_dict
+
+    slow = []
+    monkeypatch.setattr(extxyz, "key_val_str_to_dict", lambda s: slow.append(s) or ase_kv(s))
+
+    lines = list(CRAFTED)
+    for path in sorted(data.rglob("*.xyz")) + sorted(data.rglob("*.extxyz")):
+        with open(path, errors="replace") as fh:
+            text = fh.read().splitlines()
+        k = 0
+        while k < len(text) and len(lines) < 20000:
+            try:
+                n = int(text[k].split()[0])
+            except (ValueError, IndexError):
+                break
+            if k + 1 < len(text):
+                lines.append(text[k + 1])
+            k += n + 2
+    assert len(lines) > 1000
+    for line in lines:
+        try:
+            want = ase_kv(line)
+        except Exception as exc:  # noqa: BLE001 - the fast path must fail alike
+            with pytest.raises(type(exc)):
+                key_val_str_to_dict(line)
+            continue
+        assert _same(key_val_str_to_dict(line), want), line
+    assert len(slow) < len(lines) / 10  # the real files take the fast path
+    assert "a = b  c=[1 2 3] d={x} e='q r' f=\\\"g h=" in slow  # odd lines go to ASE
+    assert CRAFTED[-2] not in slow  # brackets, braces and single quotes take the fast path
