@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from ase import Atoms
@@ -292,8 +293,17 @@ def _ingest(
         if progress is not None:
             progress(report.read, current["path"])
 
-    for batch in iter_batches(stream(), batch_size):
-        process(batch, validate_batch(batch, frame_checks))
+    # validation of one batch (numpy, scipy's KD-tree: mostly outside the GIL) runs in a worker
+    # thread while the next batch is parsed; batches are still processed in order
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pesdata-validate") as pool:
+        pending = None
+        for batch in iter_batches(stream(), batch_size):
+            checked = pool.submit(validate_batch, batch, frame_checks)
+            if pending is not None:
+                process(pending[0], pending[1].result())
+            pending = (batch, checked)
+        if pending is not None:
+            process(pending[0], pending[1].result())
     return stats
 
 
