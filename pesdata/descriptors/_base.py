@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
+from .._params import check_int
 from ..errors import ParameterError, SchemaError
 from ._neighbors import Pairs, neighbor_pairs
 from .jacobian import autograd_jacobian
@@ -261,9 +262,7 @@ class Descriptor:
         gathers, scatters and Python overhead run in parallel too. torch's global thread
         count is restored afterwards. Differentiation works either way.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or (
-                batch_size < 1):
-            raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r:.200}")
+        batch_size = check_int("batch_size", batch_size)
         images = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
         batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
         workers = torch.get_num_threads() if n_workers is None else n_workers

@@ -31,6 +31,7 @@ import torch
 import zarr
 from ase.data import chemical_symbols
 
+from .._params import check_int
 from ..atomic import atomic_path
 from ..errors import ArtefactNotFound, ParameterError, SchemaError, StoreCorruptError
 from ._base import Descriptor
@@ -67,13 +68,6 @@ def _read_index(root: Path) -> pa.Table:
     if not tables:
         return _INDEX_SCHEMA.empty_table()
     return pa.concat_tables(tables)
-
-
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or (
-            batch_size < 1):
-        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r:.200}")
-    return int(batch_size)
 
 
 def describe(
@@ -114,7 +108,7 @@ def describe(
     SchemaError
         The version holds elements the descriptor's species lack (nothing is written).
     """
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size)
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be callable, got {progress!r:.200}")
     root = _group_dir(store, descriptor)

@@ -10,6 +10,7 @@ import ase
 import numpy as np
 import pandas as pd
 
+from .._where import structure_name
 from ..errors import ParameterError, ValidationError
 from .checkpoint import check_model_dir, save_model
 from .metrics import error_metrics
@@ -20,12 +21,6 @@ __all__ = ["cross_validate", "cv_summary", "make_model", "predict_metrics", "tra
 
 def _labelled(images: list[ase.Atoms]) -> list[ase.Atoms]:
     return [a for a in images if a.calc is not None and "energy" in a.calc.results]
-
-
-def _where(atoms: ase.Atoms, k: int) -> str:
-    """How a message names structure ``k``: its source (file#frame) when known."""
-    source = atoms.info.get("source") if isinstance(atoms.info, dict) else None
-    return f"structure {k} ({source})" if source else f"structure {k}"
 
 
 def predict_metrics(model, images: list[ase.Atoms]) -> tuple[dict, dict]:
@@ -42,10 +37,15 @@ def predict_metrics(model, images: list[ase.Atoms]) -> tuple[dict, dict]:
     with_f = [("forces" in a.calc.results) for a in images]
     energies, forces = model.predict(images, forces=True)
     for k, (a, e, f) in enumerate(zip(images, energies, forces, strict=True)):
-        if not (np.isfinite(e) and np.isfinite(f).all()):
-            what = "energy" if not np.isfinite(e) else "forces"
-            raise ValidationError(f"{_where(a, k)}: the model's predicted {what} is not finite "
-                                  f"({e!r} eV); no metrics computed")
+        if not np.isfinite(e):
+            raise ValidationError(f"{structure_name(a, k)}: the model's predicted energy is not "
+                                  f"finite ({float(e)!r} eV); no metrics computed")
+        f = np.asarray(f)
+        if not np.isfinite(f).all():
+            atom, comp = np.argwhere(~np.isfinite(f))[0]
+            raise ValidationError(
+                f"{structure_name(a, k)}: the model's predicted forces are not finite (atom "
+                f"{atom}, {'xyz'[comp]}: {float(f[atom, comp])!r} eV/Å); no metrics computed")
     ref_e = [a.calc.results["energy"] for a in images]
     fp = [f for f, ok in zip(forces, with_f, strict=True) if ok]
     fr = [a.calc.results["forces"] for a, ok in zip(images, with_f, strict=True) if ok]

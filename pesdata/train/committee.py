@@ -15,8 +15,8 @@ import ase
 import numpy as np
 import torch
 
+from .._params import check_int
 from ..descriptors import Descriptor
-from ._params import check_int
 from ._predict import predict_images
 from .data import StructureDataset
 from .hdnn import HDNNPotential, _history_summary, _load_net, _net_state

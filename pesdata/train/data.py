@@ -16,6 +16,7 @@ import ase
 import numpy as np
 import torch
 
+from .._where import structure_name
 from ..descriptors import Descriptor, batch_atoms
 from ..errors import ArtefactNotFound, ParameterError
 
@@ -25,12 +26,12 @@ __all__ = ["StructureDataset", "collate"]
 def _labels(atoms: ase.Atoms, k: int) -> tuple[float, np.ndarray | None]:
     results = atoms.calc.results if atoms.calc is not None else {}
     if "energy" not in results:
-        raise ParameterError(
-            f"structure {k} ({atoms.get_chemical_formula()}) has no energy label")
+        raise ParameterError(f"{structure_name(atoms, k)} has no energy label")
     forces = results.get("forces")
     if forces is not None and np.shape(forces) != (len(atoms), 3):
         raise ParameterError(
-            f"structure {k}: forces of shape {np.shape(forces)}, not ({len(atoms)}, 3)"
+            f"{structure_name(atoms, k)}: forces of shape {np.shape(forces)}, "
+            f"not ({len(atoms)}, 3)"
         )
     return float(results["energy"]), None if forces is None else np.asarray(forces, float)
 

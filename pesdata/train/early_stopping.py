@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ._params import check_float, check_int
+from .._params import check_float, check_int
 
 __all__ = ["EarlyStopping", "WeightAverage"]
 

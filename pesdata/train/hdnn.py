@@ -20,9 +20,9 @@ import ase
 import numpy as np
 import torch
 
+from .._params import check_float, check_int
 from ..descriptors import Descriptor, check_device
 from ..errors import ArtefactError, ParameterError
-from ._params import check_float, check_int
 from .data import StructureDataset, collate
 from .early_stopping import EarlyStopping, WeightAverage
 from .registry import Potential, register

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
+from .._params import check_float
+from .._where import structure_name
 from ..descriptors import Descriptor, batch_atoms
 from ..errors import ArtefactError, ParameterError
-from ._params import check_float
 from .registry import Potential, register
 
 __all__ = ["LinearPotential"]
@@ -93,8 +94,7 @@ class LinearPotential(Potential):
         xs, ys, fx, fy = [], [], [], []
         for k, atoms in enumerate(images):
             if atoms.calc is None or "energy" not in atoms.calc.results:
-                raise ParameterError(f"training structure {k} ({atoms.get_chemical_formula()}) "
-                                     "has no energy label")
+                raise ParameterError(f"training {structure_name(atoms, k)} has no energy label")
             with_f = use_f and "forces" in atoms.calc.results  # frames without forces: E only
             x, rows = self._features(atoms, with_f)
             xs.append(x / len(atoms))

@@ -1,8 +1,10 @@
-"""Checks of numeric hyperparameters: finite, in range, the right kind.
+"""Checks of numeric arguments: finite, in range, the right kind.
 
-Every model checks its hyperparameters at construction (as scikit-learn's ``_param_validation``
-does at fit), so ``--force-weight nan`` is refused before any work, and never reaches a model
-card. Messages quote the parameter's name and the bad value.
+Shared by every module that takes numeric arguments: models check their hyperparameters at
+construction (as scikit-learn's ``_param_validation`` does at fit), so ``--force-weight nan``
+is refused before any work and never reaches a model card; splits check ``k``, ``repeats``,
+``test_size`` and ``seed``; the descriptor cache its ``batch_size``. Messages quote the
+argument's name and the bad value (:class:`~pesdata.errors.ParameterError`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..errors import ParameterError
+from .errors import ParameterError
 
 __all__ = ["check_float", "check_int"]
 
@@ -34,6 +36,16 @@ def check_int(name: str, value, minimum: int = 1, *, what: str | None = None) ->
     what : str, optional
         How the message describes the allowed range (default: "a positive integer" for
         ``minimum == 1``, else "an integer ≥ <minimum>").
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        ``value`` is not a whole number ≥ ``minimum`` (a string, a bool, NaN, 2.5, ...).
     """
     what = what or ("a positive integer" if minimum == 1 else f"an integer ≥ {minimum}")
     ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -65,6 +77,16 @@ def check_float(
         Bounds; ``low_open`` / ``high_open`` make them strict.
     what : str, optional
         How the message describes the allowed values (default: "finite" and the bounds).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python float.
+
+    Raises
+    ------
+    ParameterError
+        ``value`` is not a real number, not finite, or out of bounds.
     """
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
