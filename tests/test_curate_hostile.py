@@ -262,3 +262,60 @@ def test_curate_new_removes_the_store_it_created_when_rejected(tmp_path):
     with pytest.raises(ValidationError):  # an existing store is never removed
         curate_new(tmp_path / "new", path)
     assert pesdata.open_store(tmp_path / "new").version == 2
+
+
+def _rejected_while_another_writer_holds_the_lock(monkeypatch):
+    """Make curate_new's curate fail, then let another writer take the lock before cleanup."""
+    import threading
+
+    from pesdata.curate import _curate
+    from pesdata.store._lock import write_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold(lock_path):
+        with write_lock(lock_path, timeout=10):
+            held.set()
+            release.wait(10)
+
+    real = _curate.curate
+
+    def rejecting(store, paths, **options):
+        try:
+            return real(store, paths, **options)
+        except ValidationError:
+            threading.Thread(target=hold, args=(store.lock_path,), daemon=True).start()
+            assert held.wait(10)
+            raise
+
+    monkeypatch.setattr(_curate, "curate", rejecting)
+    monkeypatch.setattr(_curate, "_CLEANUP_LOCK_TIMEOUT", 0.2)
+    return release
+
+
+def test_curate_new_keeps_its_error_when_the_cleanup_cannot_take_the_lock(tmp_path, monkeypatch):
+    bad = f"2\n{G} pbc=\"T T T\"\nSi nan 0 0 0 0 0\nSi 1.5 1.5 1.5 0 0 0\n"
+    path = _write(tmp_path / "bad.xyz", bad)
+    release = _rejected_while_another_writer_holds_the_lock(monkeypatch)
+    try:
+        with pytest.warns(RuntimeWarning, match=r"could not remove .*ConcurrentWriteError"), \
+                pytest.raises(ValidationError) as err:
+            curate_new(tmp_path / "new", path)
+    finally:
+        release.set()
+    assert err.value.report is not None and err.value.report.rejected
+    assert (tmp_path / "new").exists()  # left behind, as the warning says
+
+
+def test_curate_new_keeps_its_error_when_the_cleanup_fails(tmp_path, monkeypatch):
+    from pesdata.curate import _curate
+
+    def broken(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(_curate, "_artefact_dirs", broken)
+    path = _write(tmp_path / "bad.xyz", f"2\n{G} pbc=\"T T T\"\nSi nan 0 0 0 0 0\nSi 1 1 1 0 0 0\n")
+    with pytest.warns(RuntimeWarning, match="disk on fire"), \
+            pytest.raises(ValidationError) as err:
+        curate_new(tmp_path / "new", path)
+    assert err.value.report.rejected

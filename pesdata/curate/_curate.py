@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -99,6 +100,17 @@ def curate(
     Returns
     -------
     CurateReport
+
+    Raises
+    ------
+    ValidationError
+        Invalid frames without ``quarantine`` (nothing written; the report is ``.report``).
+    InputError
+        No input, or a file that is missing, empty, of unknown format or malformed.
+    SchemaError
+        A frame's per-atom array or ``info`` value does not fit the store's schema.
+    ConcurrentWriteError
+        Another writer held the store's lock for more than ``lock_timeout`` seconds.
     """
     if isinstance(paths, (str, os.PathLike, Atoms)):
         paths = [paths]
@@ -199,6 +211,13 @@ def curate_new(
     Returns
     -------
     CurateReport
+
+    Raises
+    ------
+    PesdataError
+        As :func:`curate` raises. The curate's own error is always the one raised: when the
+        removal of the new store fails (another writer holds the lock for more than 5 s, an
+        I/O error), a :class:`RuntimeWarning` says so and the store is left behind.
     """
     import fsspec
 
@@ -215,13 +234,26 @@ def curate_new(
     try:
         return curate(store, paths, **options)
     except BaseException:
-        _remove_if_empty(store, fs, root, before)
+        # the curate's own error is the one raised: a cleanup that fails (another writer
+        # holds the lock, an I/O error, a second Ctrl-C) only warns
+        try:
+            _remove_if_empty(store, fs, root, before)
+        except BaseException as cleanup:  # noqa: BLE001 - never replace the original error
+            warnings.warn(
+                f"{uri}: could not remove the store created for this failed curate "
+                f"({type(cleanup).__name__}: {cleanup}); it may be left behind empty",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         raise
+
+
+_CLEANUP_LOCK_TIMEOUT = 5.0  # seconds the cleanup of curate_new waits for another writer
 
 
 def _remove_if_empty(store, fs, root: str, before: set[str] | None) -> None:
     """Delete a store this process created, if still empty (see :func:`curate_new`)."""
-    with store.writing(timeout=5.0):
+    with store.writing(timeout=_CLEANUP_LOCK_TIMEOUT):
         versions = store.table.dataset().versions()
         if len(versions) > 1 or any(fs.ls(p, detail=False) for p in _artefact_dirs(fs, root)):
             return  # someone else wrote to it meanwhile: it is theirs now
