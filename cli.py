@@ -1,4 +1,4 @@
 """Run the pesdata CLI from a checkout: ``python cli.py --help``."""
-from pesdata.cli import main
+from pesdata.__main__ import main
 
 main()

@@ -1,5 +1,5 @@
-"""``python -m pesdata.cli``."""
+"""``python -m pesdata.cli`` (the same as ``pesdata`` and ``python -m pesdata``)."""
 
-from . import main
+from ..__main__ import main
 
 main()

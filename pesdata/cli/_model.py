@@ -9,23 +9,23 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from . import (
+from ._common import (
     JsonOpt,
     StoreArg,
     TraceOpt,
     VersionOpt,
-    _bar,
-    _command,
-    _open,
-    _print_json,
     app,
+    bar,
+    command,
     err,
+    open_store,
     out,
+    print_json,
 )
 
 
 @app.command()
-@_command
+@command
 def split(
     store: StoreArg,
     name: Annotated[str, typer.Option("--name", help="Manifest name.")],
@@ -50,12 +50,12 @@ def split(
     from ..split import make_split
 
     manifest = make_split(
-        _open(store), name, strategy, k=k, repeats=repeats, test_size=test_size,
+        open_store(store), name, strategy, k=k, repeats=repeats, test_size=test_size,
         group_by=group_by, stratify_by=stratify_by, seed=seed, version=version,
     )
     if json_:
         keys = ("name", "version", "strategy", "folds")
-        _print_json({k_: manifest[k_] for k_ in keys})
+        print_json({k_: manifest[k_] for k_ in keys})
         return
     table = Table(title=f"split {name!r} of version {manifest['version']} ({strategy})")
     table.add_column("fold", justify="right")
@@ -123,7 +123,7 @@ class _TrainProgress:
 
 
 @app.command()
-@_command
+@command
 def train(
     store: StoreArg,
     out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
@@ -145,15 +145,15 @@ def train(
     from ..train import train as run_train
 
     params = _model_params(epochs, force_weight, members, seed, dtype)
-    with _bar(json_) as bar:
-        prog = _TrainProgress(bar, json_, params.get("epochs", 1000))
+    with bar(json_) as progress_bar:
+        prog = _TrainProgress(progress_bar, json_, params.get("epochs", 1000))
         card = run_train(
-            _open(store), out_dir, model=model, descriptor=descriptor, version=version,
+            open_store(store), out_dir, model=model, descriptor=descriptor, version=version,
             split=split, fold=fold, device=device, params=params, log=prog.epoch,
             progress=prog.structures,
         )
     if json_:
-        _print_json(card)
+        print_json(card)
         return
     m = card["metrics"]
     out.print(
@@ -164,7 +164,7 @@ def train(
 
 
 @app.command()
-@_command
+@command
 def cv(
     store: StoreArg,
     split: Annotated[str, typer.Option(help="Split manifest to cross-validate over.")],
@@ -184,14 +184,14 @@ def cv(
     from ..train import cross_validate
 
     params = _model_params(epochs, force_weight, members, seed, dtype)
-    with _bar(json_) as bar:
-        prog = _TrainProgress(bar, json_, params.get("epochs", 1000))
+    with bar(json_) as progress_bar:
+        prog = _TrainProgress(progress_bar, json_, params.get("epochs", 1000))
         df = cross_validate(
-            _open(store), split, model=model, descriptor=descriptor, version=version,
+            open_store(store), split, model=model, descriptor=descriptor, version=version,
             device=device, params=params, log=prog.epoch, progress=prog.structures,
         )
     if json_:
-        _print_json({**{k: df.attrs[k] for k in ("split", "version", "model", "mean", "std")},
+        print_json({**{k: df.attrs[k] for k in ("split", "version", "model", "mean", "std")},
                      "folds": df.to_dict(orient="records")})
         return
     table = Table(title=f"{model} CV over split {split!r} (version {df.attrs['version']})")
@@ -213,7 +213,7 @@ def cv(
 
 
 @app.command()
-@_command
+@command
 def evaluate(
     target: Annotated[str, typer.Argument(help="STORE, STORE@VERSION or a structure file.")],
     model_dir: Annotated[Path, typer.Option("--model", help="Model directory.")],
@@ -229,7 +229,7 @@ def evaluate(
     result = run_evaluate(model_dir, target, parity=str(parity) if parity else None)
     if json_:
         keys = ("n_structures", "energy_mae", "energy_rmse", "force_mae", "force_rmse")
-        _print_json({k: result[k] for k in keys})
+        print_json({k: result[k] for k in keys})
         return
     table = Table(title=f"{model_dir} on {result['target']}")
     table.add_column("metric")
