@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn import model_selection as ms
 
+from ._params import check_float, check_int
 from .errors import ArtefactError, ParameterError
 
 __all__ = [
@@ -45,7 +46,7 @@ class _Splitter:
     """Shared sklearn-protocol plumbing: delegate to the sklearn splitter for the inputs."""
 
     def _delegate(self, y, groups):  # pragma: no cover - overridden
-        raise TypeError
+        raise NotImplementedError(f"{type(self).__name__} must define _delegate()")
 
     def split(self, X, y=None, groups=None) -> Iterator[Indices]:
         """Yield ``(train, test)`` index arrays."""
@@ -175,9 +176,16 @@ STRATEGIES = ("holdout", "kfold", "loo", "logo", "rlt", "bootstrap")
 COLUMNS = ("group", "config_type", "source", "method", "formula", "composition")
 
 
+def _check_params(k, repeats, test_size, seed) -> tuple[int, int, float, int]:
+    """The numeric split arguments, checked (all of them: the manifest records them)."""
+    return (check_int("k", k, 2, what="an integer ≥ 2 (folds)"),
+            check_int("repeats", repeats),
+            check_float("test_size", test_size, low=0, high=1, low_open=True, high_open=True,
+                        what="a fraction in (0, 1)"),
+            check_int("seed", seed, 0, what="an integer ≥ 0"))
+
+
 def _splitter(strategy: str, k: int, repeats: int, test_size: float, seed: int, stratify: bool):
-    if strategy in ("rlt", "bootstrap") and (int(repeats) != repeats or repeats < 1):
-        raise ParameterError(f"repeats must be a positive integer, got {repeats!r:.200}")
     if strategy == "holdout":
         return HoldOut(test_size, seed, stratify)
     if strategy == "kfold":
@@ -299,13 +307,47 @@ def make_split(
     decided inside it: of two concurrent calls with one name exactly one succeeds, the other
     raises :class:`~pesdata.errors.ArtefactError`.
 
+    Parameters
+    ----------
+    store : pesdata.Store
+        The store to split (and to save the manifest in).
+    name : str
+        Name of the manifest artefact.
+    strategy : str
+        One of :data:`STRATEGIES`: ``holdout``, ``kfold``, ``loo``, ``logo`` (needs
+        ``group_by``), ``rlt`` (repeated learning-testing), ``bootstrap``.
+    k : int
+        Folds for ``kfold`` (≥ 2).
+    repeats : int
+        Repeats for ``rlt`` and ``bootstrap`` (≥ 1).
+    test_size : float
+        Test fraction for ``holdout`` and ``rlt``, in (0, 1).
+    group_by, stratify_by : str, optional
+        A column of :data:`COLUMNS` whose groups stay whole / whose proportions are kept.
+    seed : int
+        Random seed (≥ 0).
+    version : int or str, optional
+        Version number or tag to split (default: the latest).
+    save : bool
+        Save the manifest; ``False`` only returns it.
+
     Returns
     -------
     dict
         The manifest: ``name``, ``version``, ``strategy``, ``params``, ``group_by``,
         ``stratify_by``, ``seed``, ``folds`` (list of ``{"train": [ids], "test": [ids]}``; a
         hold-out is one fold), ``created``.
+
+    Raises
+    ------
+    ParameterError
+        An unknown strategy or column, an out-of-range or non-numeric ``k``, ``repeats``,
+        ``test_size`` or ``seed`` (the message quotes it), an empty version, or a split
+        scikit-learn cannot make (e.g. fewer groups than folds).
+    ArtefactError
+        A split called ``name`` exists, or a fold would leak.
     """
+    k, repeats, test_size, seed = _check_params(k, repeats, test_size, seed)
     if save and name in store.artefacts.list("split"):  # fail early; decided under the lock
         raise ArtefactError(f"split artefact {name!r} exists; choose another name")
     snap = store.read(version)
@@ -364,11 +406,28 @@ def load_split(store, name: str, version: int | str | None = None, *,
     version than its own is an error unless ``allow_other_version``; even then every id must
     exist in that version.
 
+    Parameters
+    ----------
+    store : pesdata.Store
+        The store holding the manifest.
+    name : str
+        The manifest's name.
+    version : int or str, optional
+        The version the caller will use it on (default: its pinned version).
+    allow_other_version : bool
+        Allow a ``version`` other than the pinned one.
+
+    Returns
+    -------
+    dict
+        The manifest, as :func:`make_split` returns it.
+
     Raises
     ------
+    ArtefactNotFound
+        No split of that name.
     ArtefactError
-        No split of that name, or the manifest fails its schema or leaks (the message names
-        the fold and an id).
+        The manifest fails its schema or leaks (the message names the fold and an id).
     ParameterError
         ``version`` is not the pinned one (without ``allow_other_version``).
     """

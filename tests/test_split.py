@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
-from pesdata.errors import ArtefactError, ParameterError, PesdataError
+from pesdata.errors import ArtefactError, ArtefactNotFound, ParameterError
 from pesdata.split import (
     Bootstrap,
     HoldOut,
@@ -103,25 +103,54 @@ def test_manifest_is_saved_validated_and_pinned(si, tmp_path):
     st.curate(DATA / "mlearn/Si_training.extxyz", method="PBE")
     st.curate(DATA / "mlearn/Si_test.extxyz", method="PBE")
     make_split(st, "v2", "holdout", version=2)
-    with pytest.raises(PesdataError, match="pinned to version 2, not 3"):
+    with pytest.raises(ParameterError, match="pinned to version 2, not 3"):
         load_split(st, "v2", version=3)
     assert load_split(st, "v2", version=3, allow_other_version=True)["version"] == 2
-    with pytest.raises(PesdataError, match="exists"):
+    with pytest.raises(ArtefactError, match="exists"):
         make_split(st, "v2", "holdout")
+    with pytest.raises(ArtefactNotFound, match="no split artefact named 'nope'"):
+        load_split(st, "nope")
 
 
 def test_errors_are_clear(si):
-    with pytest.raises(PesdataError, match="unknown split strategy 'nope'"):
+    with pytest.raises(ParameterError, match="unknown split strategy 'nope'"):
         make_split(si, "x", "nope", save=False)
-    with pytest.raises(PesdataError, match="cannot split by 'colour'"):
+    with pytest.raises(ParameterError, match="cannot split by 'colour'"):
         make_split(si, "x", "kfold", group_by="colour", save=False)
     for strategy in ("rlt", "bootstrap"):
-        with pytest.raises(PesdataError, match="repeats must be a positive integer, got 0"):
+        with pytest.raises(ParameterError, match="repeats must be a positive integer, got 0"):
             make_split(si, "x", strategy, repeats=0, save=False)
-    with pytest.raises(PesdataError, match="needs groups"):
+    with pytest.raises(ParameterError, match="needs groups"):
         LeaveOneGroupOut().get_n_splits(np.arange(4))
-    with pytest.raises(PesdataError, match="cannot make a kfold split"):
+    with pytest.raises(ParameterError, match="cannot make a kfold split"):
         make_split(si, "x", "kfold", k=10, group_by="group", save=False)  # only 4 groups
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [({"repeats": float("nan")}, "repeats must be a positive integer, got nan"),
+     ({"repeats": "3"}, "repeats must be a positive integer, got '3'"),
+     ({"repeats": 2.5}, "repeats must be a positive integer, got 2.5"),
+     ({"k": 1}, "k must be an integer ≥ 2 (folds), got 1"),
+     ({"k": True}, "k must be an integer ≥ 2 (folds), got True"),
+     ({"test_size": 1.0}, "test_size must be a fraction in (0, 1), got 1.0"),
+     ({"test_size": float("inf")}, "test_size must be a fraction in (0, 1), got inf"),
+     ({"test_size": "0.2"}, "test_size must be a fraction in (0, 1), got '0.2'"),
+     ({"seed": -1}, "seed must be an integer ≥ 0, got -1"),
+     ({"seed": None}, "seed must be an integer ≥ 0, got None")],
+)
+def test_bad_numeric_arguments_quote_the_value(si, kw, message):
+    strategy = "kfold" if "k" in kw else "rlt"
+    with pytest.raises(ParameterError) as info:
+        make_split(si, "x", strategy, save=False, **kw)
+    assert str(info.value) == message
+    assert "x" not in si.artefacts.list("split")
+
+
+def test_whole_float_arguments_are_recorded_as_ints(si):
+    m = make_split(si, "x", "rlt", repeats=2.0, seed=3.0, save=False)
+    assert len(m["folds"]) == 2 and m["params"]["repeats"] == 2 and m["seed"] == 3
+    assert isinstance(m["params"]["repeats"], int) and isinstance(m["seed"], int)
 
 
 def test_sklearn_compatibility():
