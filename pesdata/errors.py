@@ -12,7 +12,7 @@ class                      builtin                       raised when
 :class:`SchemaError`       ``ValueError``                data does not fit the table schema
 :class:`InputError`        ``ValueError``                an input file cannot be read
 :class:`FormatError`       ``ValueError``                the file format is unknown/ambiguous
-:class:`ValidationError`   ``ValueError``                curate found invalid frames
+:class:`ValidationError`   ``ValueError``                frames failed validation
 :class:`ArtefactError`     ``ValueError``                an artefact is invalid
 :class:`ArtefactNotFound`  ``LookupError``               an artefact does not exist
 :class:`VersionNotFound`   ``LookupError``               a version number or tag does not exist
@@ -113,9 +113,9 @@ class FormatError(InputError):
 
 
 class ValidationError(PesdataError, ValueError):
-    """A curate run found invalid frames and, by policy, wrote nothing.
-
-    The full :class:`~pesdata.curate.CurateReport` is attached as ``report``.
+    """Frames failed validation: a curate run that, by policy, wrote nothing (the full
+    :class:`~pesdata.curate.CurateReport` is attached as ``report``), or frames that
+    ``evaluate`` or training refuse (non-finite labels, broken geometry; ``report`` is None).
     """
 
     exit_code = 3
