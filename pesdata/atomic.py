@@ -6,6 +6,11 @@ and replaces the target with ``os.replace``; on any failure the temporary file i
 the target is left as it was. :func:`atomic_dir` does the same for a whole directory (a model
 directory, say): it is built in a hidden staging directory that is then swapped in.
 
+With ``exclusive=True`` the target is never replaced: the finished temporary file is hard-linked
+to the final name, which fails if anything is there, so of two concurrent exclusive writes of one
+name exactly one succeeds and the other raises :class:`FileExistsError` (its temporary file is
+removed either way).
+
 Only regular files (or new paths) are ever replaced: a device, FIFO, socket, symlink or
 directory in the way is refused with :class:`~pesdata.errors.OutputError`, so
 ``pesdata export STORE /dev/null`` cannot turn a device node into a regular file.
@@ -18,6 +23,7 @@ directory in the way is refused with :class:`~pesdata.errors.OutputError`, so
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -26,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from .errors import OutputError, ParameterError
 
 __all__ = ["atomic_dir", "atomic_path", "atomic_write", "check_output_path", "fsync_dir"]
 
@@ -41,6 +47,11 @@ def check_output_path(path: str | os.PathLike, *, directory: bool = False) -> Pa
     directory : bool
         The target is a directory (:func:`atomic_dir`): an existing directory is allowed, an
         existing file is not. Otherwise an existing regular file is allowed, a directory is not.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
 
     Raises
     ------
@@ -73,7 +84,13 @@ def check_output_path(path: str | os.PathLike, *, directory: bool = False) -> Pa
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
-    """fsync a directory so a rename inside it survives a power cut (no-op where unsupported)."""
+    """fsync a directory so a rename inside it survives a power cut (no-op where unsupported).
+
+    Parameters
+    ----------
+    path : path-like
+        The directory.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -86,8 +103,14 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _exists(path: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "exists; an exclusive write never replaces it", str(path))
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike, *, suffix: str | None = None, exclusive: bool = False
+) -> Iterator[Path]:
     """A temporary path beside ``path`` to write (by any library); it replaces ``path`` on exit.
 
     For writers that want a file *name* (``pyarrow.parquet.write_table``, ``torch.save``, ASE's
@@ -100,8 +123,26 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         The target (a regular file or a new path; see :func:`check_output_path`).
     suffix : str, optional
         Suffix of the temporary name (default: the target's), for writers that look at it.
+    exclusive : bool
+        Never replace ``path``: the finished file is hard-linked into place, which fails when
+        anything exists there (also when another writer linked it first, so of concurrent
+        exclusive writes exactly one wins). Needs a file system with hard links.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write.
+
+    Raises
+    ------
+    OutputError
+        ``path`` is a symlink, directory, device, FIFO or socket.
+    FileExistsError
+        ``exclusive`` and ``path`` exists (checked before and, race-free, at the end).
     """
     p = check_output_path(path)
+    if exclusive and os.path.lexists(p):
+        raise _exists(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=(p.suffix if suffix is None
                                                               else suffix) + ".tmp", dir=p.parent)
@@ -113,8 +154,14 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         if tmp_path.is_file():
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
-        check_output_path(p)  # nothing special appeared there meanwhile
-        os.replace(tmp_path, p)
+        if exclusive:
+            try:
+                os.link(tmp_path, p)  # fails if the name exists: no check-then-write race
+            except FileExistsError as exc:
+                raise _exists(p) from exc
+        else:
+            check_output_path(p)  # nothing special appeared there meanwhile
+            os.replace(tmp_path, p)
         fsync_dir(p.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -123,7 +170,11 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
 
 @contextlib.contextmanager
 def atomic_write(
-    path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8"
+    path: str | os.PathLike,
+    mode: str = "w",
+    *,
+    encoding: str | None = "utf-8",
+    exclusive: bool = False,
 ) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it is fsynced and replaces ``path``.
 
@@ -135,10 +186,26 @@ def atomic_write(
         Text or binary.
     encoding : str, optional
         Text encoding (ignored in binary mode).
+    exclusive : bool
+        Never replace an existing ``path`` (see :func:`atomic_path`).
+
+    Yields
+    ------
+    file object
+        The open temporary file.
+
+    Raises
+    ------
+    ParameterError
+        ``mode`` is not ``"w"`` or ``"wb"``.
+    OutputError
+        ``path`` is a symlink, directory, device, FIFO or socket.
+    FileExistsError
+        ``exclusive`` and ``path`` exists.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
-    with atomic_path(path) as tmp:
+        raise ParameterError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    with atomic_path(path, exclusive=exclusive) as tmp:
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with open(tmp, mode, **kwargs) as fh:
             yield fh
@@ -154,6 +221,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     renamed aside and removed only after the new one is in place; if the swap fails it is put
     back. On an exception the staging directory is removed and ``path`` is untouched. Callers
     decide beforehand whether an existing ``path`` may be replaced.
+
+    Parameters
+    ----------
+    path : path-like
+        The target directory (new, or an existing directory the caller may replace).
+
+    Yields
+    ------
+    pathlib.Path
+        The staging directory to fill.
+
+    Raises
+    ------
+    OutputError
+        ``path`` exists and is not a directory (or is a symlink).
     """
     p = check_output_path(path, directory=True)
     p.parent.mkdir(parents=True, exist_ok=True)

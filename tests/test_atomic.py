@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from pesdata.atomic import atomic_dir, atomic_path, atomic_write, check_output_path
-from pesdata.errors import OutputError
+from pesdata.errors import OutputError, ParameterError
 
 
 def _leftovers(directory, keep):
@@ -86,3 +86,59 @@ def test_atomic_dir_swaps_whole_or_not_at_all(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="not a directory"), atomic_dir(tmp_path / "file"):
         pass
+
+
+def test_a_bad_mode_is_a_parameter_error(tmp_path):
+    with pytest.raises(ParameterError, match="mode must be 'w' or 'wb', not 'a'"):
+        with atomic_write(tmp_path / "x", "a"):
+            pass
+    assert _leftovers(tmp_path, set()) == []
+
+
+def test_exclusive_write_never_replaces(tmp_path):
+    target = tmp_path / "a.json"
+    with atomic_write(target, exclusive=True) as fh:
+        fh.write("first")
+    with pytest.raises(FileExistsError, match="exists"), atomic_write(target, exclusive=True):
+        pytest.fail("the body must not run when the target exists")
+    assert target.read_text() == "first"
+    assert _leftovers(tmp_path, {"a.json"}) == []
+
+
+def test_exclusive_writers_race_and_exactly_one_wins(tmp_path):
+    """Both writers pass the early check and finish writing before either links into place."""
+    import threading
+
+    target = tmp_path / "a.json"
+    ready = threading.Barrier(2, timeout=10)
+    results: dict[int, str] = {}
+
+    def write(k):
+        try:
+            with atomic_write(target, exclusive=True) as fh:
+                fh.write(f"writer {k}")
+                ready.wait()  # both have passed the early check and written
+            results[k] = "won"
+        except FileExistsError:
+            results[k] = "lost"
+
+    for _ in range(20):
+        target.unlink(missing_ok=True)
+        results.clear()
+        threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert sorted(results.values()) == ["lost", "won"]
+        winner = next(k for k, r in results.items() if r == "won")
+        assert target.read_text() == f"writer {winner}"
+        assert _leftovers(tmp_path, {"a.json"}) == []  # the loser's temp file is gone
+
+
+def test_exclusive_write_refuses_a_dangling_symlink(tmp_path):
+    link = tmp_path / "l.json"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputError, match="symbolic link"), atomic_write(link, exclusive=True):
+        pass
+    assert not (tmp_path / "nowhere").exists()

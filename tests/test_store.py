@@ -159,8 +159,8 @@ def test_curate_report_artefact_is_saved_and_valid(store):
     assert len(names) == 1 and names[0].startswith("v000002")
     doc = store.artefacts.load("curate_report", names[0])
     assert doc["version"] == report.version == 2 and doc["added"] == 2
-    with pytest.raises(ArtefactError, match="version"):
-        store.artefacts.save("curate_report", "bad", {"version": "two"})
+    with pytest.raises(ArtefactError, match="curate_report artefact 'bad' invalid at version"):
+        store.artefacts.save("curate_report", "bad", {**doc, "version": "two"})
 
 
 def test_optimize_keeps_rows_and_builds_indices(store):

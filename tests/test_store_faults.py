@@ -3,6 +3,7 @@ atomically and race-free, and failed writes that leave no trace (issue 14 ยง3, ย
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pesdata.errors import (
     TagExistsError,
     VersionNotFound,
 )
+from pesdata.store import artefact_kinds, validate_artefact
 
 from .test_store import emt_cells
 
@@ -109,9 +111,48 @@ def test_artefact_save_is_atomic_and_leaves_no_temp_file(store):
         store.artefacts.save("curate_report", "r1", _report_doc(2))
     store.artefacts.save("curate_report", "r1", _report_doc(2), overwrite=True)
     assert json.loads(path.read_text())["version"] == 2
-    with pytest.raises(ArtefactError):  # invalid: nothing written
-        store.artefacts.save("curate_report", "r2", {"version": "two"})
+    with pytest.raises(ArtefactError, match="curate_report artefact 'r2' invalid at version"):
+        store.artefacts.save("curate_report", "r2", {**_report_doc(), "version": "two"})
     assert sorted(p.name for p in path.parent.iterdir()) == ["r1.json"]
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "", "a\\b", "nul\0"])
+def test_an_unsafe_artefact_name_is_a_parameter_error(store, name):
+    with pytest.raises(ParameterError, match=rf"invalid artefact name {re.escape(repr(name))}"):
+        store.artefacts.save("curate_report", name, _report_doc())
+    with pytest.raises(ParameterError, match="invalid artefact name"):
+        store.artefacts.load("curate_report", name)
+    assert not (Path(store.root) / "artefacts" / "x.json").exists()
+    assert store.artefacts.list("curate_report") == []
+
+
+def test_an_unknown_artefact_kind_is_a_parameter_error_listing_the_kinds(store):
+    known = "curate_report, descriptor_config, model_card, split"
+    for call in (
+        lambda: store.artefacts.save("ledger", "a", _report_doc()),
+        lambda: store.artefacts.load("ledger", "a"),
+        lambda: store.artefacts.list("ledger"),
+        lambda: validate_artefact("ledger", {}),
+        lambda: validate_artefact("structure", {}),  # the table's schema is no artefact kind
+    ):
+        with pytest.raises(ParameterError, match=f"unknown artefact kind .*; known kinds: {known}"):
+            call()
+    assert artefact_kinds() == known.split(", ")
+
+
+def test_validate_names_the_artefact_when_told_where(store):
+    with pytest.raises(ArtefactError, match=r"^curate_report artefact invalid at version: 'two'"):
+        validate_artefact("curate_report", {**_report_doc(), "version": "two"})  # positional
+    with pytest.raises(ArtefactError,
+                       match=r"^curate_report artefact 'run.json' invalid at version: 'two'"):
+        validate_artefact("curate_report", {**_report_doc(), "version": "two"},
+                          where="run.json")
+    bad = Path(store.root) / "artefacts" / "curate_report" / "hand-edited.json"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(json.dumps({**_report_doc(), "added": -1}))
+    with pytest.raises(ArtefactError, match=r"curate_report artefact '.*hand-edited\.json' invalid "
+                                            r"at added"):
+        store.artefacts.load("curate_report", "hand-edited")
 
 
 def test_concurrent_saves_of_one_name_exactly_one_wins(store):

@@ -1,6 +1,6 @@
 """Versioned structure store: Lance table, tags, log, diff, artefacts."""
 
-from ._artefacts import ArtefactStore, load_schema, schema_dir
+from ._artefacts import ArtefactStore, artefact_kinds, load_schema, schema_dir
 from ._artefacts import validate as validate_artefact
 from ._snapshot import Snapshot
 from ._store import Store, open_store, store_exists
@@ -9,6 +9,7 @@ __all__ = [
     "ArtefactStore",
     "Snapshot",
     "Store",
+    "artefact_kinds",
     "load_schema",
     "open_store",
     "schema_dir",
