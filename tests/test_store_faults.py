@@ -16,6 +16,7 @@ from pesdata.errors import (
     ArtefactError,
     ArtefactNotFound,
     ParameterError,
+    SchemaError,
     StoreCorruptError,
     TagExistsError,
     VersionNotFound,
@@ -203,8 +204,25 @@ def test_failed_commit_after_a_schema_change_leaves_no_version(store):
     def batches():
         return iter(bad.to_batches())
 
-    with pytest.raises((pa.ArrowInvalid, ValueError)):
+    with pytest.raises(SchemaError, match=r"column 'n_atoms': values of type string do not fit "
+                                          r"the table's type int32") as err:
         table.commit(batches, bad.schema, message="broken", meta={})
+    assert isinstance(err.value.__cause__, pa.ArrowException)
     assert store.version == 1
     assert "arr_new" not in store.table.dataset().schema.names
 
+
+
+
+@pytest.mark.parametrize("append_only", [False, True])
+def test_a_type_clash_without_a_schema_change_is_a_schema_error(store, append_only):
+    """Through Lance's writer (which wraps reader errors in its own), not a raw LanceError."""
+    schema = store.table.dataset().schema
+    good = pa.table({f.name: pa.nulls(1, f.type) for f in schema})
+    idx = good.schema.get_field_index("n_atoms")
+    bad = good.set_column(idx, pa.field("n_atoms", pa.string()), pa.array(["x"]))
+    with pytest.raises(SchemaError, match=r"column 'n_atoms': values of type string do not fit "
+                                          r"the table's type int32 \(Failed to parse"):
+        store.table.commit(bad.to_batches(), bad.schema, message="m", meta={},
+                           append_only=append_only)
+    assert store.version == 1

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lance.fragment import write_fragments
 
-from ..errors import StoreCorruptError, VersionNotFound
+from ..errors import SchemaError, StoreCorruptError, VersionNotFound
 from ..schema import structure_schema
 
 __all__ = ["StructureTable"]
@@ -177,6 +177,11 @@ class StructureTable:
         -------
         int
             The new version number.
+
+        Raises
+        ------
+        SchemaError
+            A column of the rows cannot be cast to the table's type (nothing is committed).
         """
         ds = self.dataset()
         missing = [f for f in schema if ds.schema.get_field_index(f.name) < 0]
@@ -192,9 +197,33 @@ class StructureTable:
             ds = self.dataset()
         target = ds.schema
         rows = batches() if callable(batches) else batches
-        reader = pa.RecordBatchReader.from_batches(
-            _without_metadata(target), _conform(rows, target)
+        clash: list[SchemaError] = []  # Lance wraps errors raised in the reader in its own
+
+        def conformed():
+            try:
+                yield from _conform(rows, target)
+            except SchemaError as exc:
+                clash.append(exc)
+                raise
+
+        reader = pa.RecordBatchReader.from_batches(_without_metadata(target), conformed())
+        try:
+            transaction = self._transaction(ds, reader, append_only)
+        except Exception:
+            if clash:
+                raise clash[0]  # noqa: B904 - keeps its Arrow cause; Lance's error is the context
+            raise
+        props = dict(transaction.transaction_properties or {})
+        props[META_KEY] = json.dumps(meta)
+        props[MESSAGE_KEY] = message
+        transaction.transaction_properties = props
+        new = lance.LanceDataset.commit(
+            self.uri, transaction, storage_options=self.storage_options
         )
+        return new.version
+
+    def _transaction(self, ds, reader: pa.RecordBatchReader, append_only: bool):
+        """The uncommitted Lance transaction writing ``reader``'s rows (see :meth:`commit`)."""
         if append_only:
             fragments = write_fragments(
                 reader, self.uri, schema=reader.schema, storage_options=self.storage_options,
@@ -210,14 +239,7 @@ class StructureTable:
                 .when_not_matched_insert_all()
             )
             transaction, _stats = builder.execute_uncommitted(reader)
-        props = dict(transaction.transaction_properties or {})
-        props[META_KEY] = json.dumps(meta)
-        props[MESSAGE_KEY] = message
-        transaction.transaction_properties = props
-        new = lance.LanceDataset.commit(
-            self.uri, transaction, storage_options=self.storage_options
-        )
-        return new.version
+        return transaction
 
     # -- history -----------------------------------------------------------------------------
     def history(self) -> list[dict]:
@@ -269,7 +291,13 @@ def _without_metadata(schema: pa.Schema) -> pa.Schema:
 
 
 def _conform(batches: Iterable[pa.RecordBatch], target: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """Order columns as the table has them, filling absent ``arr_*`` columns with nulls."""
+    """Order columns as the table has them, filling absent ``arr_*`` columns with nulls.
+
+    Raises
+    ------
+    SchemaError
+        A column's values cannot be cast to the table's type; names the column and both types.
+    """
     schema = _without_metadata(target)
     for batch in batches:
         cols = []
@@ -277,6 +305,13 @@ def _conform(batches: Iterable[pa.RecordBatch], target: pa.Schema) -> Iterator[p
             idx = batch.schema.get_field_index(f.name)
             if idx < 0:
                 cols.append(pa.nulls(batch.num_rows, f.type))
-            else:
-                cols.append(batch.column(idx).cast(f.type))
+                continue
+            column = batch.column(idx)
+            try:
+                cols.append(column.cast(f.type))
+            except pa.ArrowException as exc:
+                raise SchemaError(
+                    f"column '{f.name}': values of type {column.type} do not fit the table's "
+                    f"type {f.type} ({_short(exc)})"
+                ) from exc
         yield pa.RecordBatch.from_arrays(cols, schema=schema)
