@@ -30,7 +30,26 @@ def _fits(kind: str, column: str) -> bool:
 
 
 def with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
-    """``schema`` with a column for every per-atom array of ``frames``; clashes raise."""
+    """``schema`` with a column for every per-atom array of ``frames``; clashes raise.
+
+    Parameters
+    ----------
+    frames : sequence of Frame
+        The frames of one batch.
+    schema : pyarrow.Schema
+        The store's (or the batch's) schema so far.
+
+    Returns
+    -------
+    pyarrow.Schema
+        ``schema`` with an ``arr_<name>`` column appended for every new array name.
+
+    Raises
+    ------
+    SchemaError
+        An array's kind or width clashes with its column or with another frame of the batch;
+        the message names the frame's source (``file#frame``) and both types.
+    """
     new: dict[str, list] = {}  # name -> [kind, width, source of the first frame]
     for f in frames:
         for name, value in f.arrays.items():
@@ -61,10 +80,50 @@ def with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
     return schema
 
 
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError)
+
+
+def _leaf_values(flat: np.ndarray, leaf: pa.DataType) -> pa.Array:
+    """Flat numpy values as an Arrow array of the column's leaf type."""
+    if pa.types.is_string(leaf):
+        return pa.array(flat.astype(object), pa.string())
+    if pa.types.is_floating(leaf):
+        return pa.array(flat.astype(np.float64), type=leaf)
+    return pa.array(flat, type=leaf)  # int64 (overflow of uint64 values is an error) or bool
+
+
+def _converts(values: np.ndarray, leaf: pa.DataType) -> bool:
+    """Whether one frame's values convert to ``leaf`` (to name the frame that does not)."""
+    try:
+        _leaf_values(values.reshape(-1), leaf)
+    except _CONVERSION_ERRORS:
+        return False
+    return True
+
+
 def array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.Array:
     """One extra per-atom array column, built from concatenated numpy values.
 
     Kinds and widths were checked by :func:`with_array_columns`.
+
+    Parameters
+    ----------
+    fld : pyarrow.Field
+        The ``arr_<name>`` column.
+    frames : sequence of Frame
+        The frames of the batch; those without the array get a null.
+    n : numpy.ndarray of int
+        Atom count of each frame.
+
+    Returns
+    -------
+    pyarrow.ListArray
+
+    Raises
+    ------
+    SchemaError
+        Values that do not convert to the column's type (a uint64 beyond int64, say); the
+        message names the first failing frame's source.
     """
     name = fld.name[len(ARRAY_PREFIX) :]
     vtype = fld.type.value_type
@@ -76,17 +135,17 @@ def array_column(fld: pa.Field, frames: Sequence[Frame], n: np.ndarray) -> pa.Ar
     if not present.any():
         return pa.nulls(len(frames), fld.type)
     arrays = [np.asarray(v) for v in values if v is not None]
-    flat = np.concatenate([v.reshape(-1) for v in arrays])
     try:
-        if pa.types.is_string(leaf):
-            flat = pa.array(flat.astype(object), pa.string())
-        elif pa.types.is_floating(leaf):
-            flat = pa.array(flat.astype(np.float64), type=leaf)
-        else:  # int64 (overflow of uint64 values is an error) or bool
-            flat = pa.array(flat, type=leaf)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        flat = _leaf_values(np.concatenate([v.reshape(-1) for v in arrays]), leaf)
+    except _CONVERSION_ERRORS as exc:
+        bad = next(
+            (f for f, v in zip(frames, values, strict=True)
+             if v is not None and not _converts(np.asarray(v), leaf)),
+            None,
+        )
+        where = f"{bad.source}: " if bad is not None else ""
         raise SchemaError(
-            f"per-atom array '{name}' does not fit column type {vtype}: {exc}"
+            f"{where}per-atom array '{name}' does not fit column type {vtype}: {exc}"
         ) from exc
     if width:
         flat = pa.FixedSizeListArray.from_arrays(flat, width)

@@ -316,3 +316,16 @@ def test_info_values_json_cannot_hold_are_refused_and_nested_ones_kept():
     a.info["z"] = 1 + 2j
     with pytest.raises(SchemaError, match=r"m#1: info key 'z' holds complex \(1\+2j\)"):
         frames_to_table([Frame.from_atoms(a, source="m#1")])
+
+
+def test_values_that_do_not_convert_name_the_first_failing_frame():
+    def frame(i, tag):
+        return Frame(numbers=[1, 1], positions=np.zeros((2, 3)), cell=np.zeros((3, 3)),
+                     pbc=[False] * 3, source=f"a.xyz#{i}",
+                     arrays={"tag": np.array(tag, dtype=np.uint64)})
+
+    frames = [frame(0, [1, 2]), frame(1, [3, 4]), frame(2, [2**63 + 5, 1]),
+              frame(3, [2**64 - 1, 0])]
+    with pytest.raises(SchemaError, match=r"^a\.xyz#2: per-atom array 'tag' does not fit column "
+                                          r"type int64: Integer value 9223372036854775813"):
+        frames_to_table(frames)
