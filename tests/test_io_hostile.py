@@ -232,12 +232,26 @@ def test_failed_write_leaves_no_temp_file(tmp_path, images):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", ["out.xyz.gz", "out.xyz.bz2", "out.traj.gz"])
-def test_compressed_outputs_are_compressed(tmp_path, images, name):
+@pytest.mark.parametrize("name, magic", [
+    ("out.xyz.gz", b"\x1f\x8b"), ("out.xyz.bz2", b"BZh"), ("out.traj.gz", b"\x1f\x8b"),
+    ("out.xyz.xz", b"\xfd7zXZ\x00"),
+])
+def test_compressed_outputs_are_compressed(tmp_path, images, name, magic):
     path = tmp_path / name
     assert write_atoms(path, images) == 2
     raw = path.read_bytes()
-    assert raw[:2] == b"\x1f\x8b" or raw[:3] == b"BZh"
+    assert raw[:len(magic)] == magic, f"{name} starts with {raw[:6]!r}, not {magic!r}"
     back = ase.io.read(path, ":")
     np.testing.assert_allclose(back[1].positions, images[1].positions, atol=1e-6)
     assert _no_temp_files(tmp_path)
+
+
+def test_an_error_thrown_into_the_reader_is_not_relabelled(tmp_path):
+    """Only conversion errors become InputError; the consumer's own errors pass unchanged."""
+    path = tmp_path / "a.xyz"
+    path.write_text(f"2\n{HEADER}\nSi 0 0 0 0 0 0\nSi 1.5 1.5 1.5 0 0 0\n" * 2)
+    frames = read_frames(path)
+    assert next(frames).source == f"{path}#0"
+    with pytest.raises(ValueError, match="the consumer's own") as err:
+        frames.throw(ValueError("the consumer's own"))
+    assert type(err.value) is ValueError

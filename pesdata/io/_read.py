@@ -152,7 +152,7 @@ def read_frames(
     for i, item in enumerate(iter_atoms(path, format, parts=True)):
         make = Frame.from_parts if isinstance(item, AtomsParts) else Frame.from_atoms
         try:
-            yield make(
+            frame = make(
                 item,
                 method=method,
                 config_type=config_type,
@@ -164,3 +164,4 @@ def read_frames(
             raise InputError(
                 f"cannot convert frame: {shorten(str(exc))}", path=name, frame=i
             ) from exc
+        yield frame  # outside the try: an error thrown into the generator is not relabelled
