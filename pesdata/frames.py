@@ -1,8 +1,15 @@
-"""``ase.Atoms`` ⇄ Arrow conversion and canonical content hashing.
+"""``ase.Atoms`` ⇄ Arrow conversion of the structure table.
 
 A :class:`Frame` is one structure with its labels as plain numpy arrays, taken from an
 ``ase.Atoms`` (:meth:`Frame.from_atoms`), validated by :mod:`pesdata.curate`, and batched into an
 Arrow table with :func:`frames_to_table`. :func:`table_to_atoms` goes back.
+
+The pieces live in small private modules: content hashing (``geometry_hash``, the row ``id``)
+in :mod:`pesdata._hash`, the ``info`` JSON in :mod:`pesdata._info`, formulas in
+:mod:`pesdata._formula`, the extra per-atom array columns in :mod:`pesdata._columns`.
+:func:`geometry_hash`, :func:`structure_id`, :func:`chemical_formula` and
+:func:`reduced_formula` stay importable from here (``from pesdata.frames import
+geometry_hash`` keeps working).
 
 Conventions
 -----------
@@ -25,22 +32,22 @@ Conventions
   them; ints come back as int64 (ASE reads int32), floats as float64. A frame whose array does
   not fit the store's column (another kind or width) is refused with a :class:`SchemaError`;
   an int array into a float column is widened.
-* ``info`` is kept as JSON: ints, floats, bools, strings, None, numpy arrays (dtype kept) and
-  nested lists and dicts of these — extxyz holds the latter as ``_JSON`` values and so do we.
-  Tuples come back as lists and numpy scalars as Python numbers (same dtype kind). Values JSON
-  cannot hold (complex numbers, bytes, arbitrary objects, which only in-memory ``Atoms`` can
-  carry) are refused with a :class:`SchemaError` naming the frame and key.
-* ``geometry_hash`` hashes atomic numbers, positions rounded to 1e-6 Å, the cell rounded to
-  1e-6 Å and pbc, in atom order; ``id`` hashes ``geometry_hash`` with the method string.
-  Coordinates beyond ~9.2e10 Å (or non-finite) are hashed exactly, in a separate domain.
+* ``info`` is kept as JSON (:mod:`pesdata._info`): ints, floats, bools, strings, None, numpy
+  arrays (dtype kept) and nested lists and dicts of these — extxyz holds the latter as ``_JSON``
+  values and so do we. Tuples come back as lists and numpy scalars as Python numbers (same
+  dtype kind). Values JSON cannot hold (complex numbers, bytes, arbitrary objects, which only
+  in-memory ``Atoms`` can carry) are refused with a :class:`SchemaError` naming the frame and
+  key.
+* ``geometry_hash`` (:mod:`pesdata._hash`) hashes atomic numbers, positions rounded to 1e-6 Å,
+  the cell rounded to 1e-6 Å and pbc, in atom order; ``id`` hashes ``geometry_hash`` with the
+  method string. Coordinates beyond ~9.2e10 Å (or non-finite) are hashed exactly, in a
+  separate domain.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import ase
 import numpy as np
@@ -48,26 +55,26 @@ import pyarrow as pa
 from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms, FixCartesian
-from ase.formula import Formula
 from ase.io.extxyz import _make_move_mask
 
 from ._arrow import flat_values, fsl_values, list_array
 from ._columns import array_column, with_array_columns
+from ._formula import chemical_formula, reduced_formula
 from ._hash import geometry_hash, structure_id
-from .errors import SchemaError
+from ._info import info_from_json, info_to_json
 from .schema import ARRAY_PREFIX, structure_schema
 
 __all__ = [
     "AtomsParts",
     "Frame",
     "LabelKeys",
+    "chemical_formula",
     "frames_to_table",
     "geometry_hash",
+    "reduced_formula",
     "structure_id",
     "table_to_atoms",
 ]
-
-
 
 _RESERVED_INFO = ("method", "config_type", "group")
 
@@ -145,28 +152,6 @@ def _virial_to_stress(virial, cell) -> np.ndarray | None:
     """``-virial / volume`` (eV → eV/Å³); None when the cell has no volume."""
     volume = abs(np.linalg.det(np.asarray(cell, dtype=float)))
     return -np.asarray(virial, dtype=float) / volume if volume > 0 else None
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _from_json(value):
-    if isinstance(value, dict):
-        if "__ndarray__" in value:
-            return np.array(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
 
 
 @dataclass
@@ -375,7 +360,7 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
             pa.array(np.array([f.pbc for f in frames], dtype=bool).reshape(-1)), 3
         ),
         "n_atoms": pa.array(n.astype(np.int32)),
-        "formula": pa.array([_formula(f.numbers) for f in frames], pa.string()),
+        "formula": pa.array([chemical_formula(f.numbers) for f in frames], pa.string()),
         "energy": pa.array(
             [f.energy for f in frames], pa.float64(), from_pandas=False
         ),
@@ -387,56 +372,13 @@ def frames_to_table(frames: Sequence[Frame], schema: pa.Schema | None = None) ->
         "config_type": pa.array([f.config_type for f in frames], pa.string()),
         "group": pa.array([f.group for f in frames], pa.string()),
         "source": pa.array([f.source for f in frames], pa.string()),
-        "info": pa.array([_info_json(f) for f in frames], pa.string()),
+        "info": pa.array([info_to_json(f.info, f.source) for f in frames], pa.string()),
     }
     for fld in schema:
         if not fld.name.startswith(ARRAY_PREFIX):
             continue
         cols[fld.name] = array_column(fld, frames, n)
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
-
-
-def _info_json(frame: Frame) -> str:
-    """``frame.info`` as JSON; a value JSON cannot hold raises :class:`SchemaError`."""
-    try:
-        return json.dumps(_jsonable(frame.info))
-    except (TypeError, ValueError) as exc:
-        bad = next((k for k, v in frame.info.items() if not _json_ok(v)), "?")
-        value = repr(frame.info.get(bad))
-        if len(value) > 200:
-            value = f"{value[:200]}... ({len(value)} characters)"
-        raise SchemaError(
-            f"{frame.source}: info key '{bad}' holds {type(frame.info.get(bad)).__name__} "
-            f"{value}, which pesdata cannot keep (info values must be numbers, strings, bools, "
-            "None, arrays of those, or lists/dicts of them)"
-        ) from exc
-
-
-def _json_ok(value) -> bool:
-    try:
-        json.dumps(_jsonable(value))
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-_formula_cache: dict[bytes, str] = {}
-
-
-@lru_cache(maxsize=100_000)
-def reduced_formula(formula: str) -> str:
-    """Reduced (Hill) formula: ``Ti8O16`` → ``O2Ti``; groups compositions for outliers/splits."""
-    return Formula(formula).reduce()[0].format("hill")
-
-
-def _formula(numbers: np.ndarray) -> str:
-    key = np.ascontiguousarray(numbers, dtype=np.int16).tobytes()
-    out = _formula_cache.get(key)
-    if out is None:
-        out = ase.symbols.Symbols(numbers).get_chemical_formula()
-        if len(_formula_cache) < 100_000:
-            _formula_cache[key] = out
-    return out
 
 
 def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
@@ -476,7 +418,7 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
         atoms = ase.Atoms(
             numbers=numbers[a:b], positions=positions[a:b], cell=cells[i], pbc=pbcs[i]
         )
-        info = _from_json(json.loads(meta["info"][i]))
+        info = info_from_json(meta["info"][i])
         results = {}
         for k in list(info):
             if k in all_properties:

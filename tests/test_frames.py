@@ -329,3 +329,19 @@ def test_values_that_do_not_convert_name_the_first_failing_frame():
     with pytest.raises(SchemaError, match=r"^a\.xyz#2: per-atom array 'tag' does not fit column "
                                           r"type int64: Integer value 9223372036854775813"):
         frames_to_table(frames)
+
+
+def test_chemical_formula_is_ase_s_for_every_ordering_and_public():
+    from ase.symbols import Symbols
+
+    from pesdata import frames
+
+    rng = np.random.default_rng(0)
+    for numbers in ([8, 1, 1, 6], [6, 1, 1, 8], [29] * 32, [22, 8, 8] * 4, [14, 0], [], [1]):
+        for _ in range(3):
+            perm = rng.permutation(np.asarray(numbers, dtype=np.int64))
+            assert frames.chemical_formula(perm) == Symbols(perm).get_chemical_formula()
+    assert frames.chemical_formula([8, 1, 1, 6]) == "CH2O"
+    assert frames.reduced_formula("Ti8O16") == "O2Ti"
+    assert {"chemical_formula", "reduced_formula"} <= set(frames.__all__)
+    assert frames.geometry_hash.__module__ == "pesdata._hash"  # kept importable from here

@@ -11,7 +11,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import InputError, ValidationError
-from ..frames import Frame, LabelKeys, _formula, frames_to_table, reduced_formula
+from ..frames import Frame, LabelKeys, chemical_formula, frames_to_table, reduced_formula
 from ..io import detect_format, read_frames
 from ._report import CurateReport
 from ._spool import Spool
@@ -26,7 +26,7 @@ MEMORY = "<memory>"
 
 def _population_of(frame: Frame) -> dict:
     """Method, reduced composition and (when the frame has one) config_type of a frame."""
-    out = {"method": frame.method, "composition": reduced_formula(_formula(frame.numbers))}
+    out = {"method": frame.method, "composition": reduced_formula(chemical_formula(frame.numbers))}
     if frame.config_type:
         out["config_type"] = frame.config_type
     return out
