@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import pesdata
 from pesdata.cli import app
 
-from .test_store import emt_cells
+from .conftest import emt_cells
 
 runner = CliRunner()
 

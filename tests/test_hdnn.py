@@ -10,9 +10,8 @@ from ase.md.verlet import VelocityVerlet
 from ase.units import fs
 
 import pesdata
-from pesdata.descriptors import ACSF, PTSD, describe
-from pesdata.descriptors._base import batch_atoms
-from pesdata.errors import ArtefactError, PesdataError
+from pesdata.descriptors import ACSF, PTSD, batch_atoms, describe, from_config
+from pesdata.errors import ArtefactError, ParameterError
 from pesdata.train import (
     Committee,
     HDNNPotential,
@@ -25,11 +24,9 @@ from pesdata.train import (
 )
 from pesdata.train.hdnn import _batch_errors
 
-from .conftest import DATA
-from .test_linear import emt
+from .conftest import CU_ACSF_CONFIG, DATA, emt
 
-DESC = ACSF(["Cu"], 4.5, g2_params=[[0.5, 2.5], [1.0, 3.0], [0.3, 4.0], [0.05, 0.0]],
-            g4_params=[[0.01, 1, 1], [0.01, 1, -1], [0.01, 4, 1]])
+DESC = from_config(CU_ACSF_CONFIG)
 SMALL = {"hidden": (16, 16), "epochs": 300, "force_weight": 0.1, "patience": 60}
 
 
@@ -159,18 +156,18 @@ def test_dataset_from_store_reads_the_descriptor_cache(tmp_path):
     cached = StructureDataset.from_store(st, DESC, dtype=torch.float64)
     fresh = StructureDataset(st.read().to_atoms(), DESC, dtype=torch.float64)
     assert torch.allclose(cached.g, fresh.g, rtol=0, atol=1e-12)
-    with pytest.raises(PesdataError, match="not in version"):
+    with pytest.raises(ParameterError, match="id 'nope' is not in version"):
         StructureDataset.from_store(st, DESC, ids=["nope"])
 
 
 def test_bad_hyperparameters_are_clear_errors():
-    with pytest.raises(PesdataError, match="dtype"):
+    with pytest.raises(ParameterError, match="dtype"):
         HDNNPotential(DESC, dtype="float16")
-    with pytest.raises(PesdataError, match="activation"):
+    with pytest.raises(ParameterError, match="activation"):
         HDNNPotential(DESC, activation="relu6").new_net()
-    with pytest.raises(PesdataError, match="at least 2"):
+    with pytest.raises(ParameterError, match="at least 2"):
         Committee(DESC, n_members=1)
-    with pytest.raises(PesdataError, match="ema_decay"):
+    with pytest.raises(ParameterError, match="ema_decay"):
         HDNNPotential(DESC, ema_decay=1.0)
     bad = [({"epochs": 0}, "epochs must be a positive integer, got 0"),
            ({"batch_size": 0}, "batch_size"), ({"hidden": (64, 0)}, "hidden width"),
@@ -180,7 +177,7 @@ def test_bad_hyperparameters_are_clear_errors():
            ({"max_seconds": 0}, "max_seconds"),
            ({"device": "gpu"}, "unknown device 'gpu'"), ({"device": "meta"}, "not supported")]
     for kwargs, message in bad:  # refused at construction, before any descriptor work
-        with pytest.raises(PesdataError, match=message):
+        with pytest.raises(ParameterError, match=message):
             HDNNPotential(DESC, **kwargs)
 
 

@@ -4,33 +4,15 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from pesdata.descriptors import ACSF
-from pesdata.descriptors._base import batch_atoms
-from pesdata.errors import PesdataError
+from pesdata.descriptors import ACSF, batch_atoms, from_config
+from pesdata.errors import ParameterError
 from pesdata.train import LinearPotential, error_metrics
 
-from .conftest import DATA
+from .conftest import CU_ACSF_CONFIG, DATA, emt
 
-
-def emt(n, seed):
-    out = []
-    rng = np.random.default_rng(seed)
-    for k in range(n):
-        a = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.03, 0.03)), cubic=True) * (2, 2, 2)
-        a.rattle(0.08, seed=seed * 100 + k)
-        a.calc = EMT()
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        out.append(a)
-    return out
-
-
-DESC = ACSF(["Cu"], 4.5, g2_params=[[0.5, 2.5], [1.0, 3.0], [0.3, 4.0], [0.05, 0.0]],
-            g4_params=[[0.01, 1, 1], [0.01, 1, -1], [0.01, 4, 1]])
+DESC = from_config(CU_ACSF_CONFIG)
 
 
 def test_forces_are_minus_the_gradient_of_its_energy():
@@ -84,7 +66,7 @@ def test_fits_emt_much_better_than_a_constant():
 def test_missing_labels_are_an_error():
     unlabelled = emt(2, 3)
     unlabelled[1].calc = None
-    with pytest.raises(PesdataError, match="energy label"):
+    with pytest.raises(ParameterError, match=r"training structure 1 \(Cu32\) has no energy label"):
         LinearPotential(DESC).fit(unlabelled)
 
 
@@ -98,5 +80,5 @@ def test_force_rows_only_for_structures_with_forces():
     assert np.abs(np.concatenate(forces) - ref).mean() < np.abs(ref).mean()
     for a in images:
         a.calc = SinglePointCalculator(a, energy=a.calc.results["energy"])
-    with pytest.raises(PesdataError, match="no training structure has forces"):
+    with pytest.raises(ParameterError, match="no training structure has forces"):
         LinearPotential(DESC, force_weight=0.1).fit(images)

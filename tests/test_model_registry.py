@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pesdata.descriptors import ACSF
+from pesdata.descriptors import from_config
 from pesdata.errors import ArtefactError, ParameterError
 from pesdata.train import (
     Committee,
@@ -24,12 +24,12 @@ from pesdata.train import (
     load_model,
     make_model,
     model_kinds,
+    save_model,
 )
 
-from .test_linear import emt
+from .conftest import CU_ACSF_SMALL_CONFIG, emt
 
-DESC = ACSF(["Cu"], 4.5, g2_params=[[0.5, 2.5], [1.0, 3.0], [0.05, 0.0]],
-            g4_params=[[0.01, 1, 1]])
+DESC = from_config(CU_ACSF_SMALL_CONFIG)
 
 
 def test_kinds_are_found_by_name():
@@ -46,6 +46,21 @@ def test_kinds_are_found_by_name():
         make_model("linear", DESC, epochs=3)
     with pytest.raises(ParameterError, match="bad committee parameters"):
         make_model("committee", DESC, colour="red")
+
+
+@pytest.mark.parametrize("kind", ["hdnn", "linear", "committee"])
+def test_an_unfitted_model_is_one_usage_error_for_every_kind(kind, tmp_path):
+    model = make_model(kind, DESC)
+    message = "the model is not fitted; call fit() first"
+    with pytest.raises(ParameterError) as info:
+        model.predict(emt(1, 0))
+    assert str(info.value) == message
+    with pytest.raises(ParameterError) as info:
+        model.state_dict()
+    assert str(info.value) == message
+    with pytest.raises(ParameterError, match="not fitted"):
+        save_model(model, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 class PerElementMean(Potential):

@@ -15,14 +15,19 @@ from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
-from pesdata.errors import ArtefactError, PesdataError
+from pesdata.errors import ArtefactError, OutputError, ParameterError
 from pesdata.split import load_split, make_split
-from pesdata.train import cross_validate, evaluate, load_model, save_model, train
+from pesdata.train import (
+    cross_validate,
+    evaluate,
+    load_model,
+    predict_metrics,
+    save_model,
+    train,
+)
 
-from .test_linear import emt
-
-CONFIG = {"descriptor": "acsf", "species": ["Cu"], "r_cut": 4.5,
-          "g2_params": [[0.5, 2.5], [1.0, 3.0], [0.05, 0.0]], "g4_params": [[0.01, 1, 1]]}
+from .conftest import CU_ACSF_SMALL_CONFIG as CONFIG
+from .conftest import emt
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,11 @@ def test_train_on_split_saves_card_and_checkpoint(emt_store, tmp_path):
     kept = emt_store.artefacts.load("model_card", copies[-1])
     assert kept.pop("path") == str((tmp_path / "m").resolve()) and kept == card
     res = evaluate(tmp_path / "m", f"{emt_store.uri}@{emt_store.version}")
-    assert res["n_structures"] == 24 and res["energy_mae"] >= 0
+    expected, _ = predict_metrics(model, emt_store.read().to_atoms())  # the same 24 images
+    assert res["n_structures"] == expected["n_structures"] == 24
+    for key in ("energy_mae", "energy_rmse", "force_mae", "force_rmse"):
+        assert res[key] == pytest.approx(expected[key], rel=1e-9)
+    assert res["energy_mae"] > 0
 
 
 def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
@@ -66,9 +75,9 @@ def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
     (tmp_path / "m" / "model.pt").write_bytes(b"garbage")
     with pytest.raises(ArtefactError, match="cannot read"):
         load_model(tmp_path / "m")
-    with pytest.raises(PesdataError, match="unknown model 'gap'"):
+    with pytest.raises(ParameterError, match="unknown model 'gap'"):
         train(emt_store, tmp_path / "x", model="gap")
-    with pytest.raises(PesdataError, match="linear model takes no epochs"):
+    with pytest.raises(ParameterError, match="linear model takes no epochs"):
         train(emt_store, tmp_path / "x", model="linear", params={"epochs": 3})
 
 
@@ -181,19 +190,25 @@ def test_model_directory_is_replaced_whole(emt_store, tmp_path, monkeypatch):
 
 def test_bad_model_paths_fail_before_training(emt_store, tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ArtefactError, match="not a directory"):
+    with pytest.raises(OutputError, match="exists and is not a directory"):
         train(emt_store, tmp_path / "file", descriptor=CONFIG, model="linear")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README").write_text("mine")
-    with pytest.raises(ArtefactError, match="not a pesdata model directory"):
+    with pytest.raises(OutputError, match="not a pesdata model directory"):
         train(emt_store, tmp_path / "notes", descriptor=CONFIG, model="linear")
     assert (tmp_path / "notes" / "README").read_text() == "mine"
+    for out in ("file", "notes"):  # output paths that cannot be written: exit code 2
+        r = CliRunner().invoke(app, ["train", emt_store.uri, "--out", str(tmp_path / out),
+                                     "--model", "linear"])
+        assert r.exit_code == 2 == OutputError.exit_code, r.output
+        assert "choose another model path" in r.stderr
+    assert (tmp_path / "file").read_text() == "x"
     card = train(emt_store, tmp_path / ".hidden", descriptor=CONFIG, model="linear")
     assert any(n.startswith("hidden-v") for n in emt_store.artefacts.list("model_card"))
     assert card["kind"] == "linear"
-    with pytest.raises(PesdataError, match="fold 1 given without a split"):
+    with pytest.raises(ParameterError, match="fold 1 given without a split"):
         train(emt_store, tmp_path / "f", fold=1, model="linear")
-    with pytest.raises(PesdataError, match="its directory does not exist"):
+    with pytest.raises(OutputError, match="its directory does not exist"):
         evaluate(tmp_path / ".hidden", emt_store.uri, parity=str(tmp_path / "no" / "p.parquet"))
 
 

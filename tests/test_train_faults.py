@@ -16,7 +16,6 @@ import pesdata
 from pesdata.cli import app
 from pesdata.descriptors import describe
 from pesdata.errors import (
-    ArtefactError,
     OutputError,
     ParameterError,
     StoreCorruptError,
@@ -29,13 +28,14 @@ from pesdata.train import (
     StructureDataset,
     evaluate,
     load_model,
+    predict_metrics,
     save_model,
     train,
 )
 
-from .conftest import DATA
-from .test_linear import DESC, emt
-from .test_train_cli import CONFIG
+from .conftest import CU_ACSF_CONFIG, CU_ACSF_SMALL_CONFIG, DATA, emt
+
+DESC = pesdata.descriptors.from_config(CU_ACSF_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,16 @@ def test_train_out_refuses_a_directory_that_only_looks_like_a_model(si, tmp_path
     (d / "thesis.tex").write_text("thesis")
     (d / "sub" / "data.bin").write_bytes(b"d")
     before = _tree(d)
-    with pytest.raises(ArtefactError, match="not a pesdata model directory"):
+    with pytest.raises(OutputError, match="not a pesdata model directory"):
         train(st, d, model="linear")
     r = CliRunner().invoke(app, ["train", st.uri, "--out", str(d), "--model", "linear"])
-    assert r.exit_code != 0 and "not a pesdata model directory" in r.stderr
+    assert r.exit_code == 2 and "not a pesdata model directory" in r.stderr
     assert _tree(d) == before and (d / "thesis.tex").read_text() == "thesis"
     # only the card and weights: a card that fails the schema is still no model
     for name in ("thesis.tex", "sub/data.bin", "sub"):
         (d / name).unlink() if (d / name).is_file() else (d / name).rmdir()
     (d / "model.pt").write_bytes(b"w")
-    with pytest.raises(ArtefactError, match="not a valid model card"):
+    with pytest.raises(OutputError, match="not a valid model card"):
         train(st, d, model="linear")
     assert (d / "model_card.json").read_text() == "{}"
 
@@ -83,7 +83,7 @@ def test_train_out_replaces_a_real_model_but_not_one_with_extra_files(si, tmp_pa
     assert _tree(m) == ["model.pt", "model_card.json"] and card["params"]["alpha"] == 1e-3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
     (m / "notes.txt").write_text("mine")
-    with pytest.raises(ArtefactError, match="'notes.txt', which save_model does not write"):
+    with pytest.raises(OutputError, match="'notes.txt', which save_model does not write"):
         train(st, m, model="linear")
     assert (m / "notes.txt").read_text() == "mine"
     empty = tmp_path / "empty"
@@ -237,11 +237,29 @@ def test_a_nan_prediction_is_an_error_naming_the_frame(si, tmp_path):
     assert r.exit_code != 0 and "not finite" in r.stderr and "NaN" not in r.stdout
 
 
+class _NaNForces:
+    """A model stub whose energies are finite and whose force on atom 2 (y) is NaN."""
+
+    def predict(self, images, forces=False):
+        f = [np.zeros((len(a), 3)) for a in images]
+        f[1][2, 1] = np.nan
+        return np.full(len(images), -1.0), f
+
+
+def test_non_finite_predicted_forces_quote_the_force_not_the_energy():
+    images = emt(2, 4)
+    images[1].info["source"] = "cu.xyz#7"
+    with pytest.raises(ValidationError) as info:
+        predict_metrics(_NaNForces(), images)
+    assert str(info.value) == ("structure 1 (cu.xyz#7): the model's predicted forces are not "
+                               "finite (atom 2, y: nan eV/Å); no metrics computed")
+
+
 def test_a_damaged_descriptor_cache_is_an_error_not_a_silent_recompute(tmp_path):
     """Depends on load_descriptors raising ArtefactNotFound for a miss (descriptors part)."""
     st = pesdata.open_store(tmp_path / "s", create=True)
     st.curate(emt(4, 10), method="EMT")
-    desc = pesdata.descriptors.from_config(CONFIG)
+    desc = pesdata.descriptors.from_config(CU_ACSF_SMALL_CONFIG)
     fresh = StructureDataset.from_store(st, desc, dtype=torch.float64)  # no cache: computed
     describe(st, desc)
     cached = StructureDataset.from_store(st, desc, dtype=torch.float64)

@@ -9,7 +9,8 @@ weights agree; a missing, corrupt or mismatched checkpoint is a clear
 
 A model directory holds exactly the two files :func:`save_model` writes. It is written in a
 staging directory swapped in whole (:func:`pesdata.atomic.atomic_dir`), and only a directory
-that *is* a pesdata model (or an empty one) is ever replaced.
+that *is* a pesdata model (or an empty one) is ever replaced; any other path is an
+:class:`~pesdata.errors.OutputError` (exit code 2), raised before any work.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_dir, check_output_path
-from ..errors import ArtefactError, ParameterError, PesdataError, SchemaError
+from ..errors import ArtefactError, OutputError, ParameterError, PesdataError, SchemaError
 from ..store import validate_artefact as validate
 from .registry import get_model_class
 
@@ -66,23 +67,33 @@ def check_model_dir(out: str | os.PathLike) -> Path:
     A new path, an empty directory or a pesdata model directory (a schema-valid
     ``model_card.json`` and ``model.pt``, nothing else) may be replaced whole.
 
+    Parameters
+    ----------
+    out : path-like
+        The model directory ``save_model`` / ``pesdata train --out`` will write.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
     Raises
     ------
-    ArtefactError
-        ``out`` is a file, or a directory that is not a pesdata model directory.
     OutputError
-        ``out`` is a symbolic link or a special file.
+        ``out`` is a regular file, a symbolic link, a special file, or a non-empty directory
+        that is not a pesdata model directory (exit code 2, as for every output path that
+        cannot be written safely).
     """
     out = Path(out)
     if out.exists() and not out.is_symlink() and not out.is_dir():
-        raise ArtefactError(f"{out}: exists and is not a directory; choose another model path")
+        raise OutputError(f"{out}: exists and is not a directory; choose another model path")
     check_output_path(out, directory=True)  # symlinks, devices, FIFOs
     if out.is_dir() and any(out.iterdir()):
         reason = _not_a_model(out)
         if reason is not None:
-            raise ArtefactError(f"{out}: a non-empty directory that is not a pesdata model "
-                                f"directory ({reason}); refusing to replace it, choose "
-                                "another model path")
+            raise OutputError(f"{out}: a non-empty directory that is not a pesdata model "
+                              f"directory ({reason}); refusing to replace it, choose "
+                              "another model path")
     return out
 
 
@@ -94,7 +105,28 @@ def save_model(model, out: str | os.PathLike, **card) -> dict:
     ``split``, ``metrics``. Both files are written to a hidden staging directory beside
     ``out`` that then replaces ``out`` whole, so a killed run leaves the previous model (or
     none), never new weights beside an old card; the card also records the SHA-256 of the
-    weights, checked on load. Returns the card as written.
+    weights, checked on load.
+
+    Parameters
+    ----------
+    model : Potential
+        A fitted model of a registered kind.
+    out : path-like
+        The model directory (see :func:`check_model_dir`).
+    **card
+        Extra card fields.
+
+    Returns
+    -------
+    dict
+        The card as written.
+
+    Raises
+    ------
+    OutputError
+        ``out`` may not be replaced (see :func:`check_model_dir`).
+    ArtefactError
+        The card holds a non-finite number or fails ``schemas/model_card.json``.
     """
     out = check_model_dir(out)
     state = model.state_dict()
@@ -124,7 +156,24 @@ def save_model(model, out: str | os.PathLike, **card) -> dict:
 
 
 def load_model(path: str | os.PathLike) -> tuple:
-    """Load a model directory written by :func:`save_model`; returns ``(model, card)``."""
+    """Load a model directory written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : path-like
+        The model directory.
+
+    Returns
+    -------
+    tuple
+        ``(model, card)``: the model, ready to predict, and its card as a dict.
+
+    Raises
+    ------
+    ArtefactError
+        ``path`` is not a model directory, or its card and weights are unreadable, fail the
+        schema or disagree (descriptor hash, weight count, SHA-256, shapes).
+    """
     from ..descriptors import from_config
 
     path = Path(path)

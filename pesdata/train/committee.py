@@ -17,9 +17,10 @@ import torch
 
 from .._params import check_int
 from ..descriptors import Descriptor
+from ._nets import history_summary, load_net, net_state
 from ._predict import predict_images
 from .data import StructureDataset
-from .hdnn import HDNNPotential, _history_summary, _load_net, _net_state
+from .hdnn import HDNNPotential
 from .registry import Potential, register
 
 __all__ = ["Committee"]
@@ -94,17 +95,17 @@ class Committee(Potential):
     def state_dict(self) -> dict:
         """Every member's tensors, prefixed ``member<k>.``."""
         return {name: t for k, m in enumerate(self.members)
-                for name, t in _net_state(m, f"member{k}.").items()}
+                for name, t in net_state(m, f"member{k}.").items()}
 
     def load_state(self, state: dict) -> Committee:
         """Load tensors written by :meth:`state_dict`; returns the committee."""
         for k, member in enumerate(self.members):
-            _load_net(member, state, f"member{k}.")
+            load_net(member, state, f"member{k}.")
         return self
 
     def training_summary(self) -> dict:
         """``{"training": [one record per member]}`` (as :meth:`HDNNPotential.training_summary`)."""
-        return {"training": [_history_summary(m.history_) for m in self.members]}
+        return {"training": [history_summary(m.history_) for m in self.members]}
 
     def predict_std(self, images: Sequence[ase.Atoms]) -> dict:
         """Members' mean and spread for ``images``.

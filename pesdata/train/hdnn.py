@@ -22,10 +22,11 @@ import torch
 
 from .._params import check_float, check_int
 from ..descriptors import Descriptor, check_device
-from ..errors import ArtefactError, ParameterError
+from ..errors import ParameterError
+from ._nets import history_summary, load_net, net_state
 from .data import StructureDataset, collate
 from .early_stopping import EarlyStopping, WeightAverage
-from .registry import Potential, register
+from .registry import Potential, check_fitted, register
 
 __all__ = ["HDNNPotential", "ElementNets"]
 
@@ -340,44 +341,23 @@ class HDNNPotential(Potential):
         self, g: torch.Tensor, types: torch.Tensor, structure: torch.Tensor, n_structures: int
     ) -> torch.Tensor:
         """Total energies (S,) of a flat batch from its descriptors (differentiable)."""
-        if self.net_ is None:
-            raise ParameterError("the model is not fitted; call fit first")
+        check_fitted(self.net_ is not None)
         return self.net_(g.to(self.device), types.to(self.device), structure.to(self.device),
                          n_structures).to(g.device)
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The fitted network's tensors, each name prefixed ``net.``."""
-        return _net_state(self, "net.")
+        return net_state(self, "net.")
 
     def load_state(self, state: dict) -> HDNNPotential:
         """Load tensors written by :meth:`state_dict`; returns the model."""
-        _load_net(self, state, "net.")
+        load_net(self, state, "net.")
         return self
 
     def training_summary(self) -> dict:
         """``{"training": [one record]}``: epochs run, best epoch, its validation RMSEs, time."""
-        return {"training": [_history_summary(self.history_)]}
-
-
-def _net_state(model: HDNNPotential, prefix: str) -> dict:
-    if model.net_ is None:
-        raise ArtefactError("cannot save an unfitted model")
-    return {prefix + name: t.detach().cpu() for name, t in model.net_.state_dict().items()}
-
-
-def _load_net(model: HDNNPotential, state: dict, prefix: str) -> None:
-    net = model.new_net()
-    net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-    net.eval()
-    model.net_ = net
-
-
-def _history_summary(history: list[dict]) -> dict:
-    best = min(history, key=lambda r: r["loss"]) if history else {}
-    return {"epochs": len(history), "best_epoch": best.get("epoch"),
-            "seconds": history[-1]["seconds"] if history else 0.0,
-            **{k: v for k, v in best.items() if k.startswith("valid_")}}
+        return {"training": [history_summary(self.history_)]}
 
 
 def _to(batch: dict, device: str) -> dict:

@@ -19,7 +19,7 @@ from .._params import check_float
 from .._where import structure_name
 from ..descriptors import Descriptor, batch_atoms
 from ..errors import ArtefactError, ParameterError
-from .registry import Potential, register
+from .registry import Potential, check_fitted, register
 
 __all__ = ["LinearPotential"]
 
@@ -116,6 +116,7 @@ class LinearPotential(Potential):
         self, g: torch.Tensor, types: torch.Tensor, structure: torch.Tensor, n_structures: int
     ) -> torch.Tensor:
         """Total energies (S,) of a flat batch from its descriptors ``g`` (differentiable)."""
+        check_fitted(getattr(self, "coef_", None) is not None)
         d = self.descriptor
         n_el, f = len(d.species), d.n_features
         w = torch.as_tensor(self.coef_[: n_el * f].reshape(n_el, f), dtype=g.dtype,
@@ -127,8 +128,7 @@ class LinearPotential(Potential):
 
     def state_dict(self) -> dict:
         """``coef`` and ``scale`` (the column scaling of the ridge fit) as tensors."""
-        if getattr(self, "coef_", None) is None:
-            raise ArtefactError("cannot save an unfitted model")
+        check_fitted(getattr(self, "coef_", None) is not None)
         return {"coef": torch.as_tensor(self.coef_), "scale": torch.as_tensor(self.scale_)}
 
     def load_state(self, state: dict) -> LinearPotential:

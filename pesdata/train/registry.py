@@ -28,7 +28,7 @@ import ase
 
 from ..errors import ParameterError
 
-__all__ = ["Potential", "get_model_class", "model_kinds", "register"]
+__all__ = ["NOT_FITTED", "Potential", "check_fitted", "get_model_class", "model_kinds", "register"]
 
 _BUILTIN = {
     "hdnn": ("pesdata.train.hdnn", "HDNNPotential"),
@@ -36,6 +36,24 @@ _BUILTIN = {
     "committee": ("pesdata.train.committee", "Committee"),
 }
 _REGISTRY: dict[str, type[Potential]] = {}
+NOT_FITTED = "the model is not fitted; call fit() first"
+
+
+def check_fitted(fitted: bool) -> None:
+    """Raise the one "not fitted" error of every model kind unless ``fitted``.
+
+    Parameters
+    ----------
+    fitted : bool
+        Whether the model holds fitted weights.
+
+    Raises
+    ------
+    ParameterError
+        ``fitted`` is false: predicting with (or saving) an unfitted model is a usage error.
+    """
+    if not fitted:
+        raise ParameterError(NOT_FITTED)
 
 
 class Potential:
