@@ -6,8 +6,11 @@ import pytest
 from ase.build import bulk, molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
+from ase.io.extxyz import XYZError
 
+from pesdata.errors import InputError
 from pesdata.frames import Frame
+from pesdata.io import read_frames
 from pesdata.io._extxyz import iread_extxyz
 
 from .conftest import DATA
@@ -78,8 +81,11 @@ def test_plain_xyz_and_truncated_file(tmp_path):
     (tmp_path / "plain.xyz").write_text("2\nwater-ish\nO 0 0 0\nH 0 0 0.97\n")
     assert_same(next(iread_extxyz(tmp_path / "plain.xyz")), ase.io.read(tmp_path / "plain.xyz"))
     (tmp_path / "cut.xyz").write_text("3\n\nO 0 0 0\nH 0 0 0.97\n")
-    with pytest.raises(Exception, match="Frame has 2 atoms, expected 3"):
+    with pytest.raises(XYZError, match="Frame has 2 atoms, expected 3"):  # ASE's own error
         list(iread_extxyz(tmp_path / "cut.xyz"))
+    with pytest.raises(InputError, match=r"cut.xyz: frame 0: cannot parse \(XYZError: "
+                                         r"ase.io.extxyz: Frame has 2 atoms, expected 3\)"):
+        list(read_frames(tmp_path / "cut.xyz"))  # what users see
 
 
 def test_string_columns_same_as_ase(tmp_path):

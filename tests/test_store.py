@@ -10,7 +10,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 import pesdata
-from pesdata.errors import ArtefactError, PesdataError, StoreNotFoundError, VersionNotFound
+from pesdata.errors import ArtefactError, StoreNotFoundError, TagExistsError, VersionNotFound
 
 from .conftest import DATA
 
@@ -59,7 +59,7 @@ def test_versions_tags_log_and_time_travel(store):
         store.read(99)
     with pytest.raises(VersionNotFound):
         store.read("no-such-tag")
-    with pytest.raises(PesdataError, match="already names"):
+    with pytest.raises(TagExistsError, match="already names"):
         store.tag("v-five")
 
 
@@ -176,7 +176,14 @@ def test_optimize_keeps_rows_and_builds_indices(store):
 
 
 def test_log_is_a_dataframe(store):
-    assert isinstance(store.log(), pd.DataFrame)
+    store.curate(emt_cells(2), method="EMT", message="two EMT cells")
+    store.tag("first")
+    log = store.log()
+    assert isinstance(log, pd.DataFrame)
+    assert log.columns.tolist() == ["version", "timestamp", "message", "n_structures", "tags"]
+    assert len(log) == 2 and log["version"].tolist() == [1, 2]
+    assert log.loc[1, "message"] == "two EMT cells"
+    assert log["n_structures"].tolist() == [0, 2] and log["tags"].tolist() == ["", "first"]
 
 
 def test_take_arrays_matches_take(store):
