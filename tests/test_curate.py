@@ -48,7 +48,7 @@ def test_finite_validator():
 
 
 def test_min_distance_validator_periodic_images():
-    a = bulk("Cu", "fcc", a=3.6)  # 1 atom; nearest neighbour 2.55 Å through the images
+    a = bulk("Cu", "fcc", a=3.6)  # 1 atom; nearest neighbor 2.55 Å through the images
     assert MinDistanceValidator().check(_frame(a)) == []
     squeezed = bulk("Cu", "fcc", a=1.5)  # images 1.06 Å apart, < 0.5 * 2 * 1.32
     issues = MinDistanceValidator().check(_frame(squeezed))

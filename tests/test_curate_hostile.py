@@ -14,7 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 import pesdata
 from pesdata.curate import CoordinateValidator, MinDistanceValidator, curate_new
-from pesdata.curate._neighbours import neighbour_pairs
+from pesdata.curate._neighbors import neighbor_pairs
 from pesdata.errors import ValidationError
 from pesdata.frames import Frame
 
@@ -46,7 +46,7 @@ def test_import_pesdata_curate_pulls_in_no_heavy_module():
     assert out.stdout.strip() == "[]"
 
 
-# -- the neighbour search equals vesin's ----
+# -- the neighbor search equals vesin's ----
 def _pairs(i, j, d):
     return sorted(zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist(),
                       np.round(d, 9).tolist(), strict=True))
@@ -72,10 +72,10 @@ def _cases(data):
     ]
 
 
-def test_neighbour_pairs_equal_vesin_on_real_and_small_cells(data):
+def test_neighbor_pairs_equal_vesin_on_real_and_small_cells(data):
     checked = 0
     for atoms, rc in _cases(data):
-        ours = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, rc)
+        ours = neighbor_pairs(atoms.positions, atoms.cell.array, atoms.pbc, rc)
         assert _pairs(*ours) == _pairs(*_vesin(atoms, rc))
         checked += len(ours[0])
     assert checked > 1000

@@ -2,8 +2,8 @@
 
 Where things are: the run (read → validate → deduplicate → one commit → report) in
 ``_curate.py``; the identity, duplicate and conflict rules in :mod:`pesdata.curate.dedup`; the
-validators in ``_validators.py`` (with the torch-free neighbour search of the overlap check in
-``_neighbours.py``); the report in ``_report.py``; the warnings about label-like keys that were
+validators in ``_validators.py`` (with the torch-free neighbor search of the overlap check in
+``_neighbors.py``); the report in ``_report.py``; the warnings about label-like keys that were
 not mapped in ``_unmapped.py``.
 """
 

@@ -14,7 +14,7 @@ import numpy as np
 from ase.data import covalent_radii
 
 from ..frames import Frame
-from ._neighbours import neighbour_pairs, neighbour_pairs_batch
+from ._neighbors import neighbor_pairs, neighbor_pairs_batch
 
 __all__ = [
     "CellValidator",
@@ -231,7 +231,7 @@ class CoordinateValidator:
 class MinDistanceValidator:
     """Atoms may not sit closer than ``factor`` × the sum of their covalent radii.
 
-    The neighbour search (:func:`~pesdata.curate._neighbours.neighbour_pairs`, a KD-tree over
+    The neighbor search (:func:`~pesdata.curate._neighbors.neighbor_pairs`, a KD-tree over
     the periodic images) needs finite positions and a sound cell: the curate run skips this
     check for frames the finite, cell or coordinate validators rejected, and the check itself
     returns nothing for such a frame (those validators report it).
@@ -254,7 +254,7 @@ class MinDistanceValidator:
         return self.check_batch([frame])[0]
 
     def check_batch(self, frames: list[Frame]) -> list[list[Issue]]:
-        """:meth:`check` of many frames with one neighbour search (the curate run's path)."""
+        """:meth:`check` of many frames with one neighbor search (the curate run's path)."""
         out: list[list[Issue]] = [[] for _ in frames]
         todo, geoms, cutoffs, radii = [], [], [], []
         for k, frame in enumerate(frames):
@@ -272,7 +272,7 @@ class MinDistanceValidator:
             cutoffs.append(cutoff)
             radii.append(r)
         try:
-            found = neighbour_pairs_batch(geoms, cutoffs)
+            found = neighbor_pairs_batch(geoms, cutoffs)
         except (np.linalg.LinAlgError, ValueError):
             found = None  # some frame's cell is singular or tiny: search frame by frame
         for n, k in enumerate(todo):
@@ -280,7 +280,7 @@ class MinDistanceValidator:
                 i, j, d = found[n]
             else:
                 try:
-                    i, j, d = neighbour_pairs(*geoms[n], cutoffs[n])
+                    i, j, d = neighbor_pairs(*geoms[n], cutoffs[n])
                 except np.linalg.LinAlgError:  # a singular periodic cell: the cell validator
                     continue
                 except ValueError as exc:  # a cell far smaller than the cutoff: all overlap

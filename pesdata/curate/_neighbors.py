@@ -1,4 +1,4 @@
-"""A small neighbour search for the curate validators (numpy + scipy, no torch).
+"""A small neighbor search for the curate validators (numpy + scipy, no torch).
 
 The overlap validator only needs the pairs closer than a short cutoff (about one covalent
 radius) in frames that already passed the finite-value and cell checks. vesin is faster on
@@ -10,7 +10,7 @@ cutoff are handled) keeping only the images within reach of the cell, and scipy'
 :class:`~scipy.spatial.cKDTree` finds the pairs inside the cell and with the images.
 Each pair (i, j, shift) is returned once, as vesin's half list does.
 
-:func:`neighbour_pairs_batch` searches many frames at once: their points (atoms and skin images)
+:func:`neighbor_pairs_batch` searches many frames at once: their points (atoms and skin images)
 are laid side by side, far enough apart that no pair crosses from one frame to another, in one
 tree with one query — the per-call cost of building and querying a small tree for each frame
 (~0.2 ms, most of the overlap check's time) is paid once per batch.
@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["MAX_IMAGES", "neighbour_pairs", "neighbour_pairs_batch"]
+__all__ = ["MAX_IMAGES", "neighbor_pairs", "neighbor_pairs_batch"]
 
 MAX_IMAGES = 20_000_000  # atom images a search may generate (a cell far smaller than the cutoff)
 _BUDGET = 1_000_000  # values of one vectorised image array
@@ -101,11 +101,11 @@ def _points(pos, cells, inv, pbc, reach, n_shift):
     return points, f, a, s, s == centre, centre
 
 
-def neighbour_pairs_batch(
+def neighbor_pairs_batch(
     geometries: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     cutoffs: Sequence[float],
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`neighbour_pairs` of many frames, searched in one KD-tree.
+    """:func:`neighbor_pairs` of many frames, searched in one KD-tree.
 
     Frames alike in atom count, pbc and the lattice shifts they need are handled together in
     numpy; all points go into one tree, each frame laid clear of the others.
@@ -113,19 +113,19 @@ def neighbour_pairs_batch(
     Parameters
     ----------
     geometries : sequence of (positions, cell, pbc)
-        One per frame, as for :func:`neighbour_pairs`.
+        One per frame, as for :func:`neighbor_pairs`.
     cutoffs : sequence of float
         The cutoff of each frame (Å), > 0.
 
     Returns
     -------
     list of (i, j, d)
-        Per frame, the pairs :func:`neighbour_pairs` returns.
+        Per frame, the pairs :func:`neighbor_pairs` returns.
 
     Raises
     ------
     ValueError
-        As :func:`neighbour_pairs`, for the first frame whose cell is too small.
+        As :func:`neighbor_pairs`, for the first frame whose cell is too small.
     numpy.linalg.LinAlgError
         A periodic cell is singular.
     """
@@ -141,7 +141,7 @@ def neighbour_pairs_batch(
     n_images = np.prod(2 * n_shift + 1, axis=1) * counts
     for k in np.flatnonzero(n_images > MAX_IMAGES)[:1]:
         raise ValueError(
-            f"the cell is too small for a {cut[k]:.3g} Å neighbour search: {n_images[k]} "
+            f"the cell is too small for a {cut[k]:.3g} Å neighbor search: {n_images[k]} "
             f"periodic images (> {MAX_IMAGES}); plane spacings "
             f"{np.round(spacing[k][pbc[k]], 6).tolist()} Å"
         )
@@ -201,7 +201,7 @@ def neighbour_pairs_batch(
     return out
 
 
-def neighbour_pairs(
+def neighbor_pairs(
     positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of atoms closer than ``cutoff``, periodic images included, each pair once.
@@ -230,4 +230,4 @@ def neighbour_pairs(
     d : float array
         Their distances (Å), all ``< cutoff``.
     """
-    return neighbour_pairs_batch([(positions, cell, pbc)], [cutoff])[0]
+    return neighbor_pairs_batch([(positions, cell, pbc)], [cutoff])[0]
