@@ -73,5 +73,18 @@ def geometry_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, 
 
 
 def structure_id(geom_hash: str, method: str) -> str:
-    """Primary key of a row: hash of the geometry hash and the method string."""
+    """Primary key of a row: hash of the geometry hash and the method string.
+
+    Parameters
+    ----------
+    geom_hash : str
+        The frame's :func:`geometry_hash`.
+    method : str
+        The level of theory (e.g. ``"PBE"``).
+
+    Returns
+    -------
+    str
+        32 hex characters (BLAKE2b, 128 bit).
+    """
     return hashlib.blake2b(f"{geom_hash}|{method}".encode(), digest_size=16).hexdigest()

@@ -94,7 +94,17 @@ class AtomsParts:
     @classmethod
     def from_atoms(cls, atoms: ase.Atoms) -> AtomsParts:
         """Take an ``ase.Atoms`` apart; FixAtoms/FixCartesian become a ``move_mask`` array
-        (True = free), as extxyz writes them."""
+        (True = free), as extxyz writes them.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure (not modified; ``info``, arrays and results are shallow-copied).
+
+        Returns
+        -------
+        AtomsParts
+        """
         arrays = {k: v for k, v in atoms.arrays.items() if k not in ("numbers", "positions")}
         if any(isinstance(c, (FixAtoms, FixCartesian)) for c in atoms.constraints):
             arrays["move_mask"] = _make_move_mask(atoms)
@@ -212,6 +222,23 @@ class Frame:
 
         ``method``, ``config_type`` and ``group`` given here win over the same keys in
         ``atoms.info``; without either, ``method`` is ``"unknown"``.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure; labels from its calculator or from the keys ``keys`` names.
+        method, config_type, group : str, optional
+            Metadata (default: ``atoms.info``'s values of the same names).
+        source : str
+            Where the frame comes from (``file#frame``), quoted in errors.
+        keys : LabelKeys, optional
+            Non-standard label names.
+
+        Returns
+        -------
+        Frame
+            With ``geometry_hash`` and ``id`` computed. Shapes are not checked here (the
+            curate validators report them).
         """
         return cls.from_parts(
             AtomsParts.from_atoms(atoms),
@@ -237,6 +264,17 @@ class Frame:
 
         Readers that never build an ``ase.Atoms`` (the vectorised extxyz reader) use this;
         ``parts.info``, ``parts.arrays`` and ``parts.results`` are consumed.
+
+        Parameters
+        ----------
+        parts : AtomsParts
+            The pieces of the structure.
+        method, config_type, group, source, keys
+            As for :meth:`from_atoms`.
+
+        Returns
+        -------
+        Frame
         """
         keys = keys or LabelKeys()
         info, arrays, results = parts.info, parts.arrays, parts.results
@@ -387,6 +425,16 @@ def table_to_atoms(table: pa.Table) -> list[ase.Atoms]:
     Labels go into a ``SinglePointCalculator``; ``method``, ``config_type`` and ``group`` into
     ``atoms.info``; extra arrays into ``atoms.arrays`` (or the calculator when ASE treats the
     name as a calculator property).
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Rows of the structure schema (all columns, extra ``arr_*`` ones optional).
+
+    Returns
+    -------
+    list of ase.Atoms
+        One per row, in row order.
     """
     if table.num_rows == 0:
         return []

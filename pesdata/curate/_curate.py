@@ -350,6 +350,18 @@ def validate_batch(frames: list[Frame], checks) -> list[list[Issue]]:
     absurd coordinates), validators that need a sound geometry (``needs_geometry``, e.g. the
     overlap search) are skipped for the frame. A validator with a ``check_batch`` method
     (the overlap search) gets all the frames still to check at once.
+
+    Parameters
+    ----------
+    frames : list of Frame
+        One batch.
+    checks : sequence of validators
+        Per-frame validators (each with ``name`` and ``check(frame) -> list[Issue]``).
+
+    Returns
+    -------
+    list of list of Issue
+        The error-severity issues of each frame, in order; empty for a valid frame.
     """
     issues: list[list[Issue]] = [[] for _ in frames]
     stopped = [False] * len(frames)
@@ -432,7 +444,20 @@ def _population(stats, population_checks, spool, report) -> None:
 
 
 def iter_batches(items: Iterable, size: int) -> Iterable[list]:
-    """Yield lists of at most ``size`` items."""
+    """Yield lists of at most ``size`` items.
+
+    Parameters
+    ----------
+    items : iterable
+        Anything, consumed lazily.
+    size : int
+        Largest batch.
+
+    Yields
+    ------
+    list
+        Consecutive batches; only the last may be shorter.
+    """
     batch = []
     for item in items:
         batch.append(item)

@@ -33,6 +33,11 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
         Without it the format is guessed from the name and content as ASE does; ``.xsf`` files
         that open with aenet's ``# total energy`` comment are read as ``aenet-xsf``.
 
+    Returns
+    -------
+    str
+        The format name.
+
     Raises
     ------
     InputError
@@ -75,6 +80,27 @@ def iter_atoms(
 
     With ``parts=True`` extxyz frames come as :class:`~pesdata.frames.AtomsParts` from the
     vectorised reader (other formats still as ``ase.Atoms``).
+
+    Parameters
+    ----------
+    path : path-like
+        The structure file.
+    format : str, optional
+        Format name (see :func:`detect_format`).
+    parts : bool
+        Give extxyz frames as :class:`~pesdata.frames.AtomsParts`.
+
+    Yields
+    ------
+    ase.Atoms or AtomsParts
+
+    Raises
+    ------
+    InputError
+        The file is missing, empty or cannot be parsed (names the file and the frame), or no
+        frame could be read.
+    FormatError
+        The format is unknown or cannot be guessed.
     """
     fmt = detect_format(path, format)
     p = str(path)
@@ -147,6 +173,14 @@ def read_frames(
     ------
     Frame
         With ``source`` set to ``"<path>#<frame>"``.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or a frame cannot be parsed or converted; names the file and
+        the frame.
+    FormatError
+        The format is unknown or cannot be guessed.
     """
     name = str(path)
     for i, item in enumerate(iter_atoms(path, format, parts=True)):

@@ -33,7 +33,12 @@ __all__ = ["ArtefactStore", "artefact_kinds", "load_schema", "schema_dir", "vali
 
 
 def schema_dir() -> Path:
-    """Where the schema files are: ``pesdata.schemas`` in a wheel, ``schemas/`` in a checkout."""
+    """Where the schema files are: ``pesdata.schemas`` in a wheel, ``schemas/`` in a checkout.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     try:
         return Path(str(resources.files("pesdata.schemas")))
     except ModuleNotFoundError:  # editable install / source checkout

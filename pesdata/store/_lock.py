@@ -23,6 +23,20 @@ __all__ = ["write_lock"]
 def write_lock(path: str | None, timeout: float = 600.0, poll: float = 0.05) -> Iterator[None]:
     """Hold the exclusive write lock at ``path`` (``None``: no lock).
 
+    Parameters
+    ----------
+    path : str or None
+        The lock file (created if missing); ``None`` on object stores, where this is a no-op.
+    timeout : float
+        Seconds to wait for another writer before giving up.
+    poll : float
+        Seconds between attempts.
+
+    Yields
+    ------
+    None
+        The lock is held inside the ``with`` block and released on exit.
+
     Raises
     ------
     ConcurrentWriteError

@@ -53,15 +53,30 @@ class Snapshot:
         return self._ids
 
     def table(self, columns: Sequence[str] | None = None, filter: str | None = None) -> pa.Table:
-        """The version as an Arrow table (``columns`` and a Lance SQL ``filter`` optional)."""
+        """The version as an Arrow table.
+
+        Parameters
+        ----------
+        columns : sequence of str, optional
+            Columns to read (default all).
+        filter : str, optional
+            A Lance SQL filter, e.g. ``"energy IS NOT NULL"``.
+
+        Returns
+        -------
+        pyarrow.Table
+        """
         return self._ds.to_table(columns=list(columns) if columns else None, filter=filter)
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per structure.
 
-        Columns: id, formula, n_atoms, energy, energy_per_atom, fmax (largest force norm,
-        eV/Å), volume (Å³, NaN without full pbc), method, config_type, group, source,
-        version_added.
+        Returns
+        -------
+        pandas.DataFrame
+            Columns id, formula, n_atoms, energy, energy_per_atom, fmax (largest force norm,
+            eV/Å), volume (Å³, NaN without full pbc), method, config_type, group, source,
+            version_added.
         """
         import pandas as pd
 
@@ -101,11 +116,31 @@ class Snapshot:
             yield from table_to_atoms(pa.Table.from_batches([batch]))
 
     def to_atoms(self) -> list[ase.Atoms]:
-        """All structures as a list of ``ase.Atoms`` (labels in a SinglePointCalculator)."""
+        """All structures as a list of ``ase.Atoms`` (labels in a SinglePointCalculator).
+
+        Returns
+        -------
+        list of ase.Atoms
+        """
         return list(self)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> list[ase.Atoms]:
-        """Random access: the structures at row ``indices`` of this version, in that order."""
+        """Random access: the structures at row ``indices`` of this version, in that order.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Row numbers (negative ones count from the end).
+
+        Returns
+        -------
+        list of ase.Atoms
+
+        Raises
+        ------
+        IndexError
+            An index is out of range.
+        """
         from ..frames import table_to_atoms
 
         idx = self._check_indices(indices)
@@ -113,6 +148,11 @@ class Snapshot:
 
     def to_arrays(self, columns: Sequence[str] = ("numbers", "positions", "forces")) -> dict:
         """Bulk numpy arrays of the whole version, for training code.
+
+        Parameters
+        ----------
+        columns : sequence of str
+            Per-atom columns to read (``numbers``, ``positions``, ``forces``, ``arr_<name>``).
 
         Returns
         -------
@@ -131,7 +171,25 @@ class Snapshot:
         indices: Sequence[int] | np.ndarray,
         columns: Sequence[str] = ("numbers", "positions", "forces"),
     ) -> dict:
-        """Random access for training batches: :meth:`to_arrays` of the rows ``indices``."""
+        """Random access for training batches: :meth:`to_arrays` of the rows ``indices``.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Row numbers (negative ones count from the end).
+        columns : sequence of str
+            Per-atom columns to read (``numbers``, ``positions``, ``forces``, ``arr_<name>``).
+
+        Returns
+        -------
+        dict
+            As :meth:`to_arrays`, for these rows in this order.
+
+        Raises
+        ------
+        IndexError
+            An index is out of range.
+        """
         idx = self._check_indices(indices)
         cols = list(dict.fromkeys(["n_atoms", "energy", "cell", "pbc", *columns]))
         return _arrays(self._ds.take(idx.tolist(), columns=cols), columns)
@@ -144,6 +202,15 @@ class Snapshot:
         The training-loop path: one bulk :meth:`to_arrays` read (the version is immutable, so
         the cache never goes stale), then :meth:`ArrayCache.take` per batch. Memory is about
         56 bytes per atom for numbers, positions and forces.
+
+        Parameters
+        ----------
+        columns : sequence of str
+            Per-atom columns to read (``numbers``, ``positions``, ``forces``, ``arr_<name>``).
+
+        Returns
+        -------
+        ArrayCache
         """
         return ArrayCache(self.to_arrays(columns), self.version)
 
@@ -217,7 +284,22 @@ class ArrayCache:
         return int(sum(a.nbytes for a in self.arrays.values()))
 
     def take(self, indices: Sequence[int] | np.ndarray) -> dict:
-        """The same dict as :meth:`Snapshot.take_arrays` for rows ``indices``."""
+        """The same dict as :meth:`Snapshot.take_arrays` for rows ``indices``.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Row numbers (negative ones count from the end).
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        IndexError
+            An index is out of range.
+        """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):

@@ -32,7 +32,19 @@ _MARKER = "_pesdata/store.json"
 
 
 def store_exists(uri: str | os.PathLike, **storage_options) -> bool:
-    """True when a pesdata store (its marker file) exists at ``uri``."""
+    """True when a pesdata store (its marker file) exists at ``uri``.
+
+    Parameters
+    ----------
+    uri : str or path-like
+        Store location (directory or fsspec URL).
+    **storage_options
+        Object-store options passed to fsspec.
+
+    Returns
+    -------
+    bool
+    """
     fs, root = fsspec.core.url_to_fs(str(uri), **storage_options)
     return bool(fs.exists(f"{root.rstrip('/')}/{_MARKER}"))
 
@@ -49,10 +61,16 @@ def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) 
     **storage_options
         Object-store options passed to fsspec and Lance.
 
+    Returns
+    -------
+    Store
+
     Raises
     ------
     StoreNotFoundError
         No store at ``uri`` and ``create`` is false.
+    StoreExistsError
+        ``create`` and ``uri`` is a file.
     """
     uri = str(uri)
     fs, root = fsspec.core.url_to_fs(uri, **storage_options)
@@ -115,7 +133,13 @@ class Store:
         return os.path.join(self.root, "_pesdata", "write.lock") if _is_local(self.uri) else None
 
     def tmp_dir(self) -> Path:
-        """Scratch space for a writer (inside the store when local, so renames stay atomic)."""
+        """Scratch space for a writer (inside the store when local, so renames stay atomic).
+
+        Returns
+        -------
+        pathlib.Path
+            An existing directory.
+        """
         if _is_local(self.uri):
             path = Path(self.root) / "_pesdata" / "tmp"
         else:  # pragma: no cover - object stores
@@ -126,7 +150,23 @@ class Store:
         return path
 
     def writing(self, timeout: float = 600.0):
-        """Context manager holding the store's exclusive write lock."""
+        """Context manager holding the store's exclusive write lock (see :func:`write_lock`).
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait for another writer.
+
+        Returns
+        -------
+        contextlib.AbstractContextManager
+            Holds the lock inside its ``with`` block.
+
+        Raises
+        ------
+        ConcurrentWriteError
+            (On entering) another writer held the lock for more than ``timeout`` seconds.
+        """
         return write_lock(self.lock_path, timeout=timeout)
 
     # -- versions -----------------------------------------------------------------------------
@@ -136,7 +176,23 @@ class Store:
         return self.table.latest_version()
 
     def resolve(self, version: int | str | None = None) -> int:
-        """Version number of ``version`` (a number, a numeric string, a tag or ``None``)."""
+        """Version number of ``version`` (a number, a numeric string, a tag or ``None``).
+
+        Parameters
+        ----------
+        version : int, str or None
+            A version number (negative counts back from the latest: ``-1`` is the latest), a
+            numeric string, a tag name, or ``None`` for the latest.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        VersionNotFound
+            No such version or tag (the message lists the tags or the version range).
+        """
         if version is None:
             return self.version
         if isinstance(version, str) and version.lstrip("-").isdigit():
@@ -168,13 +224,50 @@ class Store:
         return f"1..{max(numbers)}"
 
     def read(self, version: int | str | None = None) -> Snapshot:
-        """A read-only :class:`Snapshot` of ``version`` (number or tag; ``None`` = latest)."""
+        """A read-only :class:`Snapshot` of ``version`` (number or tag; ``None`` = latest).
+
+        Parameters
+        ----------
+        version : int, str or None
+            As for :meth:`resolve`.
+
+        Returns
+        -------
+        Snapshot
+
+        Raises
+        ------
+        VersionNotFound
+            No such version or tag.
+        """
         number = self.resolve(version)
         tag = version if isinstance(version, str) and not version.lstrip("-").isdigit() else None
         return Snapshot(self.table.dataset(number), tag=tag)
 
     def tag(self, name: str, version: int | str | None = None) -> int:
-        """Name ``version`` (default latest) ``name``; returns the version number."""
+        """Name ``version`` (default latest) ``name``.
+
+        Parameters
+        ----------
+        name : str
+            The tag; not a number, without ``/``, ``\\`` or spaces, not starting with ``.``.
+        version : int, str or None
+            The version to tag (as for :meth:`resolve`; default the latest).
+
+        Returns
+        -------
+        int
+            The tagged version number.
+
+        Raises
+        ------
+        ParameterError
+            ``name`` is not a valid tag name.
+        TagExistsError
+            ``name`` already names a version (also when a concurrent writer just created it).
+        VersionNotFound
+            ``version`` does not exist.
+        """
         if not isinstance(name, str) or not name or name.lstrip("-").isdigit():
             raise ParameterError(f"invalid tag name {name!r}: use a name that is not a number")
         number = self.resolve(version)
@@ -195,11 +288,23 @@ class Store:
         return number
 
     def tags(self) -> dict[str, int]:
-        """Tag name → version number."""
+        """Tag name → version number.
+
+        Returns
+        -------
+        dict of str to int
+        """
         return {k: int(v["version"]) for k, v in self.table.dataset().tags.list().items()}
 
     def log(self) -> pd.DataFrame:
-        """History: one row per version with version, timestamp, message, n_structures, tags."""
+        """History: one row per version.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``version``, ``timestamp`` (UTC), ``message``, ``n_structures`` and
+            ``tags`` (comma-separated, sorted), oldest first.
+        """
         tags: dict[int, list[str]] = {}
         for name, number in self.tags().items():
             tags.setdefault(number, []).append(name)
@@ -217,11 +322,21 @@ class Store:
     def diff(self, a: int | str, b: int | str) -> dict[str, list[str]]:
         """What changed from version ``a`` to version ``b``.
 
+        Parameters
+        ----------
+        a, b : int or str
+            Versions (numbers or tags).
+
         Returns
         -------
         dict
             ``added`` (ids in ``b`` not in ``a``), ``removed`` (in ``a`` not in ``b``) and
             ``relabelled`` (in both, labels rewritten in between), each sorted.
+
+        Raises
+        ------
+        VersionNotFound
+            ``a`` or ``b`` does not exist.
         """
         ta = self.read(a).table(columns=["id", UPDATED])
         tb = self.read(b).table(columns=["id", UPDATED])
@@ -234,7 +349,24 @@ class Store:
         }
 
     def info(self, version: int | str | None = None) -> dict:
-        """Summary of a version: version, n_structures, n_atoms, elements, methods (+ more)."""
+        """Summary of a version.
+
+        Parameters
+        ----------
+        version : int, str or None
+            As for :meth:`resolve` (default the latest).
+
+        Returns
+        -------
+        dict
+            ``version``, ``n_structures``, ``n_atoms``, ``elements`` (symbols), ``methods``
+            (method → count), ``n_with_energy``, ``n_with_forces`` and ``tags``.
+
+        Raises
+        ------
+        VersionNotFound
+            No such version or tag.
+        """
         from ase.data import chemical_symbols
 
         snap = self.read(version)
@@ -257,8 +389,21 @@ class Store:
     def curate(self, paths: str | os.PathLike | Sequence[str | os.PathLike], **options):
         """Ingest, validate and deduplicate structure files into a new version.
 
-        See :func:`pesdata.curate.curate` for the options. Returns a
-        :class:`~pesdata.curate.CurateReport`.
+        Parameters
+        ----------
+        paths : path, sequence of paths, or sequence of ase.Atoms
+            What to ingest.
+        **options
+            Keyword options of :func:`pesdata.curate.curate` (``method``, ``quarantine``, ...).
+
+        Returns
+        -------
+        CurateReport
+
+        Raises
+        ------
+        PesdataError
+            As :func:`pesdata.curate.curate` raises (``ValidationError``, ``InputError``, ...).
         """
         from ..curate import curate
 
@@ -273,8 +418,29 @@ class Store:
     ) -> int:
         """Write a version to ``out`` (extxyz, ASE db, or any format ASE writes).
 
-        ``progress(done, total)`` is called as structures are written. Returns the number of
-        structures written.
+        Parameters
+        ----------
+        out : path-like
+            Output file (a regular file or a new path; compressed when it ends in ``.gz``,
+            ``.bz2`` or ``.xz``). It is written atomically.
+        version : int, str or None
+            As for :meth:`resolve` (default the latest).
+        format : str, optional
+            ASE format name (default: from the file name).
+        progress : callable, optional
+            Called as ``progress(done, total)`` as structures are written.
+
+        Returns
+        -------
+        int
+            The number of structures written.
+
+        Raises
+        ------
+        VersionNotFound
+            No such version or tag.
+        OutputError
+            ``out`` is a device, FIFO, socket, symlink or directory.
         """
         from ..io import write_atoms
 
@@ -294,7 +460,17 @@ class Store:
     def optimize(self) -> int:
         """Compact fragments and (re)build the BTREE indices on ``id`` and ``geometry_hash``.
 
-        Makes new versions with the same rows; returns the latest version number.
+        Makes new versions with the same rows.
+
+        Returns
+        -------
+        int
+            The latest version number.
+
+        Raises
+        ------
+        ConcurrentWriteError
+            Another writer held the lock for more than 600 s.
         """
         with self.writing():
             ds = self.table.dataset()
