@@ -16,7 +16,7 @@ from pesdata.descriptors import ACSF
 from pesdata.errors import ParameterError, SchemaError
 from pesdata.testing import DescriptorTests
 
-from .conftest import DATA
+from .conftest import DATA, contract_structures
 
 PARAMS = [
     dict(g2_params=[[0.5, 0.0], [1.0, 2.0], [0.1, 3.0]], g4_params=[[0.01, 1, 1], [0.05, 2, -1]],
@@ -25,15 +25,6 @@ PARAMS = [
          g5_params=[[0.02, 1, -1], [0.01, 2, 1]]),
     dict(g2_params=None, g4_params=None, g5_params=None),  # the documented default grid
 ]
-
-
-def contract_structures():
-    """Real structures: an mlearn Si surface slab, a TiO2 cell, a non-periodic Si cluster."""
-    si = ase.io.read(DATA / "mlearn/Si_test.extxyz", "8")  # 24-atom surface slab
-    tio2 = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", "0")  # 24 atoms, Ti and O
-    cluster = si[:10]
-    cluster.pbc = False
-    return [si, tio2, cluster]
 
 
 class TestACSFContract(DescriptorTests):
@@ -106,7 +97,8 @@ def test_config_names_and_errors():
     names = a.feature_names
     assert len(names) == a.n_features == 2 * 9 + 3 * 8
     assert names[0] == "G1[O]" and names[9] == "G1[Ti]" and names[18].startswith("G4[O-O]")
-    with pytest.raises(SchemaError, match=r"\[1\] not in the descriptor's species"):
+    with pytest.raises(SchemaError, match=r"^structure 0 \(H2O\): atomic number\(s\) \[1\] not "
+                                          r"in the descriptor's species \[8, 22\]$"):
         a.compute(Atoms("H2O", positions=[[0, 0, 0], [0, 0, 1], [0, 1, 0]]))
     with pytest.raises(ParameterError, match="unknown chemical symbol 'Xx'"):
         ACSF(["Xx"], 5.0)
@@ -123,6 +115,18 @@ def test_config_names_and_errors():
     with pytest.raises(ParameterError, match="batch_size must be a positive integer, got 0"):
         a.compute(bulk("Cu", "fcc", a=3.6), batch_size=0)
 
+
+
+def test_an_unknown_element_names_its_structure_in_a_batched_list():
+    """The structure's index in the whole list and its source, not only the element."""
+    images = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", ":5")
+    water = molecule("H2O")
+    water.info["source"] = "water.xyz#3"
+    images.insert(3, water)
+    for batch_size, n_workers in ((2, 1), (2, 2), (32, 1)):
+        with pytest.raises(SchemaError, match=r"^structure 3 \(water.xyz#3\): atomic "
+                                              r"number\(s\) \[1\] not in"):
+            ACSF(["O", "Ti"], 4.0).compute(images, batch_size=batch_size, n_workers=n_workers)
 
 
 def test_compiled_kernel_equals_dscribe_and_keeps_gradients():
@@ -163,3 +167,26 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch):
         values = acsf.compute(images, batch_size=1, n_workers=1)
     assert not acsf.compile
     torch.testing.assert_close(values, ACSF(["Si"], 5.0).compute(images), rtol=0, atol=0)
+
+
+class _BrokenAngular(ACSF):
+    """An angular kernel that fails on its input (compiled or not): a real runtime error."""
+
+    def _triplet_values(self, *args):
+        raise ValueError("a real error in the kernel")
+
+
+def test_a_real_kernel_error_is_raised_without_blaming_the_compiler(monkeypatch):
+    def broken(fn, **kwargs):
+        def run(*args):
+            return fn(*args)  # the "compiled" kernel fails exactly as the eager one
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    acsf = _BrokenAngular(["Si"], 5.0, compile=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="a real error in the kernel"):
+            acsf.compute(ase.io.read(DATA / "mlearn/Si_test.extxyz", "0"))
+    assert not [w for w in caught if "torch.compile" in str(w.message)]
+    assert acsf.compile  # the compiler was not at fault: still on

@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 import pesdata
 from pesdata.cli import app
 from pesdata.descriptors import ACSF, _cache, describe, from_config, load_descriptors
-from pesdata.errors import ArtefactNotFound, ParameterError, SchemaError, StoreCorruptError
+from pesdata.errors import (
+    ArtefactNotFound,
+    InputError,
+    ParameterError,
+    SchemaError,
+    StoreCorruptError,
+)
 
 from .conftest import DATA
 
@@ -103,9 +109,8 @@ def test_config_validation_and_hash(tmp_path):
         from_config({**CONFIG, "r_cut": -1})
     with pytest.raises(SchemaError, match="g2_params"):
         from_config({**CONFIG, "g2_params": [[1.0]]})
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(SchemaError, match="bad.json"):
-        from_config(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="missing.json: cannot read descriptor config"):
+        from_config(tmp_path / "missing.json")  # more in test_from_config_file_errors_...
 
 
 def test_describe_cli_json(tio2_store):
@@ -270,7 +275,29 @@ def test_from_config_value_errors_are_schema_errors_and_argument_errors_are_not(
         from_config(CONFIG, device="tpu:0")
     with pytest.raises(ParameterError, match="dtype must be torch.float32 or torch.float64"):
         from_config(CONFIG, dtype=np.float16)
+
+
+
+def test_from_config_file_errors_name_the_file(tio2_store, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(SchemaError, match="bad.json: cannot read descriptor config") as info:
+    with pytest.raises(InputError, match=r"bad.json: cannot read descriptor config "
+                                         r"\(JSONDecodeError: ") as info:
         from_config(tmp_path / "bad.json")
     assert isinstance(info.value.__cause__, json.JSONDecodeError)
+    assert info.value.path == str(tmp_path / "bad.json") and info.value.exit_code == 2
+    with pytest.raises(InputError, match=r"nope.json: cannot read descriptor config "
+                                         r"\(FileNotFoundError: No such file") as info:
+        from_config(tmp_path / "nope.json")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    (tmp_path / "short.json").write_text(json.dumps({**CONFIG, "g2_params": [[1.0]]}))
+    with pytest.raises(SchemaError, match=r"short.json' invalid at g2_params/0"):
+        from_config(tmp_path / "short.json")
+    (tmp_path / "nan.json").write_text(json.dumps({**CONFIG, "species": ["O", "Xx"]}))
+    with pytest.raises(SchemaError,
+                       match=r"nan.json: descriptor config: unknown chemical symbol 'Xx'"):
+        from_config(tmp_path / "nan.json")
+    st, _ = tio2_store
+    result = CliRunner().invoke(app, ["describe", st.uri, "--descriptor",
+                                      str(tmp_path / "bad.json")])
+    assert result.exit_code == 2, result.output
+    assert "bad.json: cannot read descriptor config" in result.stderr

@@ -17,7 +17,7 @@ from pesdata.descriptors import PTSD
 from pesdata.errors import ParameterError, SchemaError
 from pesdata.testing import DescriptorTests
 
-from .conftest import DATA
+from .conftest import DATA, contract_structures
 
 PARAMS = dict(
     s1=[[0], [1], [3]],
@@ -112,15 +112,6 @@ def reference(atoms, rc, params):
                 feats.append(2 ** (1 - z) * s)
         rows.append(feats)
     return np.array(rows)
-
-
-def contract_structures():
-    """Real structures: an mlearn Si surface slab, a TiO2 cell, a non-periodic Si cluster."""
-    si = ase.io.read(DATA / "mlearn/Si_test.extxyz", "8")  # 24-atom surface slab
-    tio2 = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", "0")  # 24 atoms, Ti and O
-    cluster = si[:10]
-    cluster.pbc = False
-    return [si, tio2, cluster]
 
 
 class TestPTSDContract(DescriptorTests):

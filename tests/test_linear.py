@@ -7,7 +7,7 @@ import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from pesdata.descriptors import ACSF, batch_atoms, from_config
-from pesdata.errors import ParameterError
+from pesdata.errors import ParameterError, SchemaError
 from pesdata.train import LinearPotential, error_metrics
 
 from .conftest import CU_ACSF_CONFIG, DATA, emt
@@ -68,6 +68,18 @@ def test_missing_labels_are_an_error():
     unlabelled[1].calc = None
     with pytest.raises(ParameterError, match=r"training structure 1 \(Cu32\) has no energy label"):
         LinearPotential(DESC).fit(unlabelled)
+
+
+def test_an_element_outside_the_descriptor_names_the_structure():
+    images = emt(3, 4)
+    images[2].numbers[5] = 47  # one Ag atom in a Cu model
+    images[2].info["source"] = "alloy.xyz#12"
+    with pytest.raises(SchemaError, match=r"^structure 2 \(alloy.xyz#12\): atomic number\(s\) "
+                                          r"\[47\] not in the descriptor's species \[29\]$"):
+        LinearPotential(DESC).fit(images)
+    model = LinearPotential(DESC).fit(images[:2])
+    with pytest.raises(SchemaError, match=r"^structure 2 \(alloy.xyz#12\)"):
+        model.predict(images)
 
 
 def test_force_rows_only_for_structures_with_forces():

@@ -16,6 +16,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from .._params import check_int
+from .._where import structure_name
 from ..errors import ParameterError, SchemaError
 from ._neighbors import Pairs, neighbor_pairs
 from .jacobian import autograd_jacobian
@@ -192,7 +193,11 @@ class Descriptor:
         """``fn``, or ``fn`` fused by ``torch.compile`` when :attr:`compile` is on and no
         gradient is needed (compiled once per descriptor and method).
 
-        A failed compilation warns, switches :attr:`compile` off and runs ``fn`` eagerly.
+        When the compiled kernel raises, ``fn`` runs eagerly on the same arguments. If that
+        succeeds, the compilation was at fault (no compiler, unsupported backend, ...): a
+        warning says so and :attr:`compile` is switched off. If eager raises too, the error is
+        the input's, not the compiler's: eager's error propagates, with no warning, and
+        :attr:`compile` stays on.
         """
         if not self.compile or needs_grad:
             return fn
@@ -205,12 +210,14 @@ class Descriptor:
                     return fn(*args)
                 try:
                     return compiled(*args)
-                except Exception as exc:  # no compiler, unsupported backend, ...
-                    warnings.warn(f"{type(self).__name__}: torch.compile failed "
-                                  f"({type(exc).__name__}); using the eager kernel",
-                                  RuntimeWarning, stacklevel=2)
-                    self.compile = False
-                    return fn(*args)
+                except Exception as exc:  # compiler or input? the eager retry below tells
+                    failure = exc
+                out = fn(*args)  # a real error raises here, as it would without compile
+                warnings.warn(f"{type(self).__name__}: torch.compile failed "
+                              f"({type(failure).__name__}: {str(failure)[:200]}); using the "
+                              "eager kernel", RuntimeWarning, stacklevel=2)
+                self.compile = False
+                return out
 
             self._kernels[name] = kernel
         return self._kernels[name]
@@ -248,6 +255,35 @@ class Descriptor:
         lookup[torch.tensor(self.species)] = torch.arange(len(self.species))
         return lookup.to(numbers.device)[numbers]
 
+    def check_species(self, images: ase.Atoms | Sequence[ase.Atoms], start: int = 0) -> None:
+        """Refuse structures with an element outside :attr:`species`, naming the first one.
+
+        Parameters
+        ----------
+        images : ase.Atoms or sequence of ase.Atoms
+            The structures.
+        start : int
+            Index of ``images[0]`` in the caller's list (so a batch names the structure by
+            its position in the whole input).
+
+        Raises
+        ------
+        SchemaError
+            A structure holds an atomic number that is not among the species; the message
+            names it (``structure k (source)``, the source being ``atoms.info["source"]``
+            when present, e.g. ``file#frame``) and lists its unknown atomic numbers.
+        """
+        images = [images] if isinstance(images, ase.Atoms) else list(images)
+        known = np.asarray(self.species)
+        if not images or np.isin(np.concatenate([a.numbers for a in images]), known).all():
+            return
+        for k, atoms in enumerate(images):
+            bad = np.setdiff1d(atoms.numbers, known)
+            if bad.size:
+                raise SchemaError(
+                    f"{structure_name(atoms, start + k)}: atomic number(s) {bad.tolist()} "
+                    f"not in the descriptor's species {self.species}")
+
     def compute(
         self,
         atoms: ase.Atoms | Sequence[ase.Atoms],
@@ -261,25 +297,51 @@ class Descriptor:
         beats one batch stream over all cores by ~30% (measured on 2 cores), because
         gathers, scatters and Python overhead run in parallel too. torch's global thread
         count is restored afterwards. Differentiation works either way.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms or sequence of ase.Atoms
+            The structures.
+        batch_size : int
+            Structures per batch (a positive integer).
+        n_workers : int, optional
+            Threads computing batches on CPU (default: torch's thread count).
+
+        Returns
+        -------
+        torch.Tensor
+            (total atoms, :attr:`n_features`) in the descriptor's dtype and device, the
+            structures' atoms in input order.
+
+        Raises
+        ------
+        ParameterError
+            ``batch_size`` is not a positive integer.
+        SchemaError
+            A structure holds an element outside :attr:`species` (the message names it, see
+            :meth:`check_species`).
         """
         batch_size = check_int("batch_size", batch_size)
         images = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
-        batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        starts = list(range(0, len(images), batch_size))
+        batches = [images[i : i + batch_size] for i in starts]
         workers = torch.get_num_threads() if n_workers is None else n_workers
         if len(batches) <= 1 or workers <= 1 or self.device.type != "cpu":
-            return torch.cat([self._compute_batch(b) for b in batches]) if batches else (
-                self._compute_batch([])
-            )
+            if not batches:
+                return self._compute_batch([])
+            return torch.cat([self._compute_batch(b, i)
+                              for b, i in zip(batches, starts, strict=True)])
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(self._compute_batch, batches))
+                parts = list(pool.map(self._compute_batch, batches, starts))
         finally:
             torch.set_num_threads(threads)
         return torch.cat(parts)
 
-    def _compute_batch(self, images: list[ase.Atoms]) -> torch.Tensor:
+    def _compute_batch(self, images: list[ase.Atoms], start: int = 0) -> torch.Tensor:
+        self.check_species(images, start)
         b = batch_atoms(images, self.dtype, self.device)
         return self.forward(b.positions, b.numbers, b.cells, b.pbc, b.structure)
 
@@ -325,14 +387,32 @@ class Descriptor:
     ) -> tuple[torch.Tensor, Pairs, torch.Tensor]:
         """Features and their sparse Jacobian with respect to the pair vectors.
 
-        Returns ``(g, pairs, jac)``: ``g`` (N, F) as :meth:`forward`, the neighbour list, and
-        ``jac`` (P, F, 3) with ``jac[p, f] = ∂g[i_p, f] / ∂vec_p``. Since
-        ``vec_p = r_j − r_i + shift``, ``∂E/∂r_j = Σ_{p: j_p=j} c_p − Σ_{p: i_p=j} c_p`` with
+        With ``jac[p, f] = ∂g[i_p, f] / ∂vec_p`` and ``vec_p = r_j − r_i + shift``,
+        ``∂E/∂r_j = Σ_{p: j_p=j} c_p − Σ_{p: i_p=j} c_p`` with
         ``c_p = Σ_f (∂E/∂g[i_p, f]) jac[p, f]``: force training without differentiating the
         descriptor again every step (as n2p2 and aenet store symmetry-function derivatives).
         ACSF and PTSD differentiate each sum's terms on their own (see
         :mod:`pesdata.descriptors.jacobian` for the layout and the method): about the cost
         of a few forward passes, whatever the number of features.
+
+        Parameters
+        ----------
+        positions, numbers, cells, pbc, structure : torch.Tensor
+            A flat batch, as for :meth:`forward` (see :func:`batch_atoms`).
+
+        Returns
+        -------
+        g : torch.Tensor
+            (N, F) features, as :meth:`forward` gives them.
+        pairs : Pairs
+            The neighbour list: ``i``, ``j`` (P,) and the image ``shift``.
+        jac : torch.Tensor
+            (P, F, 3) Jacobian of each pair's central-atom features in its pair vector.
+
+        Raises
+        ------
+        SchemaError
+            An atomic number outside :attr:`species`.
         """
         types = self.species_index(numbers.to(torch.long))
         with torch.no_grad():

@@ -169,6 +169,15 @@ def _write_segment(root: Path, group, feats: np.ndarray, ids: list[str], counts)
 def load_descriptors(store, descriptor, version: int | str | None = None) -> dict:
     """Cached per-atom descriptors of a version, in the version's row and atom order.
 
+    Parameters
+    ----------
+    store : pesdata.Store
+        A local store.
+    descriptor : Descriptor
+        The descriptor whose cache (named by its config hash) is read.
+    version : int or str, optional
+        Version number or tag (default: the latest).
+
     Returns
     -------
     dict
@@ -181,6 +190,8 @@ def load_descriptors(store, descriptor, version: int | str | None = None) -> dic
     ArtefactNotFound
         Some structures of the version have not been described yet (a ``LookupError``:
         compute them, or run ``pesdata describe``).
+    ParameterError
+        ``descriptor`` is not a pesdata Descriptor, or the store is not a local directory.
     StoreCorruptError
         The cache index names data that is not there or does not fit (a deleted or
         truncated segment, an unreadable index file); the message names the path.

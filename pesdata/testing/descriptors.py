@@ -100,6 +100,7 @@ class DescriptorTests:
 
     # -- the contract -------------------------------------------------------------------------
     def test_features_finite_shape_dtype(self) -> None:
+        """Features: finite, (n_atoms, n_features), the descriptor's dtype, named, not all 0."""
         desc = self.descriptor()
         names = desc.feature_names
         assert len(names) == desc.n_features, "one feature name per column"
@@ -116,6 +117,7 @@ class DescriptorTests:
         assert g32.dtype == torch.float32, f"a float32 descriptor returned {g32.dtype}"
 
     def test_batch_equals_single(self) -> None:
+        """A batch of structures gives what each structure gives alone."""
         desc = self.descriptor()
         images = self.structures()
         single = torch.cat([desc.compute(a) for a in images])
@@ -125,6 +127,7 @@ class DescriptorTests:
                                    single, "batches of 2 vs one by one")
 
     def test_periodic_wrap_invariance(self) -> None:
+        """Lattice-vector moves, wrapping and a 2x1x1 supercell change no feature."""
         desc = self.descriptor()
         periodic = [a for a in self.structures() if a.pbc.all()]
         if not periodic:
@@ -142,6 +145,7 @@ class DescriptorTests:
             self.assert_features_equal(bigger[len(atoms) :], ref, "a 2x1x1 supercell")
 
     def test_translation_invariance(self) -> None:
+        """Translating every atom changes no feature."""
         desc = self.descriptor()
         for atoms in self.structures():
             moved = atoms.copy()
@@ -149,6 +153,7 @@ class DescriptorTests:
             self.assert_features_equal(desc.compute(moved), desc.compute(atoms), "translated")
 
     def test_rotation_invariance(self) -> None:
+        """Rotating atoms and cell changes no feature."""
         desc = self.descriptor()
         for atoms in self.structures():
             rotated = atoms.copy()
@@ -156,6 +161,7 @@ class DescriptorTests:
             self.assert_features_equal(desc.compute(rotated), desc.compute(atoms), "rotated")
 
     def test_permutation_equivariance(self) -> None:
+        """Permuting the atoms permutes the feature rows the same way."""
         desc = self.descriptor()
         rng = np.random.default_rng(self.seed)
         for atoms in self.structures():
@@ -168,6 +174,7 @@ class DescriptorTests:
         return sorted({(0, 0), (n // 2, 1), (n - 1, 2)})
 
     def test_gradients_match_finite_differences(self) -> None:
+        """Autograd derivatives of Σ w·g in positions and cell equal central finite differences."""
         desc = self.descriptor(torch.float64)
         rng = np.random.default_rng(self.seed)
         for atoms in self.structures()[:2]:
@@ -202,6 +209,7 @@ class DescriptorTests:
                     f", finite differences {want:.10g} (tolerance {tol:.3g})")
 
     def test_pair_jacobian_gives_the_autograd_gradient(self) -> None:
+        """:meth:`pair_jacobian` gives the features and the autograd gradients."""
         desc = self.descriptor(torch.float64)
         images = self.structures()[:2]
         b = batch_atoms(images, desc.dtype, desc.device)
@@ -225,6 +233,7 @@ class DescriptorTests:
             assert err <= 1e-9 * scale, f"pair-Jacobian gradient in {what} off by {err:.3g}"
 
     def test_config_round_trip(self) -> None:
+        """``config()`` is plain JSON and rebuilds an equal descriptor (also by from_config)."""
         desc = self.descriptor()
         config = desc.config()
         assert config["descriptor"] == desc.name
@@ -242,6 +251,7 @@ class DescriptorTests:
                                        "rebuilt from config", rtol=0)
 
     def test_pickle_round_trip(self) -> None:
+        """A used descriptor pickles; the clone computes the same values."""
         desc = self.descriptor()
         atoms = self.structures()[0]
         ref = desc.compute(atoms)  # a used descriptor (caches, compiled kernels) pickles too
@@ -251,6 +261,7 @@ class DescriptorTests:
         self.assert_features_equal(clone.compute(atoms), ref, "unpickled", rtol=0)
 
     def test_thread_safety(self) -> None:
+        """Two threads at once give the single-threaded result; thread count restored."""
         desc = self.descriptor()
         images = self.structures()
         ref = [desc.compute(a) for a in images]
@@ -264,6 +275,7 @@ class DescriptorTests:
         self.assert_features_equal(workers, torch.cat(ref), "n_workers=2 vs one stream")
 
     def test_float32_agrees_with_float64(self) -> None:
+        """float32 agrees with float64 to ``float32_rtol``, with the same config hash."""
         d64, d32 = self.descriptor(torch.float64), self.descriptor(torch.float32)
         assert d32.dtype == torch.float32 and d32.config_hash == d64.config_hash
         for atoms in self.structures():

@@ -89,6 +89,35 @@ def evaluate(model_dir: str | os.PathLike, target: str, parity: str | None = Non
     predicted energy, and reference and predicted forces (per atom) for parity plots; it is
     written atomically and may only be a new path or a regular file (else
     :class:`~pesdata.errors.OutputError`, before anything is computed).
+
+    Parameters
+    ----------
+    model_dir : path-like
+        A model directory written by ``pesdata train`` / :func:`save_model`.
+    target : str
+        ``STORE``, ``STORE@VERSION`` or a structure file curate reads (validated by curate's
+        per-frame validators).
+    parity : str, optional
+        A Parquet file to write the per-structure parity table to.
+
+    Returns
+    -------
+    dict
+        ``target`` (its display name), ``n_structures``, ``energy_mae``, ``energy_rmse``
+        (meV/atom), ``force_mae``, ``force_rmse`` (eV/Å; None without reference forces).
+
+    Raises
+    ------
+    OutputError
+        ``parity`` is not a new path or a regular file, or its directory does not exist.
+    ArtefactError
+        ``model_dir`` is not a valid model.
+    InputError
+        The target file cannot be read.
+    ValidationError
+        A frame fails curate's validators, or the model predicts a non-finite value.
+    ParameterError
+        No labelled structure to evaluate on.
     """
     parity_path = _parity_path(parity) if parity else None
     model, _card = load_model(model_dir)

@@ -101,9 +101,53 @@ def train(
     Descriptor, a config dict or a JSON path; by default ACSF with its documented default
     grid and ``r_cut`` for the version's elements. ``params`` go to the model (see
     :class:`HDNNPotential`, :class:`LinearPotential`, :class:`Committee`); ``log`` gets each
-    epoch's record and ``progress`` the number of structures described so far.
-    Returns the model card; a copy (with the model's ``path``) is kept in the store as artefact
+    epoch's record and ``progress`` the number of structures described so far. A copy of the
+    card (with the model's ``path``) is kept in the store as artefact
     ``model_card/<out name>-v<version>-<time>``.
+
+    Parameters
+    ----------
+    store : pesdata.Store
+        The store to train on.
+    out : path-like
+        The model directory (see :func:`~pesdata.train.checkpoint.check_model_dir`).
+    model : str
+        A registered model kind: ``hdnn``, ``linear``, ``committee``.
+    descriptor : Descriptor, dict or path-like, optional
+        The descriptor, its config or a JSON file holding it (default: ACSF).
+    version : int or str, optional
+        Version number or tag (default: the latest; with ``split``, the split's own).
+    split : str, optional
+        A split manifest; the model trains on fold ``fold``'s train part.
+    fold : int
+        Which fold of ``split``.
+    r_cut : float
+        Cutoff (Å) of the default descriptor.
+    device : str
+        ``"cpu"`` or ``"cuda[:k]"``.
+    params : dict, optional
+        Hyperparameters of the model kind.
+    log, progress : callable, optional
+        Per-epoch records; number of structures described so far.
+
+    Returns
+    -------
+    dict
+        The model card as written.
+
+    Raises
+    ------
+    OutputError
+        ``out`` may not be written (checked before any work).
+    ParameterError
+        An unknown model kind, a bad hyperparameter or fold, or no labelled structures.
+    ArtefactError
+        The split does not exist, leaks, or is pinned to another version.
+    SchemaError
+        The descriptor config is invalid, or a structure holds an element outside its
+        species.
+    ValidationError
+        The fitted model predicts a non-finite energy or force.
     """
     from ..split import load_split
 
@@ -169,6 +213,32 @@ def cross_validate(
     ``energy_mae``, ``energy_rmse`` (meV/atom), ``force_mae``, ``force_rmse`` (eV/Å),
     ``seconds`` — and ``df.attrs`` holding ``split``, ``version``, ``model`` and the
     ``mean`` and ``std`` over folds (see :func:`cv_summary`).
+
+    Parameters
+    ----------
+    store : pesdata.Store
+        The store holding the split.
+    split : str
+        The split manifest; every fold is trained and tested.
+    model, descriptor, version, r_cut, device, params, progress
+        As for :func:`train`.
+    log : callable, optional
+        Per-epoch records, with the ``fold`` added.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fold, with the summary in ``df.attrs``.
+
+    Raises
+    ------
+    ParameterError
+        A bad model kind or hyperparameter, or a fold without labelled train or test
+        structures.
+    ArtefactError
+        The split does not exist, leaks, or is pinned to another version.
+    ValidationError
+        A fold's model predicts a non-finite energy or force.
     """
     from ..split import load_split
 

@@ -26,15 +26,40 @@ def predict_images(
     stress: bool = False,
     batch_size: int = 16,
 ) -> dict:
-    """Predictions for ``images``: ``energy`` (S,), ``forces`` list of (N, 3), ``stress`` (S, 6).
+    """Predictions of ``model`` for ``images`` (the ``predict`` of every model kind).
 
-    Periodic structures get a stress; others get NaN there.
+    Parameters
+    ----------
+    model : Potential
+        A fitted model (its ``descriptor`` and ``energy``).
+    images : sequence of ase.Atoms
+        The structures.
+    forces, stress : bool
+        Also compute forces (−∂E/∂r) / stress (∂E/∂ε / V, eV/Å³, Voigt xx yy zz yz xz xy).
+    batch_size : int
+        Structures per batch.
+
+    Returns
+    -------
+    dict
+        ``energy`` (S,) total energies (eV); with ``forces``, ``forces``: a list of (N, 3)
+        arrays; with ``stress``, ``stress`` (S, 6) — NaN for structures that are not
+        periodic in all three directions.
+
+    Raises
+    ------
+    SchemaError
+        A structure holds an element outside the descriptor's species (the message names
+        the structure).
+    ParameterError
+        The model is not fitted.
     """
     d = model.descriptor
     images = list(images)
     energies, all_forces, stresses = [], [], []
     for lo in range(0, len(images), batch_size):
         chunk = images[lo : lo + batch_size]
+        d.check_species(chunk, lo)  # names the structure, not only the element
         b = batch_atoms(chunk, d.dtype, d.device)
         types = d.species_index(b.numbers)
         n_s = len(chunk)

@@ -81,6 +81,7 @@ class StructureDataset(torch.utils.data.Dataset):
         self.atom_offsets = np.concatenate([[0], np.cumsum(n)])
         self.n_atoms = torch.as_tensor(n)
         self.energy = torch.tensor([e for e, _ in labels], dtype=torch.float64)
+        descriptor.check_species(images)  # names the structure, not only the element
         numbers = np.concatenate([a.numbers for a in images])
         self.types = descriptor.species_index(torch.as_tensor(numbers))
         forces = [f if f is not None else np.full((len(a), 3), np.nan) for a, (_, f) in

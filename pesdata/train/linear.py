@@ -95,6 +95,7 @@ class LinearPotential(Potential):
         for k, atoms in enumerate(images):
             if atoms.calc is None or "energy" not in atoms.calc.results:
                 raise ParameterError(f"training {structure_name(atoms, k)} has no energy label")
+            self.descriptor.check_species(atoms, k)
             with_f = use_f and "forces" in atoms.calc.results  # frames without forces: E only
             x, rows = self._features(atoms, with_f)
             xs.append(x / len(atoms))

@@ -18,6 +18,16 @@ def error_metrics(
 ) -> dict:
     """Energy MAE/RMSE per atom (meV/atom) and force-component MAE/RMSE (eV/Å).
 
+    Parameters
+    ----------
+    energy_pred, energy_ref : sequence of float
+        Predicted and reference total energies (eV), one per structure.
+    n_atoms : sequence of int
+        Atoms per structure (energies are compared per atom).
+    forces_pred, forces_ref : array (N, 3), optional
+        Predicted and reference forces (eV/Å) of the structures that have reference forces,
+        concatenated in the same order.
+
     Returns
     -------
     dict
