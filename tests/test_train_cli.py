@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import pesdata
 from pesdata.cli import app
-from pesdata.errors import ArtefactError, OutputError, ParameterError
+from pesdata.errors import ArtefactError, OutputError, ParameterError, SchemaError
 from pesdata.split import load_split, make_split
 from pesdata.train import (
     cross_validate,
@@ -79,6 +79,14 @@ def test_bad_checkpoints_are_clear_errors(emt_store, tmp_path):
         train(emt_store, tmp_path / "x", model="gap")
     with pytest.raises(ParameterError, match="linear model takes no epochs"):
         train(emt_store, tmp_path / "x", model="linear", params={"epochs": 3})
+
+
+def test_training_messages_name_the_structure_by_its_source(emt_store, tmp_path):
+    with pytest.raises(SchemaError, match=r"^structure 0 \(<memory>#0\): atomic number\(s\) "
+                                          r"\[29\] not in the descriptor's species \[47\]$"):
+        train(emt_store, tmp_path / "m", descriptor={**CONFIG, "species": ["Ag"]},
+              model="linear")
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_train_and_evaluate_json(emt_store, tmp_path):

@@ -13,6 +13,7 @@ import pandas as pd
 from .._where import structure_name
 from ..errors import ParameterError, ValidationError
 from .checkpoint import check_model_dir, save_model
+from .data import take_structures
 from .metrics import error_metrics
 from .registry import get_model_class
 
@@ -166,10 +167,11 @@ def train(
     snap = store.read(version)
     position = {i: k for k, i in enumerate(snap.ids)}
     train_rows = [position[i] for i in (train_ids if split else snap.ids)]
-    train_images = _labelled(snap.take(train_rows))
+    train_images = _labelled(take_structures(snap, train_rows))
     if not train_images:
         raise ParameterError(f"version {snap.version} has no labelled structures to train on")
-    eval_images = snap.take([position[i] for i in test_ids]) if test_ids else train_images
+    eval_images = (take_structures(snap, [position[i] for i in test_ids]) if test_ids
+                   else train_images)
     # the default descriptor covers the elements of both parts (cross_validate: all folds)
     desc = _descriptor(descriptor, train_images + eval_images, r_cut, device)
     fitted = make_model(model, desc, device=device, **(params or {}))
@@ -247,7 +249,7 @@ def cross_validate(
     position = {i: k for k, i in enumerate(snap.ids)}
     needed = sorted({i for f in manifest["folds"] for part in ("train", "test") for i in f[part]},
                     key=position.__getitem__)
-    images = snap.take([position[i] for i in needed])
+    images = take_structures(snap, [position[i] for i in needed])
     keep = [k for k, a in enumerate(images) if a.calc is not None and "energy" in a.calc.results]
     index = {needed[k]: n for n, k in enumerate(keep)}
     images = [images[k] for k in keep]

@@ -20,7 +20,7 @@ from .._where import structure_name
 from ..descriptors import Descriptor, batch_atoms
 from ..errors import ArtefactNotFound, ParameterError
 
-__all__ = ["StructureDataset", "collate"]
+__all__ = ["StructureDataset", "collate", "take_structures"]
 
 
 def _labels(atoms: ase.Atoms, k: int) -> tuple[float, np.ndarray | None]:
@@ -34,6 +34,32 @@ def _labels(atoms: ase.Atoms, k: int) -> tuple[float, np.ndarray | None]:
             f"not ({len(atoms)}, 3)"
         )
     return float(results["energy"]), None if forces is None else np.asarray(forces, float)
+
+
+def take_structures(snap, rows: Sequence[int]) -> list[ase.Atoms]:
+    """Rows ``rows`` of a version as ase.Atoms, each with ``info["source"]`` (its file#frame).
+
+    Messages about a structure (:func:`pesdata._where.structure_name`) then say where it came
+    from, not only its position in a training list.
+
+    Parameters
+    ----------
+    snap : Snapshot
+        A store version.
+    rows : sequence of int
+        Row indices in the version.
+
+    Returns
+    -------
+    list of ase.Atoms
+        As :meth:`Snapshot.take` gives them, with ``info["source"]`` set.
+    """
+    images = snap.take(rows)
+    sources = snap.table(columns=["source"]).column("source").take(rows).to_pylist()
+    for atoms, source in zip(images, sources, strict=True):
+        if source and "source" not in atoms.info:
+            atoms.info["source"] = source
+    return images
 
 
 class StructureDataset(torch.utils.data.Dataset):
@@ -164,7 +190,7 @@ class StructureDataset(torch.utils.data.Dataset):
         except KeyError as exc:
             raise ParameterError(
                 f"id {exc.args[0]!r:.200} is not in version {snap.version}") from exc
-        images = snap.take(rows)
+        images = take_structures(snap, rows)
         keep = [k for k, a in enumerate(images)
                 if a.calc is not None and "energy" in a.calc.results]
         if not keep:
