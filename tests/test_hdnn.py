@@ -193,3 +193,60 @@ def test_kept_weights_are_the_moving_average():
         if name.startswith("nets."):
             assert not torch.equal(raw[name], w)
             assert torch.allclose(avg[name], d * w + (1 - d) * raw[name], rtol=1e-12, atol=1e-14)
+
+
+def _lonely(labelled: bool = False) -> list:
+    """An isolated Cu atom and two Cu atoms 10 Å apart (cutoff 4.5 Å): no neighbours at all."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    iso = Atoms("Cu", positions=[[0, 0, 0]], cell=np.eye(3) * 20, pbc=True)
+    far = Atoms("Cu2", positions=[[0, 0, 0], [10, 0, 0]], cell=np.eye(3) * 30, pbc=True)
+    if labelled:
+        for a, e in ((iso, -0.1), (far, -0.2)):
+            a.calc = SinglePointCalculator(a, energy=e, forces=np.zeros((len(a), 3)))
+    return [iso, far]
+
+
+def test_structures_without_neighbours_have_zero_forces_and_stress(fitted, tmp_path):
+    """No pair inside the cutoff: E = E_ref + s·NN(features without neighbours), F = σ = 0,
+    through predict, a saved model, the calculator and a committee; mixed batches keep the
+    numbers of their other structures."""
+    iso, far = _lonely()
+    g0 = DESC.compute([iso])
+    types = torch.zeros(1, dtype=torch.int64)
+    with torch.no_grad():
+        per_atom = float(fitted.net_.atomic(g0, types)[0] + fitted.net_.ref[0])
+    energies, forces = fitted.predict([iso, far], forces=True)
+    np.testing.assert_allclose(energies, [per_atom, 2 * per_atom], rtol=1e-12)
+    assert [f.shape for f in forces] == [(1, 3), (2, 3)]
+    assert all(np.all(f == 0) for f in forces)
+    normal = emt(2, 7)
+    mixed_e, mixed_f = fitted.predict([iso, normal[0], far, normal[1]], forces=True)
+    alone_e, alone_f = fitted.predict(normal, forces=True)
+    np.testing.assert_allclose(mixed_e[[1, 3]], alone_e, rtol=1e-12)
+    for got, want in zip([mixed_f[1], mixed_f[3]], alone_f, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert np.all(mixed_f[0] == 0) and np.all(mixed_f[2] == 0)
+    save_model(fitted, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")[0]
+    np.testing.assert_array_equal(loaded.predict([far], forces=True)[1][0], np.zeros((2, 3)))
+    far.calc = PesdataCalculator(tmp_path / "m")
+    assert far.get_potential_energy() == pytest.approx(2 * per_atom, rel=1e-12)
+    assert np.all(far.get_forces() == 0) and np.all(far.get_stress() == 0)
+    com = Committee(DESC, n_members=2, hidden=(8,), epochs=2).fit(emt(4, 3))
+    spread = com.predict_std([iso, far])
+    assert all(np.all(f == 0) for f in spread["forces"])
+    iso.calc = PesdataCalculator(com)
+    assert np.all(iso.get_forces() == 0) and np.all(iso.get_stress() == 0)
+
+
+def test_training_set_with_structures_without_neighbours_trains():
+    """Isolated atoms among normal frames train, also in a batch of their own (batch_size 1)."""
+    images = emt(4, 2) + _lonely(labelled=True)
+    for batch_size in (1, 8):
+        model = HDNNPotential(DESC, hidden=(8,), epochs=3, batch_size=batch_size,
+                              force_weight=0.1, valid_fraction=0).fit(images)
+        assert all(np.isfinite(r["loss"]) for r in model.history_)
+        _, forces = model.predict(_lonely(), forces=True)
+        assert all(np.all(f == 0) for f in forces)

@@ -94,3 +94,45 @@ def test_force_rows_only_for_structures_with_forces():
         a.calc = SinglePointCalculator(a, energy=a.calc.results["energy"])
     with pytest.raises(ParameterError, match="no training structure has forces"):
         LinearPotential(DESC, force_weight=0.1).fit(images)
+
+
+def _lonely(labelled: bool = False) -> list:
+    """An isolated Cu atom and two Cu atoms 10 Å apart (cutoff 4.5 Å): no neighbours at all."""
+    iso = ase.Atoms("Cu", positions=[[0, 0, 0]], cell=np.eye(3) * 20, pbc=True)
+    far = ase.Atoms("Cu2", positions=[[0, 0, 0], [10, 0, 0]], cell=np.eye(3) * 30, pbc=True)
+    if labelled:
+        for a, e in ((iso, -0.1), (far, -0.2)):
+            a.calc = SinglePointCalculator(a, energy=e, forces=np.zeros((len(a), 3)))
+    return [iso, far]
+
+
+def test_structures_without_neighbours_predict_the_intercept_and_zero_forces():
+    """No pair inside the cutoff: E = Σ_i (w·G(0) + b), forces and stress exactly zero."""
+    from pesdata.train import PesdataCalculator
+
+    normal = emt(2, 7)
+    model = LinearPotential(DESC, force_weight=0.1).fit(emt(6, 0))
+    iso, far = _lonely()
+    g0 = DESC.compute([iso])[0].numpy()  # an atom's features without neighbours
+    per_atom = float(model.coef_[:-1] @ g0 + model.coef_[-1])
+    energies, forces = model.predict([iso, far], forces=True)
+    np.testing.assert_allclose(energies, [per_atom, 2 * per_atom], rtol=1e-12)
+    assert [f.shape for f in forces] == [(1, 3), (2, 3)]
+    assert all(np.all(f == 0) for f in forces)
+    mixed_e, mixed_f = model.predict([iso, normal[0], far, normal[1]], forces=True)
+    alone_e, alone_f = model.predict(normal, forces=True)
+    np.testing.assert_allclose(mixed_e[[1, 3]], alone_e, rtol=1e-12)
+    np.testing.assert_allclose(mixed_e[[0, 2]], energies, rtol=1e-12)
+    for got, want in zip([mixed_f[1], mixed_f[3]], alone_f, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert np.all(mixed_f[0] == 0) and np.all(mixed_f[2] == 0)
+    far.calc = PesdataCalculator(model)
+    assert far.get_potential_energy() == pytest.approx(2 * per_atom, rel=1e-12)
+    assert np.all(far.get_forces() == 0) and np.all(far.get_stress() == 0)
+
+
+def test_training_set_with_structures_without_neighbours_fits():
+    """Isolated atoms among normal frames: a fit with force rows that are all zero for them."""
+    model = LinearPotential(DESC, force_weight=0.1).fit(emt(6, 0) + _lonely(labelled=True))
+    energies, forces = model.predict(_lonely(), forces=True)
+    assert np.isfinite(energies).all() and all(np.all(f == 0) for f in forces)

@@ -4,6 +4,8 @@ A model exposes ``descriptor`` and ``energy(g, types, structure, n_structures)``
 the (S,) float64 total energies of a flat batch from its descriptors ``g``. Forces are
 −∂E/∂r by autograd through the descriptor; the stress is (1/V) ∂E/∂ε for a homogeneous
 strain ε applied to positions and cell (ASE's sign and Voigt order xx yy zz yz xz xy).
+Atoms without a neighbour inside the cutoff (an isolated atom) feel no force: a batch where no
+atom has one gets exactly zero forces and stress, and the model's energy at those features.
 """
 
 from __future__ import annotations
@@ -76,9 +78,8 @@ def predict_images(
             g = d.forward(positions, b.numbers, cells, b.pbc, b.structure)
             energy = model.energy(g, types, b.structure, n_s)
             wrt = [t for t, on in ((pos, forces), (strain, stress)) if on]
-            grads = torch.autograd.grad(energy.sum(), wrt) if wrt else ()
+            grads = _gradients(energy.sum(), wrt)
         energies.append(energy.detach().cpu().numpy())
-        grads = list(grads)
         if forces:
             f = -grads.pop(0).detach().cpu().numpy()
             bounds = np.cumsum([len(a) for a in chunk])[:-1]
@@ -96,3 +97,31 @@ def predict_images(
     if stress:
         out["stress"] = np.array(stresses).reshape(-1, 6)
     return out
+
+
+def _gradients(energy: torch.Tensor, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
+    """∂energy/∂t for each t in ``wrt``, zeros where the energy does not depend on t.
+
+    A batch in which no atom has a neighbour inside the cutoff (an isolated atom, atoms far
+    apart) has descriptors that do not depend on positions or strain: its energy is then
+    constant (no graph at all, as for the linear model) or depends on the weights only (the
+    HDNN at zero features). Its forces and stress are exactly zero, not an autograd error.
+
+    Parameters
+    ----------
+    energy : torch.Tensor
+        A scalar (the summed energies of a batch).
+    wrt : list of torch.Tensor
+        Leaf tensors with ``requires_grad``.
+
+    Returns
+    -------
+    list of torch.Tensor
+        One gradient per tensor of ``wrt``, with its shape, dtype and device.
+    """
+    if not wrt:
+        return []
+    if not energy.requires_grad:
+        return [torch.zeros_like(t) for t in wrt]
+    grads = torch.autograd.grad(energy, wrt, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, wrt, strict=True)]
