@@ -186,3 +186,34 @@ def test_fast_comment_parser_equals_ase(data, monkeypatch):
     assert len(slow) < len(lines) / 10  # the real files take the fast path
     assert "a = b  c=[1 2 3] d={x} e='q r' f=\\\"g h=" in slow  # odd lines go to ASE
     assert CRAFTED[-2] not in slow  # brackets, braces and single quotes take the fast path
+
+
+@pytest.mark.parametrize(
+    "atom_lines",
+    [
+        ['Si 0.1 0 0 "a b"', "Si 2.0 0 0 c"],  # a quote is a character, the line has 6 tokens
+        ['Si 0.1 0 0 "a b"', "Si 2.0 0 0 c d"],  # every line too long: no column shifts
+        ["Si 0.1 0 0 'a", "Si 2.0 0 0 b'"],
+        ['Si 0.1 0 0 ""', "Si 2.0 0 0 x,y"],
+        ["Si 0.1 0 0 a", "Si 2.0 0 0 b extra"],
+    ],
+    ids=["double-quoted", "all-lines-long", "single-quoted", "empty-quotes", "one-long-line"],
+)
+def test_per_atom_strings_split_as_ase_splits(tmp_path, atom_lines):
+    path = tmp_path / "q.xyz"
+    header = ('Lattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:lab:S:1 '
+              'energy=-1.0 pbc="T T T"')
+    path.write_text("\n".join(["2", header, *atom_lines]) + "\n")
+    ours, = iread_extxyz(path)
+    theirs = ase.io.read(path, format="extxyz")
+    assert_same(ours, theirs)
+    assert list(Frame.from_parts(ours).arrays["lab"]) == list(theirs.arrays["lab"])
+
+
+def test_a_missing_string_token_is_ases_error(tmp_path):
+    path = tmp_path / "short.xyz"
+    path.write_text("2\nProperties=species:S:1:pos:R:3:lab:S:1\nSi 0 0 0 a\nSi 2 0 0\n")
+    with pytest.raises(Exception) as theirs:
+        ase.io.read(path, format="extxyz")
+    with pytest.raises(type(theirs.value)):
+        list(iread_extxyz(path))

@@ -255,3 +255,48 @@ def test_an_error_thrown_into_the_reader_is_not_relabelled(tmp_path):
     with pytest.raises(ValueError, match="the consumer's own") as err:
         frames.throw(ValueError("the consumer's own"))
     assert type(err.value) is ValueError
+
+
+# -- a cut compressed stream: the frame being read, after the complete frames before it -------
+
+def _cut(data: bytes, fraction: float) -> bytes:
+    return data[: int(len(data) * fraction)]
+
+
+@pytest.mark.parametrize("ext", list(COMPRESSORS))
+def test_truncated_compressed_file_names_the_frame_being_read(tmp_path, ext):
+    raw = (DATA / "mlearn" / "Si_test.extxyz").read_bytes()
+    packed = tmp_path / f"cut.xyz.{ext}"
+    packed.write_bytes(_cut(COMPRESSORS[ext](raw), 0.6))
+    read = []
+    with deadline(60), pytest.raises(InputError) as err:
+        for frame in read_frames(packed):
+            read.append(frame)
+    # every complete frame before the cut came out first (bzip2 decodes whole 900 kB blocks:
+    # nothing of this 170 kB file is readable before its end)
+    assert len(read) >= (0 if ext == "bz2" else 5)
+    assert err.value.path == str(packed) and err.value.frame == len(read)
+    assert "compressed file is truncated or corrupt" in str(err.value)
+    assert f"frame {len(read)}" in str(err.value)
+    if read:
+        whole = list(ase.io.iread(DATA / "mlearn" / "Si_test.extxyz"))
+        np.testing.assert_array_equal(read[-1].positions, whole[len(read) - 1].positions)
+
+
+@pytest.mark.parametrize("fmt", [None, "extxyz"])
+def test_compressed_file_cut_inside_the_first_header(tmp_path, fmt):
+    packed = tmp_path / "head.xyz.gz"
+    packed.write_bytes(gzip.compress((DATA / "mlearn" / "Si_test.extxyz").read_bytes())[:30])
+    with pytest.raises(InputError, match="compressed file is truncated or corrupt") as err:
+        list(read_frames(packed, format=fmt))
+    assert err.value.path == str(packed)
+    assert "--format" not in str(err.value)
+
+
+
+def test_compressed_file_cut_without_a_telling_name(tmp_path):
+    packed = tmp_path / "head.gz"
+    packed.write_bytes(gzip.compress((DATA / "mlearn" / "Si_test.extxyz").read_bytes())[:30])
+    with pytest.raises(InputError, match="compressed file is truncated or corrupt") as err:
+        list(read_frames(packed))
+    assert err.value.path == str(packed) and err.value.frame == 0

@@ -13,11 +13,14 @@ two readers frame by frame on every extxyz file of the shared data sets.
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import json
+import lzma
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,9 +131,12 @@ def _parse_block(text: str, dtype: np.dtype, n_total: int) -> dict | None:
     ncols = len(dtype.names)
     text_cols = {j: str for j, f in enumerate(dtype.names) if dtype.fields[f][0].kind in "Ob"}
     try:
+        # tokens split on whitespace only, as ASE splits atom lines: quotes are characters
+        # (QUOTE_NONE), and no names, so that a line with more tokens than columns widens the
+        # frame (a shape mismatch, ASE decides) instead of pushing a column into the index
         df = pd.read_csv(
-            io.StringIO(text), sep=r"\s+", header=None, names=range(ncols),
-            dtype=text_cols, na_filter=False, engine="c",
+            io.StringIO(text), sep=r"\s+", header=None, dtype=text_cols, na_filter=False,
+            engine="c", quoting=csv.QUOTE_NONE,
         )
     except (ValueError, pd.errors.ParserError):
         return None
@@ -154,7 +160,10 @@ def _parse_block(text: str, dtype: np.dtype, n_total: int) -> dict | None:
                 return None
             out[field] = np.isin(values, ("T", "True"))
         else:
-            out[field] = col.to_numpy(dtype=object)
+            values = col.to_numpy(dtype=object)
+            if (values == "").any():  # a missing token padded by pandas: ASE decides
+                return None
+            out[field] = values
     species = [f for f in dtype.names if f == "species"]
     if species:
         try:
@@ -292,13 +301,26 @@ class _Lines:
         self.path, self.fh = path, fh
         self.lineno = 0  # lines consumed
         self.frame = 0  # index of the frame being read
-        compressed = get_compression(path)[1] is not None
-        self.size = None if compressed else os.fstat(fh.fileno()).st_size
+        self.compressed = get_compression(path)[1] is not None
+        self.size = None if self.compressed else os.fstat(fh.fileno()).st_size
         self._peeked: bytes | None = None
 
     def error(self, message: str, field: str | None = None, line: int | None = None) -> InputError:
         where = f"line {self.lineno if line is None else line}: "
         return InputError(where + message, path=self.path, frame=self.frame, field=field)
+
+    def read_error(self, exc: BaseException) -> InputError:
+        """The error for a read that failed (a cut or corrupt compressed stream, say)."""
+        detail = shorten(str(exc).strip() or type(exc).__name__)
+        if self.compressed:
+            done = f"frames 0-{self.frame - 1} were read" if self.frame else "no frame was read"
+            what = (
+                "compressed file is truncated or corrupt: the stream fails after line "
+                f"{self.lineno} ({type(exc).__name__}: {detail}); {done}"
+            )
+        else:
+            what = f"cannot read the file after line {self.lineno} ({type(exc).__name__}: {detail})"
+        return InputError(what, path=self.path, frame=self.frame)
 
     def decode(self, raw: bytes, line: int | None = None) -> str:
         try:
@@ -407,8 +429,9 @@ def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[AtomsParts]:
     Raises
     ------
     InputError
-        Text that is not UTF-8, a bad, negative or impossible atom count, or a blank line
-        inside the file, naming the file, the frame and the line. ASE's own errors (a
+        Text that is not UTF-8, a bad, negative or impossible atom count, a blank line
+        inside the file, or a compressed stream that is cut or corrupt, naming the file, the
+        frame and the line (every complete frame before it is yielded first). ASE's own errors (a
         truncated frame, a bad atom line) are raised as ASE raises them, after every earlier
         frame was yielded.
     """
@@ -418,15 +441,15 @@ def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[AtomsParts]:
         reader = _Lines(name, fh)
         while True:
             try:
-                natoms = reader.count()
+                natoms = _guarded(reader, reader.count)
+                if natoms is None:
+                    break
+                comment = reader.decode(_guarded(reader, reader.readline))
+                first_line = reader.lineno + 1
+                lines = _guarded(reader, reader.readlines, natoms)
             except InputError:
                 yield from _chunk(pending)
                 raise
-            if natoms is None:
-                break
-            comment = reader.decode(reader.readline())
-            first_line = reader.lineno + 1
-            lines = reader.readlines(natoms)
             try:
                 text = b"".join(lines).decode("utf-8")
             except UnicodeDecodeError:
@@ -434,7 +457,7 @@ def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[AtomsParts]:
                 for k, ln in enumerate(lines):
                     reader.decode(ln, line=first_line + k)  # raises, naming the line
                 raise
-            if reader.frame == 0 and reader.peek().lstrip().startswith(b"VEC"):
+            if reader.frame == 0 and _guarded(reader, reader.peek).lstrip().startswith(b"VEC"):
                 raise VecFile
             if len(lines) < natoms:  # truncated: ASE's own error
                 yield from _chunk(pending)
@@ -446,6 +469,19 @@ def iread_extxyz(path: str | Path, chunk: int = 256) -> Iterator[AtomsParts]:
                 yield from _chunk(pending)
                 pending = []
     yield from _chunk(pending)
+
+
+# what a decompressor raises on a cut or damaged stream (gzip: EOFError, BadGzipFile, zlib.error;
+# bz2: EOFError, OSError; xz: EOFError, LZMAError); OSError also covers a failing disk
+_READ_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def _guarded(reader: _Lines, read, *args):
+    """``read(*args)``, a decompression or read failure raised as InputError at this frame."""
+    try:
+        return read(*args)
+    except _READ_ERRORS as exc:
+        raise reader.read_error(exc) from exc
 
 
 class VecFile(Exception):

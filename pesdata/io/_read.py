@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import lzma
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import ase.io
 from ase import Atoms
-from ase.io.formats import UnknownFileTypeError, filetype, ioformats
+from ase.io.formats import UnknownFileTypeError, filetype, get_compression, ioformats
 
 from ..errors import FormatError, InputError
 from ..frames import AtomsParts, Frame, LabelKeys
@@ -18,6 +20,9 @@ from ._xsf_aenet import is_aenet_xsf, read_aenet_xsf
 __all__ = ["detect_format", "iter_atoms", "read_frames"]
 
 AENET_XSF = "aenet-xsf"
+# what a decompressor raises on a cut or damaged stream (gzip: EOFError, BadGzipFile, zlib.error;
+# bz2: EOFError, OSError; xz: EOFError, LZMAError)
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
 EXTRA_FORMATS = (AENET_XSF,)
 
 
@@ -41,7 +46,9 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     Raises
     ------
     InputError
-        The path does not exist, is a directory or is empty.
+        The path does not exist, is a directory or is empty, or a compressed file's stream is
+        cut or corrupt before the format could be guessed and its name does not tell it (a
+        name that does, ``x.xyz.gz``, gives that format: the reader then names the frame).
     FormatError
         The format is unknown or cannot be guessed.
     """
@@ -61,7 +68,26 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
         return format
     try:
         fmt = filetype(str(p), guess=True)  # opens .gz/.bz2/.xz files decompressed
-    except (UnknownFileTypeError, OSError, ValueError, StopIteration, EOFError) as exc:
+    except _STREAM_ERRORS as exc:
+        if get_compression(str(p))[1] is None:
+            raise FormatError(
+                f"cannot tell the file format ({shorten(str(exc))}); name it with "
+                "--format/format=",
+                path=str(p),
+            ) from exc
+        # a cut or corrupt compressed stream: guess from the name alone, so that the reader
+        # yields the frames before the damage and names the frame where it starts
+        fmt = _format_from_name(p)
+        if fmt is None:
+            raise InputError(
+                f"compressed file is truncated or corrupt ({type(exc).__name__}: "
+                f"{shorten(str(exc).strip() or type(exc).__name__)}); its format cannot be "
+                "told from the name nor read from the content",
+                path=str(p),
+                frame=0,
+            ) from exc
+        return fmt
+    except (UnknownFileTypeError, ValueError, StopIteration) as exc:
         raise FormatError(
             f"cannot tell the file format ({shorten(str(exc))}); name it with --format/format=",
             path=str(p),
@@ -71,6 +97,20 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     if fmt not in ioformats or not ioformats[fmt].can_read:
         raise FormatError(f"format {fmt!r} cannot be read; name another with --format", path=str(p))
     return fmt
+
+
+def _format_from_name(path: Path) -> str | None:
+    """A readable format named by the file name alone (``x.xyz.gz`` → extxyz), or None."""
+    try:
+        fmt = filetype(str(path), read=False)
+    except UnknownFileTypeError:
+        return None
+    if fmt == "xsf":
+        try:
+            return AENET_XSF if is_aenet_xsf(path) else fmt
+        except _STREAM_ERRORS:
+            return fmt
+    return fmt if fmt in ioformats and ioformats[fmt].can_read else None
 
 
 def iter_atoms(
@@ -121,6 +161,12 @@ def iter_atoms(
         except Exception as exc:  # ASE parsers raise anything from IndexError to AssertionError
             text = str(exc).strip()
             msg = shorten(text.splitlines()[0]) if text else type(exc).__name__
+            if isinstance(exc, _STREAM_ERRORS) and get_compression(p)[1] is not None:
+                raise InputError(
+                    f"compressed file is truncated or corrupt ({type(exc).__name__}: {msg})",
+                    path=p,
+                    frame=frame,
+                ) from exc
             raise InputError(
                 f"cannot parse ({type(exc).__name__}: {msg}); the file may be truncated or "
                 f"not in format {fmt!r}",
