@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from ._interrupt import check as check_interrupt
 from .errors import OutputError, ParameterError
 
 __all__ = ["atomic_dir", "atomic_path", "atomic_write", "check_output_path", "fsync_dir"]
@@ -154,6 +155,7 @@ def atomic_path(
         if tmp_path.is_file():
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
+        check_interrupt()  # a Ctrl-C the CLI recorded stops here, before the file appears
         if exclusive:
             try:
                 os.link(tmp_path, p)  # fails if the name exists: no check-then-write race
@@ -248,6 +250,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 with open(child, "rb") as fh:
                     os.fsync(fh.fileno())
         fsync_dir(stage)
+        check_interrupt()
         if p.exists():
             old = p.with_name(f".{p.name}.old-{os.getpid()}")
             os.replace(p, old)

@@ -19,7 +19,7 @@ from pesdata.curate import (
 from pesdata.errors import ValidationError
 from pesdata.frames import Frame
 
-from .test_store import emt_cells
+from .conftest import emt_cells
 
 
 def _frame(atoms, **labels):

@@ -96,3 +96,54 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "pesdata: interrupted"
+
+
+def test_a_recorded_ctrl_c_stops_the_commit_and_exits_130(tmp_path, monkeypatch):
+    """A Ctrl-C that Python lost (recorded by the CLI's handler) stops curate before it commits."""
+    import pesdata
+    from pesdata import _interrupt
+    from pesdata.__main__ import main
+
+    monkeypatch.setattr(_interrupt, "_REQUESTED", type(_interrupt._REQUESTED)())
+    store = tmp_path / "s"
+    pesdata.open_store(store, create=True)
+    _interrupt.request()
+    with pytest.raises(SystemExit) as exc:
+        main(["curate", str(store), str(DATA / "mlearn" / "Si_test.extxyz"), "--method", "PBE"])
+    assert exc.value.code == 130
+    assert len(pesdata.open_store(store).read()) == 0  # nothing committed
+    with pytest.raises(KeyboardInterrupt):  # and every atomic replacement stops too
+        from pesdata.atomic import atomic_write
+
+        with atomic_write(tmp_path / "x.txt") as fh:
+            fh.write("x")
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_sigint_during_curate_exits_130_and_commits_nothing(tmp_path):
+    """A real SIGINT while curate reads: exit 130, one line, the store unchanged."""
+    import signal
+    import time
+
+    store = tmp_path / "s"
+    rc, _, err = _modules_after(["curate", str(store), str(DATA / "mlearn" / "Si_test.extxyz"),
+                                 "--method", "PBE"], tmp_path)
+    assert rc == 0, err
+    big = tmp_path / "big.xyz"
+    text = (DATA / "mlearn" / "Cu_train_acedata.xyz").read_text()
+    big.write_text(text * 8)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pesdata", "curate", str(store), str(big), "--method", "PBE",
+         "--forces-key", "force"], stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 60
+    while not list((store / "_pesdata" / "tmp").glob("spool-*")):  # ingest has begun
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    import pesdata
+
+    assert pesdata.open_store(store).version == 2  # the first curate's version, nothing more

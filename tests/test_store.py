@@ -5,27 +5,11 @@ import ase.io
 import numpy as np
 import pandas as pd
 import pytest
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 import pesdata
 from pesdata.errors import ArtefactError, StoreNotFoundError, TagExistsError, VersionNotFound
 
-from .conftest import DATA
-
-
-def emt_cells(n, seed=0, size=(2, 2, 2), rattle=0.05):
-    """n distinct EMT-labelled Cu cells."""
-    out = []
-    for k in range(n):
-        a = bulk("Cu", "fcc", a=3.61, cubic=True) * size
-        a.rattle(rattle, seed=seed * 1000 + k)
-        a.calc = EMT()
-        e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=s)
-        out.append(a)
-    return out
+from .conftest import DATA, emt_cells
 
 
 def test_open_missing_store_raises(tmp_path):

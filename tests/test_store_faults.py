@@ -23,7 +23,7 @@ from pesdata.errors import (
 )
 from pesdata.store import artefact_kinds, validate_artefact
 
-from .test_store import emt_cells
+from .conftest import emt_cells
 
 
 def _latest_manifest(store) -> Path:
@@ -226,3 +226,76 @@ def test_a_type_clash_without_a_schema_change_is_a_schema_error(store, append_on
         store.table.commit(bad.to_batches(), bad.schema, message="m", meta={},
                            append_only=append_only)
     assert store.version == 1
+
+
+def test_damaged_latest_manifest_keeps_tags_and_info_of_older_versions(three_versions):
+    store = three_versions
+    store.tag("first", 2)
+    os.truncate(_latest_manifest(store), 100)
+    info = store.info(2)
+    assert info["n_structures"] == 3 and info["tags"] == ["first"]
+    assert store.resolve("first") == 2
+
+
+def test_versions_from_numpy_are_numbers_and_others_are_refused(three_versions):
+    import numpy as np
+
+    store = three_versions
+    v = store.log()["version"].iloc[-1]
+    assert isinstance(v, np.integer)
+    assert store.read(v).version == 3 and store.resolve(np.int32(2)) == 2
+    assert store.diff(np.int64(2), v)["added"]
+    for bad in (2.0, 1.5, True, [2]):
+        with pytest.raises(ParameterError, match="version must be"):
+            store.read(bad)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_damaged_data_files_are_store_corruption(three_versions, damage):
+    store = three_versions
+    data = Path(store.root) / "structures.lance" / "data"
+    files = sorted(data.iterdir())
+    for f in files:
+        if damage == "missing":
+            f.unlink()
+        else:
+            os.truncate(f, 50)
+    snap = store.read(2)
+    for read in (lambda: snap.ids, lambda: snap.to_arrays(), lambda: list(snap),
+                 lambda: snap.take([0]), lambda: store.info(2), lambda: snap.to_pandas()):
+        with pytest.raises(StoreCorruptError, match="data files cannot be read") as err:
+            read()
+        assert isinstance(err.value, OSError) and err.value.__cause__ is not None
+    with pytest.raises(StoreCorruptError):  # curate's look-up of stored ids too
+        store.curate(emt_cells(3, seed=1))
+
+
+def test_bad_columns_and_filters_are_parameter_errors(three_versions):
+    snap = three_versions.read()
+    with pytest.raises(ParameterError, match="No field named nope"):
+        snap.table(columns=["nope"])
+    with pytest.raises(ParameterError):
+        snap.count("energy >>> 1")
+    assert snap.count("energy IS NOT NULL") == 5
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("garbage", "cannot be read"), ("[]", "not a pesdata store marker"),
+     ('{"format": "pesdata-store", "format_version": 99}', "newer pesdata"),
+     ('{"format": "pesdata-store", "format_version": "1"}', "bad format_version")],
+)
+def test_a_bad_store_marker_is_refused(tmp_path, text, match):
+    pesdata.open_store(tmp_path / "s", create=True)
+    (tmp_path / "s" / "_pesdata" / "store.json").write_text(text)
+    with pytest.raises(StoreCorruptError, match=match):
+        pesdata.open_store(tmp_path / "s")
+
+
+def test_a_directory_where_the_lock_belongs_is_named(tmp_path):
+    store = pesdata.open_store(tmp_path / "s", create=True)
+    lock = Path(store.lock_path)
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    with pytest.raises(StoreCorruptError, match="write lock"):
+        store.curate(emt_cells(1, seed=3))

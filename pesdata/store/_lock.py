@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from ..errors import ConcurrentWriteError
+from ..errors import ConcurrentWriteError, StoreCorruptError
 
 __all__ = ["write_lock"]
 
@@ -45,7 +45,12 @@ def write_lock(path: str | None, timeout: float = 600.0, poll: float = 0.05) -> 
     if path is None:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a directory or unreadable file where the lock belongs
+        raise StoreCorruptError(
+            f"{path}: cannot open the store's write lock ({exc.strerror or exc})"
+        ) from exc
     try:
         deadline = time.monotonic() + timeout
         while True:

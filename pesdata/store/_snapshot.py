@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._arrow import flat_values, fsl_values
+from ..errors import ParameterError, PesdataError, StoreCorruptError
 
 if TYPE_CHECKING:  # imported where used: `pesdata info/log/diff` need neither
     import ase
@@ -19,6 +20,60 @@ __all__ = ["ArrayCache", "Snapshot"]
 
 CREATED = "_row_created_at_version"
 UPDATED = "_row_last_updated_at_version"
+_READS = ("to_table", "to_batches", "take", "count_rows")
+
+
+def _translate(exc: Exception, ds: lance.LanceDataset) -> Exception | None:
+    """pesdata's error for a Lance read error (None: let it through as it is).
+
+    Lance reports damaged or missing data files as Arrow or OS errors ("External error: Not
+    found", "failed to fill whole buffer") and a bad column or filter as a plain ValueError
+    ("Invalid user input").
+    """
+    if isinstance(exc, PesdataError):
+        return None
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:300] + "..."
+    if "Invalid user input" in text and isinstance(exc, (ValueError, OSError)):
+        return ParameterError(f"bad column or filter for version {ds.version}: {text}")
+    if isinstance(exc, (pa.ArrowException, OSError)):
+        return StoreCorruptError(
+            f"{ds.uri}: version {ds.version}: the table's data files cannot be read ({text})"
+        )
+    return None
+
+
+class _CheckedReads:
+    """A snapshot's Lance dataset whose reads raise pesdata's errors (see :func:`_translate`)."""
+
+    def __init__(self, ds: lance.LanceDataset) -> None:
+        self._ds = ds
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._ds, name)
+        if name not in _READS:
+            return attr
+
+        def read(*args, **kwargs):
+            try:
+                out = attr(*args, **kwargs)
+            except Exception as exc:
+                new = _translate(exc, self._ds)
+                if new is None:
+                    raise
+                raise new from exc
+            return self._batches(out) if name == "to_batches" else out
+
+        return read
+
+    def _batches(self, batches):
+        try:
+            yield from batches
+        except Exception as exc:
+            new = _translate(exc, self._ds)
+            if new is None:
+                raise
+            raise new from exc
 
 
 class Snapshot:
@@ -29,7 +84,8 @@ class Snapshot:
     """
 
     def __init__(self, dataset: lance.LanceDataset, tag: str | None = None) -> None:
-        self._ds = dataset
+        self._raw = dataset
+        self._ds = _CheckedReads(dataset)
         self.version: int = dataset.version
         self.tag = tag
         self._ids: list[str] | None = None
@@ -42,8 +98,29 @@ class Snapshot:
 
     @property
     def dataset(self) -> lance.LanceDataset:
-        """The underlying Lance dataset (read-only use)."""
-        return self._ds
+        """The underlying Lance dataset (read-only use; its errors are Lance's own)."""
+        return self._raw
+
+    def count(self, filter: str | None = None) -> int:
+        """Number of structures, or of those matching a Lance SQL ``filter``.
+
+        Parameters
+        ----------
+        filter : str, optional
+            E.g. ``"energy IS NOT NULL"``.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        ParameterError
+            The filter names an unknown column or does not parse.
+        StoreCorruptError
+            The version's data files cannot be read.
+        """
+        return self._ds.count_rows(filter=filter)
 
     @property
     def ids(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,27 @@ def store_exists(uri: str | os.PathLike, **storage_options) -> bool:
     return bool(fs.exists(f"{root.rstrip('/')}/{_MARKER}"))
 
 
+def _check_marker(fs, marker: str) -> None:
+    """The store marker must be pesdata's, of a format this version reads."""
+    try:
+        with fs.open(marker, "r") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise StoreCorruptError(f"{marker}: the store marker cannot be read ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != "pesdata-store":
+        raise StoreCorruptError(
+            f"{marker}: not a pesdata store marker (expected {{'format': 'pesdata-store', ...}})"
+        )
+    version = doc.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise StoreCorruptError(f"{marker}: bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise StoreCorruptError(
+            f"{marker}: store format {version} was written by a newer pesdata (this one reads "
+            f"format {FORMAT_VERSION}); upgrade pesdata"
+        )
+
+
 def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) -> Store:
     """Open the pesdata store at ``uri`` (a directory or an fsspec URL).
 
@@ -71,11 +93,14 @@ def open_store(uri: str | os.PathLike, create: bool = False, **storage_options) 
         No store at ``uri`` and ``create`` is false.
     StoreExistsError
         ``create`` and ``uri`` is a file.
+    StoreCorruptError
+        The store marker (``_pesdata/store.json``) is damaged or of a newer format.
     """
     uri = str(uri)
     fs, root = fsspec.core.url_to_fs(uri, **storage_options)
     marker = f"{root.rstrip('/')}/{_MARKER}"
     if fs.exists(marker):
+        _check_marker(fs, marker)
         return Store(uri, storage_options)
     if not create:
         raise StoreNotFoundError(f"no pesdata store at {uri!r} (create one with create=True)")
@@ -192,11 +217,20 @@ class Store:
         ------
         VersionNotFound
             No such version or tag (the message lists the tags or the version range).
+        ParameterError
+            ``version`` is neither an integer (Python or numpy), a string nor None (a float
+            or a bool is refused, never rounded).
         """
         if version is None:
             return self.version
-        if isinstance(version, str) and version.lstrip("-").isdigit():
-            version = int(version)
+        if isinstance(version, (bool, np.bool_)) or not isinstance(
+            version, (str, numbers.Integral)
+        ):
+            raise ParameterError(
+                f"version must be a version number, a tag name or None, not {version!r}"
+            )
+        if isinstance(version, numbers.Integral) or version.lstrip("-").isdigit():
+            version = int(version)  # numpy integers (e.g. from log()) included
         if isinstance(version, str):
             tags = self.tags()
             if version not in tags:
@@ -211,10 +245,10 @@ class Store:
                 known = self._known_versions()
                 raise VersionNotFound(f"no version {version}; versions are {known}") from exc
             return int(version)
-        numbers = [v["version"] for v in self.table.dataset().versions()]
-        if -version > len(numbers):  # -1 = latest, -2 = the one before, ...
-            raise VersionNotFound(f"no version {version} (store has {len(numbers)})")
-        return numbers[version]
+        known = [v["version"] for v in self.table.dataset().versions()]
+        if -version > len(known):  # -1 = latest, -2 = the one before, ...
+            raise VersionNotFound(f"no version {version} (store has {len(known)})")
+        return known[version]
 
     def _known_versions(self) -> str:
         try:
@@ -294,7 +328,8 @@ class Store:
         -------
         dict of str to int
         """
-        return {k: int(v["version"]) for k, v in self.table.dataset().tags.list().items()}
+        ds = self.table.newest_readable()  # tags live beside the versions: a damaged latest
+        return {k: int(v["version"]) for k, v in ds.tags.list().items()}  # manifest hides none
 
     def log(self) -> pd.DataFrame:
         """History: one row per version.
@@ -380,8 +415,8 @@ class Store:
             "n_atoms": int(np.sum(t.column("n_atoms").to_numpy())) if t.num_rows else 0,
             "elements": [chemical_symbols[int(z)] for z in elements],
             "methods": {str(k): int(v) for k, v in methods.items()},
-            "n_with_energy": snap.dataset.count_rows(filter="energy IS NOT NULL"),
-            "n_with_forces": snap.dataset.count_rows(filter="forces IS NOT NULL"),
+            "n_with_energy": snap.count("energy IS NOT NULL"),
+            "n_with_forces": snap.count("forces IS NOT NULL"),
             "tags": sorted(k for k, v in self.tags().items() if v == snap.version),
         }
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lance.fragment import write_fragments
 
+from .._interrupt import check as check_interrupt
 from ..errors import SchemaError, StoreCorruptError, VersionNotFound
 from ..schema import structure_schema
 
@@ -95,6 +96,25 @@ class StructureTable:
                 f"({_short(exc)})"
             ) from exc
 
+    def newest_readable(self) -> lance.LanceDataset:
+        """The latest version, or when its manifest is damaged the newest one that opens.
+
+        For what lives beside the versions (tags, the version list): a damaged latest
+        manifest must not hide them. Raises the latest version's StoreCorruptError when no
+        version opens.
+        """
+        try:
+            return self.dataset()
+        except StoreCorruptError as latest:
+            fs, root = self._fs()
+            for path in reversed(self._manifests()):
+                n = int(path.rsplit("/", 1)[-1][: -len(".manifest")])
+                try:
+                    return self.dataset(_U64 - n if n > _U64 // 2 else n)
+                except (StoreCorruptError, VersionNotFound):
+                    continue
+            raise latest
+
     # -- manifests (for error messages: which file is damaged, which version is missing) -------
     def _fs(self):
         return fsspec.core.url_to_fs(self.uri, **(self.storage_options or {}))
@@ -139,10 +159,22 @@ class StructureTable:
 
     # -- reads used by curate --------------------------------------------------------------
     def lookup(self, ds: lance.LanceDataset, ids: list[str], columns: list[str]) -> pa.Table:
-        """Rows of ``ds`` whose ``id`` is in ``ids`` (only ``columns``)."""
-        if not ids or ds.count_rows() == 0:
-            return pa.table({c: pa.array([], ds.schema.field(c).type) for c in columns})
-        return ds.to_table(columns=columns, filter=pc.field("id").isin(ids))
+        """Rows of ``ds`` whose ``id`` is in ``ids`` (only ``columns``).
+
+        Raises
+        ------
+        StoreCorruptError
+            The table's data files cannot be read (missing or truncated).
+        """
+        try:
+            if not ids or ds.count_rows() == 0:
+                return pa.table({c: pa.array([], ds.schema.field(c).type) for c in columns})
+            return ds.to_table(columns=columns, filter=pc.field("id").isin(ids))
+        except (pa.ArrowException, OSError) as exc:
+            raise StoreCorruptError(
+                f"{self.uri}: version {ds.version}: the table's data files cannot be read "
+                f"({_short(exc)})"
+            ) from exc
 
     # -- the one write path ------------------------------------------------------------------
     def commit(
@@ -183,6 +215,7 @@ class StructureTable:
         SchemaError
             A column of the rows cannot be cast to the table's type (nothing is committed).
         """
+        check_interrupt()
         ds = self.dataset()
         missing = [f for f in schema if ds.schema.get_field_index(f.name) < 0]
         if missing:  # schema evolution: new per-atom array columns, all null so far
@@ -217,6 +250,7 @@ class StructureTable:
         props[META_KEY] = json.dumps(meta)
         props[MESSAGE_KEY] = message
         transaction.transaction_properties = props
+        check_interrupt()  # a Ctrl-C the CLI recorded: stop before the version exists
         new = lance.LanceDataset.commit(
             self.uri, transaction, storage_options=self.storage_options
         )
