@@ -5,6 +5,7 @@ Used by :func:`pesdata.frames.frames_to_table`; the rules are documented in :mod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -48,12 +49,16 @@ def with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
     ------
     SchemaError
         An array's kind or width clashes with its column or with another frame of the batch;
-        the message names the frame's source (``file#frame``) and both types.
+        the message names the frame's source (``file#frame``) and both types. Also raised for
+        a string array holding an empty string or one with whitespace (see
+        :func:`_check_strings`).
     """
     new: dict[str, list] = {}  # name -> [kind, width, source of the first frame]
     for f in frames:
         for name, value in f.arrays.items():
             kind, width = array_kind(name, value, f.source)
+            if kind == "string":
+                _check_strings(name, value, f.source)
             col = ARRAY_PREFIX + name
             idx = schema.get_field_index(col)
             if idx >= 0:
@@ -78,6 +83,39 @@ def with_array_columns(frames: Sequence[Frame], schema: pa.Schema) -> pa.Schema:
     for name, (kind, width, _) in new.items():
         schema = schema.append(array_field(name, kind, width))
     return schema
+
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def _check_strings(name: str, values: np.ndarray, source: str) -> None:
+    """Refuse per-atom strings that extxyz cannot hold: empty, or with whitespace in them.
+
+    An extxyz atom line is split on whitespace, so ``'a b'`` would be read back as two tokens
+    (``ase.io.read`` fails or shifts the columns) and ``''`` as none.
+
+    Raises
+    ------
+    SchemaError
+        Names the frame's source, the array, the first bad value (quoted, capped at 80
+        characters) and its atom.
+    """
+    flat = np.asarray(values).reshape(-1).tolist()
+    if not flat:
+        return
+    if isinstance(flat[0], bytes):
+        flat = [v.decode("utf-8", "replace") for v in flat]
+    if min(map(len, flat)) > 0 and not _WHITESPACE.search("".join(flat)):
+        return
+    k = next(i for i, v in enumerate(flat) if not v or _WHITESPACE.search(v))
+    atom = k // (len(flat) // len(values)) if np.ndim(values) == 2 else k
+    bad = flat[k]
+    shown = repr(bad) if len(bad) <= 80 else f"{bad[:80]!r}... ({len(bad)} characters)"
+    where = f"{source}: " if source else ""
+    raise SchemaError(
+        f"{where}per-atom array '{name}' holds {shown} at atom {atom}; per-atom strings must "
+        "be non-empty and free of whitespace to be written to extxyz"
+    )
 
 
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError)

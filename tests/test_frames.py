@@ -233,7 +233,7 @@ def _with(name, value, source):
 def test_string_arrays_are_stored_as_strings_and_come_back_as_ase_reads_them():
     frames = [
         _with("site", np.array(["A", "B"], dtype=object), "f#0"),
-        _with("site", np.array(["long label", "é"]), "f#1"),  # <U in memory
+        _with("site", np.array(["long_label", "é"]), "f#1"),  # <U in memory
     ]
     frames[0].arrays["pair"] = np.array([["a", "b"], ["c", "d"]], dtype=object)
     frames[1].arrays["pair"] = np.array([["e", "f"], ["g", "h"]], dtype=object)
@@ -244,7 +244,7 @@ def test_string_arrays_are_stored_as_strings_and_come_back_as_ase_reads_them():
     assert table.schema.field("arr_pair").metadata[b"width"] == b"2"
     back = table_to_atoms(table)
     assert back[0].arrays["site"].dtype == object
-    assert back[1].arrays["site"].tolist() == ["long label", "é"]
+    assert back[1].arrays["site"].tolist() == ["long_label", "é"]
     assert back[1].arrays["pair"].dtype == object and back[1].arrays["pair"].shape == (2, 2)
     assert back[1].arrays["pair"].tolist() == [["e", "f"], ["g", "h"]]
 

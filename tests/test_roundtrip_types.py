@@ -230,3 +230,40 @@ def test_reingesting_the_export_adds_nothing(written, tmp_path):
     store.export(out)
     report = store.curate([out], method=METHOD)
     assert report.added == 0 and report.conflicts == [] and report.rejected == []
+
+
+# -- per-atom strings extxyz cannot hold are refused at curate time ---------------------------
+
+@pytest.mark.parametrize(
+    ("values", "bad"),
+    [
+        (["a b", "c"], "'a b'"),
+        (["a", ""], "''"),
+        (["a", "tab\there"], "'tab\\there'"),
+        ([["x", "y z"], ["u", "v"]], "'y z'"),
+    ],
+    ids=["space", "empty", "tab", "two-columns"],
+)
+def test_per_atom_strings_with_whitespace_are_refused(tmp_path, values, bad):
+    from pesdata.errors import SchemaError
+
+    store = pesdata.open_store(tmp_path / "store", create=True)
+    a = Atoms("Si2", [[0, 0, 0], [1.4, 1.4, 1.4]], cell=[5.4] * 3, pbc=True)
+    a.arrays["lab"] = np.array(values, dtype=object)
+    a.calc = SinglePointCalculator(a, energy=-1.0)
+    with pytest.raises(SchemaError) as err:
+        store.curate([a], method=METHOD)
+    msg = str(err.value)
+    assert "'lab'" in msg and bad in msg and "atom " in msg
+    assert "non-empty and free of whitespace to be written to extxyz" in msg
+
+
+def test_per_atom_strings_without_whitespace_export_and_read_back(tmp_path):
+    store = pesdata.open_store(tmp_path / "store", create=True)
+    a = Atoms("Si2", [[0, 0, 0], [1.4, 1.4, 1.4]], cell=[5.4] * 3, pbc=True)
+    a.arrays["lab"] = np.array(['"a', "b,c"], dtype=object)
+    a.calc = SinglePointCalculator(a, energy=-1.0)
+    store.curate([a], method=METHOD)
+    out = tmp_path / "out.xyz"
+    store.export(out)
+    assert list(ase.io.read(out).arrays["lab"]) == ['"a', "b,c"]
