@@ -146,7 +146,9 @@ class Bootstrap:
     """Bootstrap: train on a resample with replacement, test on the out-of-bag rest.
 
     With ``groups``, whole groups are resampled. Train indices may repeat (that is the
-    bootstrap); test indices are unique.
+    bootstrap); test indices are unique. A resample that draws every structure (every group)
+    leaves nothing out of bag to test on and is drawn again, so every test part is non-empty;
+    this needs at least 2 structures (groups).
     """
 
     def __init__(self, n_repeats: int = 10, random_state: int = 0):
@@ -161,11 +163,17 @@ class Bootstrap:
         rng = np.random.default_rng(self.random_state)
         labels = np.arange(n) if groups is None else pd.factorize(np.asarray(groups))[0]
         members = pd.Series(np.arange(n)).groupby(labels).apply(np.asarray).tolist()
+        if len(members) < 2:
+            raise ParameterError(
+                f"a bootstrap needs at least 2 structures (or groups) to leave one out of "
+                f"bag, got {len(members)}")
         for _ in range(self.n_repeats):
-            drawn = rng.integers(0, len(members), len(members))
+            oob: np.ndarray = np.array([], int)
+            while not len(oob):  # nothing out of bag: nothing to test on, draw again
+                drawn = rng.integers(0, len(members), len(members))
+                oob = np.setdiff1d(np.arange(len(members)), drawn)
             train = np.concatenate([members[g] for g in drawn])
-            oob = np.setdiff1d(np.arange(len(members)), drawn)
-            test = np.concatenate([members[g] for g in oob]) if len(oob) else np.array([], int)
+            test = np.concatenate([members[g] for g in oob])
             yield train, np.sort(test)
 
     def __repr__(self) -> str:
@@ -237,18 +245,47 @@ def _leak_groups(geometry: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
 
 
 def check_manifest(manifest: dict, table: pd.DataFrame) -> None:
-    """Raise :class:`ArtefactError` when a fold leaks or names an unknown structure.
+    """Raise :class:`ArtefactError` when a fold is malformed, leaks or names an unknown
+    structure.
 
-    A fold leaks when one id, one ``geometry_hash`` or (with ``group_by``) one group sits in
-    both its parts. ``table`` has the pinned version's ``id``, ``geometry_hash`` and, when
-    the manifest names a ``group_by``, that column's values under ``_group``. The message
-    names the split, the fold and an id.
+    A fold is malformed when one of its parts is empty (a model trained on it would be
+    measured on nothing, or on its own training data) or lists an id twice. Only the
+    ``train`` part of a ``bootstrap`` manifest may repeat ids: a bootstrap resample draws
+    with replacement and :func:`make_split` stores the repeats on purpose; its ``test`` part
+    (the out-of-bag structures) is unique like every other part. A fold leaks when one id,
+    one ``geometry_hash`` or (with ``group_by``) one group sits in both its parts.
+
+    Parameters
+    ----------
+    manifest : dict
+        The manifest (schema-valid: ``name``, ``version``, ``strategy``, ``folds``).
+    table : pandas.DataFrame
+        The pinned version's ``id``, ``geometry_hash`` and, when the manifest names a
+        ``group_by``, that column's values under ``_group``.
+
+    Raises
+    ------
+    ArtefactError
+        The message names the split, the fold (numbered from 0, as ``--fold``), the part
+        where it matters and an id.
     """
     name = manifest.get("name")
     by_id = table.set_index("id")
     known = set(by_id.index)
     grouped = "_group" in by_id and manifest.get("group_by")
     for k, fold in enumerate(manifest["folds"]):
+        for part in ("train", "test"):
+            ids = fold[part]
+            if not ids:
+                raise ArtefactError(f"split {name!r} fold {k}: the {part} part is empty")
+            if part == "train" and manifest.get("strategy") == "bootstrap":
+                continue  # a resample with replacement repeats ids on purpose
+            counts = pd.Series(ids).value_counts()
+            if counts.iloc[0] > 1:
+                raise ArtefactError(
+                    f"split {name!r} fold {k}: id {str(counts.index[0]):.200} is listed "
+                    f"{counts.iloc[0]} times in the {part} part"
+                )
         train, test = set(fold["train"]), set(fold["test"])
         unknown = sorted((train | test) - known)
         if unknown:
@@ -343,7 +380,8 @@ def make_split(
     ParameterError
         An unknown strategy or column, an out-of-range or non-numeric ``k``, ``repeats``,
         ``test_size`` or ``seed`` (the message quotes it), an empty version, or a split
-        scikit-learn cannot make (e.g. fewer groups than folds).
+        scikit-learn cannot make (e.g. fewer groups than folds) or a bootstrap of fewer
+        than 2 structures (groups).
     ArtefactError
         A split called ``name`` exists, or a fold would leak.
     """
@@ -401,10 +439,11 @@ def load_split(store, name: str, version: int | str | None = None, *,
     """Load manifest ``name`` and re-check it against its pinned version.
 
     A manifest is a JSON file a user can edit, so its invariants are checked again on every
-    load (see :func:`check_manifest`): every id exists in the pinned version, and no id,
-    ``geometry_hash`` or ``group_by`` group sits on both sides of a fold. Using it on another
-    version than its own is an error unless ``allow_other_version``; even then every id must
-    exist in that version.
+    load (see :func:`check_manifest`): every id exists in the pinned version, no part of a
+    fold is empty or lists an id twice (except a bootstrap's ``train`` part, a resample with
+    replacement), and no id, ``geometry_hash`` or ``group_by`` group sits on both sides of a
+    fold. Using it on another version than its own is an error unless
+    ``allow_other_version``; even then every id must exist in that version.
 
     Parameters
     ----------
@@ -427,7 +466,8 @@ def load_split(store, name: str, version: int | str | None = None, *,
     ArtefactNotFound
         No split of that name.
     ArtefactError
-        The manifest fails its schema or leaks (the message names the fold and an id).
+        The manifest fails its schema, has an empty part or a repeated id, or leaks (the
+        message names the fold, the part and an id).
     ParameterError
         ``version`` is not the pinned one (without ``allow_other_version``).
     """

@@ -285,3 +285,69 @@ def test_bad_split_arguments_are_parameter_errors(si):
         make_split(si, "x", "nope", save=False)
     with pytest.raises(ValueError, match="cannot split by"):  # ParameterError is a ValueError
         make_split(si, "x", "kfold", group_by="colour", save=False)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "kw"),
+    [("holdout", {}), ("kfold", {"k": 3}), ("loo", {}), ("logo", {"group_by": "config_type"}),
+     ("rlt", {"repeats": 2}), ("bootstrap", {"repeats": 3}),
+     ("kfold", {"k": 2, "group_by": "config_type"}), ("bootstrap", {"group_by": "config_type"})],
+)
+def test_every_strategy_saves_a_manifest_that_loads(tmp_path, strategy, kw):
+    """Genuine manifests pass the load checks; a bootstrap's train part repeats ids."""
+    from ase.io import read
+
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    frames = read(DATA / "mlearn/Si_test.extxyz", ":12")
+    for k, a in enumerate(frames):
+        a.info["config_type"] = "abc"[k % 3]
+    st.curate(frames, method="PBE")
+    m = make_split(st, "m", strategy, seed=1, **kw)
+    assert load_split(st, "m")["folds"] == m["folds"]
+    if strategy == "bootstrap":
+        assert any(len(set(f["train"])) < len(f["train"]) for f in m["folds"])
+
+
+def test_empty_parts_and_repeated_ids_are_refused_on_load(si, tmp_path):
+    """A fold with an empty test part (metrics on training data) or an id listed twice in one
+    part is refused when the split is loaded, and by ``train --split --fold``."""
+    import shutil
+
+    shutil.copytree(si.uri, tmp_path / "s")
+    st = pesdata.open_store(tmp_path / "s")
+    m = make_split(st, "cv", "kfold", k=3)
+    _tamper(st, "cv", lambda d: d["folds"][1].update(test=[]))
+    with pytest.raises(ArtefactError, match=r"^split 'cv' fold 1: the test part is empty$"):
+        load_split(st, "cv")
+    r = CliRunner().invoke(app, ["train", st.uri, "--out", str(tmp_path / "model"),
+                                 "--split", "cv", "--fold", "1", "--epochs", "1"])
+    assert r.exit_code == 1 and "split 'cv' fold 1: the test part is empty" in r.stderr
+    assert not (tmp_path / "model").exists()
+    _tamper(st, "cv", lambda d: d["folds"][0].update(train=[]))
+    with pytest.raises(ArtefactError, match=r"fold 0: the train part is empty"):
+        load_split(st, "cv")
+    twice = m["folds"][2]["train"][5]
+
+    def repeat(d):
+        d["folds"] = m["folds"]
+        d["folds"][2]["train"].append(twice)
+    _tamper(st, "cv", repeat)
+    with pytest.raises(ArtefactError, match=rf"^split 'cv' fold 2: id {twice} is listed 2 times "
+                                            rf"in the train part$"):
+        load_split(st, "cv")
+    boot = make_split(st, "boot", "bootstrap", repeats=2)
+    assert load_split(st, "boot")["folds"] == boot["folds"]  # train repeats: a resample
+    again = boot["folds"][1]["test"][0]
+    _tamper(st, "boot", lambda d: d["folds"][1]["test"].append(again))
+    with pytest.raises(ArtefactError, match=rf"fold 1: id {again} is listed 2 times in the test"):
+        load_split(st, "boot")
+
+
+def test_a_bootstrap_without_out_of_bag_structures_is_refused(tmp_path):
+    from ase.io import read
+
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    st.curate(read(DATA / "mlearn/Si_test.extxyz", ":1"), method="PBE")
+    with pytest.raises(ParameterError, match="a bootstrap needs at least 2 structures"):
+        make_split(st, "b", "bootstrap", repeats=2)
+    assert "b" not in st.artefacts.list("split")
