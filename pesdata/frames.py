@@ -170,6 +170,11 @@ class Frame:
 
     Shapes are not enforced here: a frame read from a broken file may carry forces of the wrong
     length, which the curate validators report. Hashes are computed on construction.
+
+    A label that could not be taken as numbers (a boolean or a string energy, several values
+    where one is expected, forces or stress that are not an array of numbers) is NaN here (the
+    right shape for forces and stress) and ``label_errors`` maps its field to why, quoting the
+    value; the curate validators reject the frame with that reason.
     """
 
     numbers: np.ndarray
@@ -187,6 +192,7 @@ class Frame:
     arrays: dict = field(default_factory=dict)
     geometry_hash: str = ""
     id: str = ""
+    label_errors: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.numbers = np.asarray(self.numbers, dtype=np.int64)
@@ -288,9 +294,11 @@ class Frame:
             forces = arrays.pop(keys.forces, None)
         if keys.stress is not None:
             stress = info.pop(keys.stress, None)
+        errors: dict[str, str] = {}
         if keys.virial is not None:
             virial = info.pop(keys.virial, None)
             if virial is not None:
+                virial, errors["stress"] = _numbers(virial, f"virial {keys.virial!r}", 9)
                 stress = _virial_to_stress(virial, parts.cell)
         # extxyz files without a calculator may carry labels under their standard names
         if energy is None and "energy" in info:
@@ -308,9 +316,11 @@ class Frame:
             if "REF_stress" in info:
                 stress = info.pop("REF_stress")
             elif "REF_virial" in info:
-                stress = _virial_to_stress(info["REF_virial"], parts.cell)
+                virial, why = _numbers(info["REF_virial"], "virial 'REF_virial'", 9)
+                stress = _virial_to_stress(virial, parts.cell)
                 if stress is not None:  # without a cell volume the virial stays in info
                     del info["REF_virial"]
+                    errors["stress"] = why
 
         n = len(parts.numbers)
         for name, value in results.items():  # other calculator results are kept
@@ -321,13 +331,17 @@ class Frame:
                 info.setdefault(name, value)
 
         meta = {k: info.pop(k, None) for k in _RESERVED_INFO}
+        energy, errors["energy"] = _scalar(energy)
+        forces, errors["forces"] = _numbers(forces, "forces", (n, 3))
+        if "stress" not in errors or errors["stress"] is None:
+            stress, errors["stress"] = _numbers(stress, "stress", 6)
         return cls(
             numbers=parts.numbers,
             positions=parts.positions,
             cell=parts.cell,
             pbc=parts.pbc,
-            energy=_scalar(energy),
-            forces=None if forces is None else np.asarray(forces, dtype=float),
+            energy=energy,
+            forces=forces,
             stress=None if stress is None else _to_voigt(stress),
             method=str(method or meta["method"] or "unknown"),
             config_type=config_type or _opt_str(meta["config_type"]),
@@ -335,18 +349,80 @@ class Frame:
             source=source,
             info=info,
             arrays=arrays,
+            label_errors={k: v for k, v in errors.items() if v is not None},
         )
 
 
-def _scalar(value) -> float | None:
-    """A label that should be one number; anything else becomes NaN for the validators."""
+_SHOWN = 80  # characters of a bad label value quoted in a message
+
+
+def _show(value) -> str:
+    """A label value quoted for a message: its ``repr`` (lists for arrays), cut to 80 chars."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+
+
+def _scalar(value) -> tuple[float | None, str | None]:
+    """A label that should be one number, and why it is not one (None when it is).
+
+    A boolean (extxyz ``energy=T``), a string that is not a number, several values or none,
+    or a complex number is NaN with the reason; a NaN or inf stays itself (the finite
+    validator reports it).
+    """
     if value is None:
-        return None
+        return None, None
     try:
-        arr = np.asarray(value, dtype=float)
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested lists
+        return float("nan"), f"energy value {_show(value)} is not a number"
+    if arr.dtype.kind == "b":
+        return float("nan"), f"energy value {_show(value)} is a boolean, not a number"
+    if arr.size != 1:
+        return float("nan"), (
+            f"energy value {_show(value)} is not one number ({arr.size} values)"
+        )
+    if arr.dtype.kind == "c":
+        return float("nan"), f"energy value {_show(value)} is a complex number"
+    item = arr.reshape(-1)[0]
+    if isinstance(item, (bool, np.bool_)):  # an object array holding a bool
+        return float("nan"), f"energy value {_show(value)} is a boolean, not a number"
+    try:
+        return float(item), None
     except (TypeError, ValueError):
-        return float("nan")
-    return float(arr.reshape(-1)[0]) if arr.size == 1 else float("nan")
+        return float("nan"), f"energy value {_show(value)} is not a number"
+
+
+def _numbers(value, label: str, shape) -> tuple[np.ndarray | None, str | None]:
+    """A label that should be an array of numbers (float64), and why it is not one.
+
+    Booleans, strings that are not numbers, complex numbers and ragged lists give an array of
+    NaN of ``shape`` (so only the reason is reported, not the shape) and the reason; a numeric
+    array of any shape is returned as float64 (the shape validator checks it).
+    """
+    if value is None:
+        return None, None
+    why = None
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested lists
+        arr, why = None, f"{label} value {_show(value)} is not an array of numbers"
+    if arr is not None:
+        if arr.dtype.kind == "b" or (
+            arr.dtype.kind == "O" and any(isinstance(v, (bool, np.bool_)) for v in arr.flat)
+        ):
+            why = f"{label} value {_show(value)} holds booleans, not numbers"
+        elif arr.dtype.kind == "c":
+            why = f"{label} value {_show(value)} holds complex numbers"
+        else:
+            try:
+                return np.asarray(arr, dtype=np.float64), None
+            except (TypeError, ValueError):
+                why = f"{label} value {_show(value)} is not an array of numbers"
+    return np.full(shape, np.nan), why
 
 
 def _opt_str(value) -> str | None:

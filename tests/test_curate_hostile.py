@@ -319,3 +319,68 @@ def test_curate_new_keeps_its_error_when_the_cleanup_fails(tmp_path, monkeypatch
             pytest.raises(ValidationError) as err:
         curate_new(tmp_path / "new", path)
     assert err.value.report.rejected
+
+
+# -- labels that are not numbers are rejected with the reason, quoting the value ------------
+
+_PLAIN = ('2\nLattice="5.43 0 0 0 5.43 0 0 0 5.43" Properties=species:S:1:pos:R:3:forces:R:3 '
+          'pbc="T T T" {tag}\nSi 0 0 0 0 0 0\nSi 1.5 1.5 1.5 0 0 0\n')
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        ("energy=T", "energy value True is a boolean, not a number"),
+        ("energy=F", "energy value False is a boolean, not a number"),
+        ("energy=abc", "energy value 'abc' is not a number"),
+        ('energy="1 2 3"', "energy value [1, 2, 3] is not one number (3 values)"),
+    ],
+    ids=["T", "F", "abc", "three"],
+)
+def test_energy_that_is_not_a_number_is_rejected_saying_why(store, tmp_path, tag, message):
+    path = _write(tmp_path / "e.xyz", VALID.format(h=G), _PLAIN.format(tag=tag))
+    report = store.curate(path, quarantine=True)
+    assert report.added == 1
+    (rejected,) = report.rejected
+    assert rejected["source"].endswith("#1")
+    assert rejected["reasons"] == [
+        {"validator": "label_value", "field": "energy", "message": message, "severity": "error"}
+    ]
+    with pytest.raises(ValidationError, match="field 'energy'"):
+        store.curate(_write(tmp_path / "e2.xyz", _PLAIN.format(tag=tag)))
+
+
+def test_nan_energy_is_still_the_finite_validators(store, tmp_path):
+    report = store.curate(_write(tmp_path / "n.xyz", _PLAIN.format(tag="energy=nan")),
+                          quarantine=True)
+    assert _reasons(report) == [("0", "non_finite", "energy")]
+    assert "energy contains 1 non-finite value(s)" in report.rejected[0]["reasons"][0]["message"]
+
+
+def test_forces_and_stress_that_are_not_numbers_are_rejected(store, tmp_path):
+    bool_forces = ('2\nProperties=species:S:1:pos:R:3:forces:L:3 energy=1.0 pbc="F F F"\n'
+                   "Si 0 0 0 T T T\nSi 1.5 1.5 1.5 F F F\n")
+    text_forces = ('2\nProperties=species:S:1:pos:R:3:forces:S:3 energy=1.0 pbc="F F F"\n'
+                   "Si 0 0 0 a b c\nSi 1.5 1.5 1.5 d e f\n")
+    text_stress = _PLAIN.format(tag='energy=-1.0 my_stress="a b c d e f"')
+    path = _write(tmp_path / "fs.xyz", bool_forces, text_forces, text_stress)
+    report = store.curate(path, quarantine=True, stress_key="my_stress")
+    assert _reasons(report) == [
+        ("0", "label_value", "forces"), ("1", "label_value", "forces"),
+        ("2", "label_value", "stress"),
+    ]
+    messages = [e["reasons"][0]["message"] for e in report.rejected]
+    assert messages[0] == ("forces value [[True, True, True], [False, False, False]] holds "
+                           "booleans, not numbers")
+    assert messages[1] == ("forces value [['a', 'b', 'c'], ['d', 'e', 'f']] is not an array "
+                           "of numbers")
+    assert messages[2] == "stress value 'a b c d e f' is not an array of numbers"
+
+
+def test_in_memory_bool_energy_is_rejected(store):
+    a = bulk("Si")
+    a.calc = SinglePointCalculator(a, energy=True)
+    report = store.curate([a], method="X", quarantine=True)
+    assert report.rejected[0]["reasons"][0]["message"] == (
+        "energy value True is a boolean, not a number"
+    )

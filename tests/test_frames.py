@@ -121,6 +121,64 @@ def test_non_scalar_energy_becomes_nan_for_validators(bad):
     assert np.isnan(f.energy)
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (True, "energy value True is a boolean, not a number"),
+        (np.bool_(False), "energy value False is a boolean, not a number"),
+        ("abc", "energy value 'abc' is not a number"),
+        (np.array([1, 2, 3]), "energy value [1, 2, 3] is not one number (3 values)"),
+        (np.array([]), "energy value [] is not one number (0 values)"),
+        ("x" * 500, "energy value '" + "x" * 79 + "... (502 characters) is not a number"),
+    ],
+    ids=["bool", "numpy-bool", "string", "three", "none", "long-string"],
+)
+def test_energy_that_is_not_a_number_says_why(value, reason):
+    a = bulk("Cu")
+    a.info["energy"] = value
+    f = Frame.from_atoms(a)
+    assert np.isnan(f.energy)
+    assert f.label_errors == {"energy": reason}
+
+
+@pytest.mark.parametrize("value", [-3.5, np.float32(-3.5), np.array([-3.5]), 7, "-3.5"])
+def test_energy_that_is_one_number_is_taken(value):
+    a = bulk("Cu")
+    a.info["energy"] = value
+    f = Frame.from_atoms(a)
+    assert f.energy == float(value if not isinstance(value, np.ndarray) else value[0])
+    assert f.label_errors == {}
+
+
+def test_nan_energy_is_left_to_the_finite_validator():
+    a = bulk("Cu")
+    a.calc = SinglePointCalculator(a, energy=float("nan"))
+    f = Frame.from_atoms(a)
+    assert np.isnan(f.energy) and f.label_errors == {}
+
+
+def test_forces_and_stress_that_are_not_numbers_say_why():
+    a = bulk("Cu", cubic=True)
+    n = len(a)
+    a.arrays["f"] = np.array([["a", "b", "c"]] * n, dtype=object)
+    a.info["s"] = np.array([True] * 6)
+    f = Frame.from_atoms(a, keys=LabelKeys(forces="f", stress="s"))
+    assert f.forces.shape == (n, 3) and np.isnan(f.forces).all()
+    assert f.stress.shape == (6,) and np.isnan(f.stress).all()
+    assert f.label_errors["forces"].startswith("forces value [['a', 'b', 'c'],")
+    assert f.label_errors["forces"].endswith("is not an array of numbers")
+    assert f.label_errors["stress"] == (
+        "stress value [True, True, True, True, True, True] holds booleans, not numbers"
+    )
+    b = bulk("Cu", cubic=True)
+    b.info["v"] = "not a virial"
+    g = Frame.from_atoms(b, keys=LabelKeys(virial="v"))
+    assert g.label_errors == {
+        "stress": "virial 'v' value 'not a virial' is not an array of numbers"
+    }
+    assert np.isnan(g.stress).all() and g.stress.shape == (6,)
+
+
 def test_constraints_round_trip_as_move_mask():
     from ase.constraints import FixAtoms, FixCartesian
 

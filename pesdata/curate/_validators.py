@@ -25,6 +25,7 @@ __all__ = [
     "ForceOutlierValidator",
     "Issue",
     "LabelValidator",
+    "LabelValueValidator",
     "MinDistanceValidator",
     "ShapeValidator",
     "default_validators",
@@ -87,8 +88,29 @@ class ShapeValidator:
         return issues
 
 
+class LabelValueValidator:
+    """Labels must be numbers: a boolean or string energy, several values where one energy is
+    expected, or forces/stress that are not an array of numbers are rejected with the reason
+    :meth:`~pesdata.frames.Frame.from_parts` recorded (``Frame.label_errors``), quoting the
+    value."""
+
+    name = "label_value"
+    threshold = None
+    message = "{reason}"
+
+    def check(self, frame: Frame) -> list[Issue]:
+        return [
+            Issue(self.name, k, self.message.format(reason=why))
+            for k, why in getattr(frame, "label_errors", {}).items()
+        ]
+
+
 class FiniteValidator:
-    """Positions, cell and labels must be finite (no NaN or inf)."""
+    """Positions, cell and labels must be finite (no NaN or inf).
+
+    A label that was not a number at all (``Frame.label_errors``) is left to
+    :class:`LabelValueValidator`, which says why.
+    """
 
     name = "non_finite"
     threshold = None
@@ -96,9 +118,10 @@ class FiniteValidator:
 
     def check(self, frame: Frame) -> list[Issue]:
         fields = {"positions": frame.positions, "cell": frame.cell}
+        not_numbers = getattr(frame, "label_errors", {})
         for k in ("energy", "forces", "stress"):
             value = getattr(frame, k)
-            if value is not None:
+            if value is not None and k not in not_numbers:
                 fields[k] = value
         issues = []
         for k, v in fields.items():
@@ -430,6 +453,7 @@ def default_validators() -> tuple[list, list]:
     frame = [
         ShapeValidator(),
         ElementValidator(),
+        LabelValueValidator(),
         FiniteValidator(),
         CellValidator(),
         CoordinateValidator(),
