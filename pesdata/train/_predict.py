@@ -81,7 +81,7 @@ def predict_images(
             grads = _gradients(energy.sum(), wrt)
         energies.append(energy.detach().cpu().numpy())
         if forces:
-            f = -grads.pop(0).detach().cpu().numpy()
+            f = 0.0 - grads.pop(0).detach().cpu().numpy()  # +0.0, not −0.0, without a force
             bounds = np.cumsum([len(a) for a in chunk])[:-1]
             all_forces += np.split(f, bounds)
         if stress:
