@@ -6,7 +6,8 @@ Arrow table with :func:`frames_to_table`. :func:`table_to_atoms` goes back.
 
 The pieces live in small private modules: content hashing (``geometry_hash``, the row ``id``)
 in :mod:`pesdata._hash`, the ``info`` JSON in :mod:`pesdata._info`, formulas in
-:mod:`pesdata._formula`, the extra per-atom array columns in :mod:`pesdata._columns`.
+:mod:`pesdata._formula`, the extra per-atom array columns in :mod:`pesdata._columns`, label
+values → numbers (and why a value is not one) in :mod:`pesdata._labels`.
 :func:`geometry_hash`, :func:`structure_id`, :func:`chemical_formula` and
 :func:`reduced_formula` stay importable from here (``from pesdata.frames import
 geometry_hash`` keeps working).
@@ -62,6 +63,8 @@ from ._columns import array_column, with_array_columns
 from ._formula import chemical_formula, reduced_formula
 from ._hash import geometry_hash, structure_id
 from ._info import info_from_json, info_to_json
+from ._labels import numbers as label_numbers
+from ._labels import scalar, to_voigt, virial_to_stress
 from .schema import ARRAY_PREFIX, structure_schema
 
 __all__ = [
@@ -148,20 +151,6 @@ class LabelKeys:
     forces: str | None = None
     stress: str | None = None
     virial: str | None = None
-
-
-def _to_voigt(value: np.ndarray) -> np.ndarray:
-    v = np.asarray(value, dtype=float).reshape(-1)
-    if v.size == 9:
-        m = v.reshape(3, 3)
-        return np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
-    return v  # 6 values, or a wrong size the shape validator reports
-
-
-def _virial_to_stress(virial, cell) -> np.ndarray | None:
-    """``-virial / volume`` (eV → eV/Å³); None when the cell has no volume."""
-    volume = abs(np.linalg.det(np.asarray(cell, dtype=float)))
-    return -np.asarray(virial, dtype=float) / volume if volume > 0 else None
 
 
 @dataclass
@@ -298,8 +287,8 @@ class Frame:
         if keys.virial is not None:
             virial = info.pop(keys.virial, None)
             if virial is not None:
-                virial, errors["stress"] = _numbers(virial, f"virial {keys.virial!r}", 9)
-                stress = _virial_to_stress(virial, parts.cell)
+                virial, errors["stress"] = label_numbers(virial, f"virial {keys.virial!r}", 9)
+                stress = virial_to_stress(virial, parts.cell)
         # extxyz files without a calculator may carry labels under their standard names
         if energy is None and "energy" in info:
             energy = info.pop("energy")
@@ -316,8 +305,8 @@ class Frame:
             if "REF_stress" in info:
                 stress = info.pop("REF_stress")
             elif "REF_virial" in info:
-                virial, why = _numbers(info["REF_virial"], "virial 'REF_virial'", 9)
-                stress = _virial_to_stress(virial, parts.cell)
+                virial, why = label_numbers(info["REF_virial"], "virial 'REF_virial'", 9)
+                stress = virial_to_stress(virial, parts.cell)
                 if stress is not None:  # without a cell volume the virial stays in info
                     del info["REF_virial"]
                     errors["stress"] = why
@@ -331,10 +320,10 @@ class Frame:
                 info.setdefault(name, value)
 
         meta = {k: info.pop(k, None) for k in _RESERVED_INFO}
-        energy, errors["energy"] = _scalar(energy)
-        forces, errors["forces"] = _numbers(forces, "forces", (n, 3))
+        energy, errors["energy"] = scalar(energy)
+        forces, errors["forces"] = label_numbers(forces, "forces", (n, 3))
         if "stress" not in errors or errors["stress"] is None:
-            stress, errors["stress"] = _numbers(stress, "stress", 6)
+            stress, errors["stress"] = label_numbers(stress, "stress", 6)
         return cls(
             numbers=parts.numbers,
             positions=parts.positions,
@@ -342,7 +331,7 @@ class Frame:
             pbc=parts.pbc,
             energy=energy,
             forces=forces,
-            stress=None if stress is None else _to_voigt(stress),
+            stress=None if stress is None else to_voigt(stress),
             method=str(method or meta["method"] or "unknown"),
             config_type=config_type or _opt_str(meta["config_type"]),
             group=group or _opt_str(meta["group"]),
@@ -351,78 +340,6 @@ class Frame:
             arrays=arrays,
             label_errors={k: v for k, v in errors.items() if v is not None},
         )
-
-
-_SHOWN = 80  # characters of a bad label value quoted in a message
-
-
-def _show(value) -> str:
-    """A label value quoted for a message: its ``repr`` (lists for arrays), cut to 80 chars."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    text = repr(value)
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
-
-
-def _scalar(value) -> tuple[float | None, str | None]:
-    """A label that should be one number, and why it is not one (None when it is).
-
-    A boolean (extxyz ``energy=T``), a string that is not a number, several values or none,
-    or a complex number is NaN with the reason; a NaN or inf stays itself (the finite
-    validator reports it).
-    """
-    if value is None:
-        return None, None
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):  # ragged nested lists
-        return float("nan"), f"energy value {_show(value)} is not a number"
-    if arr.dtype.kind == "b":
-        return float("nan"), f"energy value {_show(value)} is a boolean, not a number"
-    if arr.size != 1:
-        return float("nan"), (
-            f"energy value {_show(value)} is not one number ({arr.size} values)"
-        )
-    if arr.dtype.kind == "c":
-        return float("nan"), f"energy value {_show(value)} is a complex number"
-    item = arr.reshape(-1)[0]
-    if isinstance(item, (bool, np.bool_)):  # an object array holding a bool
-        return float("nan"), f"energy value {_show(value)} is a boolean, not a number"
-    try:
-        return float(item), None
-    except (TypeError, ValueError):
-        return float("nan"), f"energy value {_show(value)} is not a number"
-
-
-def _numbers(value, label: str, shape) -> tuple[np.ndarray | None, str | None]:
-    """A label that should be an array of numbers (float64), and why it is not one.
-
-    Booleans, strings that are not numbers, complex numbers and ragged lists give an array of
-    NaN of ``shape`` (so only the reason is reported, not the shape) and the reason; a numeric
-    array of any shape is returned as float64 (the shape validator checks it).
-    """
-    if value is None:
-        return None, None
-    why = None
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):  # ragged nested lists
-        arr, why = None, f"{label} value {_show(value)} is not an array of numbers"
-    if arr is not None:
-        if arr.dtype.kind == "b" or (
-            arr.dtype.kind == "O" and any(isinstance(v, (bool, np.bool_)) for v in arr.flat)
-        ):
-            why = f"{label} value {_show(value)} holds booleans, not numbers"
-        elif arr.dtype.kind == "c":
-            why = f"{label} value {_show(value)} holds complex numbers"
-        else:
-            try:
-                return np.asarray(arr, dtype=np.float64), None
-            except (TypeError, ValueError):
-                why = f"{label} value {_show(value)} is not an array of numbers"
-    return np.full(shape, np.nan), why
 
 
 def _opt_str(value) -> str | None:
