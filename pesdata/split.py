@@ -297,21 +297,17 @@ def check_manifest(manifest: dict, table: pd.DataFrame) -> None:
         if both:
             raise ArtefactError(f"split {name!r} fold {k}: id {both[0]} is in both parts")
         tr, te = by_id.loc[sorted(train)], by_id.loc[sorted(test)]
-        shared = set(tr["geometry_hash"]) & set(te["geometry_hash"])
-        if shared:
-            leak = te.index[te["geometry_hash"].isin(shared)][0]
-            raise ArtefactError(
-                f"split {name!r} fold {k}: test id {leak} shares its geometry "
-                f"{by_id.at[leak, 'geometry_hash']} with a training structure"
+        for col in ("geometry_hash", "_group") if grouped else ("geometry_hash",):
+            shared = set(tr[col]) & set(te[col])
+            if not shared:
+                continue
+            leak = te.index[te[col].isin(shared)][0]
+            where = (
+                f"shares its geometry {by_id.at[leak, col]} with a training structure"
+                if col == "geometry_hash" else f"is in {manifest['group_by']} "
+                f"{str(by_id.at[leak, col])!r:.200}, which is also in training"
             )
-        if grouped:
-            shared = set(tr["_group"]) & set(te["_group"])
-            if shared:
-                leak = te.index[te["_group"].isin(shared)][0]
-                raise ArtefactError(
-                    f"split {name!r} fold {k}: test id {leak} is in {manifest['group_by']} "
-                    f"{str(by_id.at[leak, '_group'])!r:.200}, which is also in training"
-                )
+            raise ArtefactError(f"split {name!r} fold {k}: test id {leak} {where}")
 
 
 def _leak_table(snap, group_by: str | None) -> pd.DataFrame:
