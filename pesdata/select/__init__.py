@@ -1,0 +1,1 @@
+"""Selection: novelty and error criteria, diversity, the policy and the ledger (see DESIGN.md section 6)."""
