@@ -97,3 +97,126 @@ def ledger_schema() -> pa.Schema:
     return pa.schema([
         pa.field(c.name, c.type, metadata={"doc": c.doc, "unit": c.unit}) for c in COLUMNS
     ])
+
+
+KIND = "selection"  # artefact kind: schemas/selection.json validates the summary
+
+
+def to_table(df):
+    """The ledger DataFrame as an Arrow table of :func:`ledger_schema` (missing columns null).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Ledger rows; columns outside :data:`COLUMNS` are refused.
+
+    Returns
+    -------
+    pyarrow.Table
+    """
+    from ..errors import SchemaError
+
+    extra = sorted(set(df.columns) - set(column_names()))
+    if extra:
+        raise SchemaError(f"ledger has undeclared column(s) {extra}; declare them in "
+                          "pesdata/select/ledger.py COLUMNS")
+    schema = ledger_schema()
+    arrays = []
+    for f in schema:
+        if f.name in df.columns:
+            keep_nan = pa.types.is_floating(f.type)  # NaN in a float column is a value
+            values = [None if _missing(v, keep_nan) else _plain(v) for v in df[f.name].tolist()]
+            arrays.append(pa.array(values, type=f.type))
+        else:
+            arrays.append(pa.nulls(len(df), type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _missing(v, keep_nan: bool) -> bool:
+    """None, or a scalar NaN where the column's type cannot hold NaN (pandas' 'no value')."""
+    if v is None:
+        return True
+    return not keep_nan and isinstance(v, float) and v != v
+
+
+def _plain(v):
+    """numpy arrays as lists (pyarrow takes those for list columns)."""
+    return v.tolist() if hasattr(v, "tolist") and getattr(v, "ndim", 0) else v
+
+
+def save_ledger(store, name: str, df, summary: dict) -> dict:
+    """Keep a ledger in ``store``: ``artefacts/selection/<name>.parquet`` then ``<name>.json``.
+
+    The Parquet file is written first (atomically, never replacing one), the JSON summary last
+    (validated against ``schemas/selection.json``, exclusive), so a ledger whose summary exists is
+    complete; a kill in between leaves an orphan Parquet file that the next save of that name
+    replaces.
+
+    Parameters
+    ----------
+    store : pesdata.Store
+        A local store.
+    name : str
+        Ledger (selection) name: a plain file name.
+    df : pandas.DataFrame
+        The rows.
+    summary : dict
+        The summary; must name ``version`` (the reference version) and validate.
+
+    Returns
+    -------
+    dict
+        ``{"parquet": path, "summary": path}``.
+
+    Raises
+    ------
+    ArtefactError
+        A ledger of that name exists, or the summary does not validate.
+    """
+    import os
+
+    import pyarrow.parquet as pq
+
+    from ..atomic import atomic_path
+    from ..errors import ArtefactError
+    from ..store import validate_artefact
+
+    arts = store.artefacts
+    json_path = arts._path(KIND, name)  # validates the name
+    if os.path.exists(json_path):
+        raise ArtefactError(f"{KIND} artefact {name!r} exists; choose another name")
+    validate_artefact(KIND, summary, where=name)
+    table = to_table(df)
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
+    parquet = json_path[:-5] + ".parquet"
+    with atomic_path(parquet) as tmp:  # an orphan from a killed save is replaced
+        pq.write_table(table, tmp)
+    arts.save(KIND, name, summary)
+    return {"parquet": parquet, "summary": json_path}
+
+
+def load_ledger(store, name: str):
+    """A kept ledger: ``(DataFrame, summary dict)``.
+
+    Raises
+    ------
+    ArtefactNotFound
+        No ledger ``name`` (its summary is missing).
+    StoreCorruptError
+        The summary exists but the Parquet file is missing or unreadable.
+    """
+    import pyarrow.parquet as pq
+
+    from ..errors import StoreCorruptError
+
+    summary = store.artefacts.load(KIND, name)
+    parquet = store.artefacts._path(KIND, name)[:-5] + ".parquet"
+    try:
+        table = pq.read_table(parquet)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreCorruptError(f"{parquet}: the rows of ledger {name!r} are missing or "
+                                f"unreadable ({exc})") from exc
+    missing = sorted(set(column_names()) - set(table.column_names))
+    if missing:
+        raise StoreCorruptError(f"{parquet}: ledger lacks column(s) {missing}")
+    return table.to_pandas(), summary
