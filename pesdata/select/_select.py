@@ -1,0 +1,474 @@
+"""``select``: score candidates against a store version, decide, keep the ledger, write a queue.
+
+The steps, each a module of its own: read the candidates (:mod:`.candidates`), find the frames
+that cannot be used (:mod:`.checks`) and those already stored, compute descriptors (the
+reference's from the store's Zarr cache, never recomputed when cached), score novelty
+(:mod:`.novelty`) and, with a model or committee, the error (:mod:`.error`,
+:mod:`.committee`), fingerprint every frame (:mod:`.fingerprint`), decide (:mod:`.policy`),
+keep the ledger in the store (:mod:`.ledger`) and write the labelling queue
+(:mod:`pesdata.label.queue`). :func:`rescore` decides a kept ledger again with new thresholds
+or a new budget, from its stored numbers alone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ase.data import chemical_symbols
+
+from .._params import check_int
+from ..errors import ParameterError
+from . import ledger as _ledger
+from ._base import Environments
+from .candidates import Candidates, read_candidates
+from .policy import counts, decide
+from .registry import get_criterion, get_diversity
+
+__all__ = ["Selection", "rescore", "select"]
+
+Progress = Callable[[str, int, int], None]
+_KEEP = object()  # "leave this option as the ledger had it" (rescore)
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select` / :func:`rescore`.
+
+    Attributes
+    ----------
+    name : str
+        Ledger name (``store.ledger(name)`` reads it back).
+    ledger : pandas.DataFrame
+        One row per candidate (columns: :data:`pesdata.select.ledger.COLUMNS`).
+    summary : dict
+        The ledger's summary (reference version, criteria thresholds, policy, counts).
+    queue : pathlib.Path or None
+        The queue directory written, if any.
+    """
+
+    name: str
+    ledger: pd.DataFrame
+    summary: dict
+    queue: Path | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Frames per decision."""
+        return dict(self.summary["counts"])
+
+    @property
+    def selected(self) -> pd.DataFrame:
+        """The selected rows, in pick order."""
+        sel = self.ledger[self.ledger["decision"] == "selected"]
+        return sel.sort_values("rank", kind="stable")
+
+    def to_dict(self) -> dict:
+        """What ``pesdata select --json`` prints (strict JSON: no NaN)."""
+        def num(x):
+            return None if x is None or pd.isna(x) or not np.isfinite(x) else float(x)
+
+        def error(row):
+            keys = ("energy_error", "force_error", "energy_std", "force_std")
+            vals = {k: num(row.get(k)) for k in keys if k in row and num(row.get(k)) is not None}
+            return vals or None
+
+        return {
+            "name": self.name,
+            "reference_version": self.summary["version"],
+            "n_candidates": self.summary["n_candidates"],
+            "counts": self.counts,
+            "selected": [
+                {"id": r["id"], "source": r["source"], "novelty": num(r.get("novelty")),
+                 "error": error(r), "reason": r["reason"]}
+                for r in self.selected.to_dict("records")
+            ],
+            "queue": None if self.queue is None else str(self.queue),
+        }
+
+
+def _new_name() -> str:
+    return f"sel-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _check_policy(budget, diversity, group_cap, seed, near_duplicate) -> dict:
+    if budget is not None:
+        budget = check_int("budget", budget, minimum=0)
+    get_diversity(diversity)  # ParameterError for an unknown name
+    if group_cap is not None:
+        group_cap = check_int("group_cap", group_cap)
+    seed = check_int("seed", seed, minimum=0)
+    try:
+        near_duplicate = float(near_duplicate)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"near_duplicate must be a number ≥ 0, got {near_duplicate!r}") \
+            from exc
+    if not near_duplicate >= 0 or not np.isfinite(near_duplicate):
+        raise ParameterError(f"near_duplicate must be a finite number ≥ 0, got {near_duplicate!r}")
+    return {"budget": budget, "diversity": diversity, "group_cap": group_cap, "seed": seed,
+            "near_duplicate": near_duplicate}
+
+
+def _descriptor(descriptor, species: list[int]):
+    """The descriptor to use: given (object, config dict or JSON file) or the novelty default."""
+    from ..descriptors import Descriptor, from_config
+
+    if descriptor is None:
+        from .novelty import default_descriptor
+
+        return default_descriptor(species)
+    if isinstance(descriptor, Descriptor):
+        return descriptor
+    return from_config(descriptor)
+
+
+def _environments(descriptor, images: list, progress: Progress | None,
+                  batch: int = 64) -> Environments:
+    """Per-atom descriptor rows of ``images``, computed in batches."""
+    import torch
+
+    feats = []
+    for start in range(0, len(images), batch):
+        with torch.no_grad():
+            feats.append(descriptor.compute(images[start:start + batch]).cpu().numpy())
+        if progress is not None:
+            progress("describe candidates", min(start + batch, len(images)), len(images))
+    n = np.array([len(a) for a in images], dtype=int)
+    f = (np.concatenate(feats) if feats
+         else np.zeros((0, descriptor.n_features)))
+    numbers = (np.concatenate([a.numbers for a in images]) if images
+               else np.zeros(0, int))
+    return Environments(f, numbers, np.repeat(np.arange(len(images)), n), len(images),
+                        tuple(descriptor.feature_names))
+
+
+def _subset(env: Environments, frames: np.ndarray) -> Environments:
+    """The rows of ``frames`` (sorted frame indices), renumbered 0..len(frames)-1."""
+    keep = np.isin(env.structure, frames)
+    new = np.searchsorted(frames, env.structure[keep])
+    return Environments(env.features[keep], env.numbers[keep], new, len(frames),
+                        env.feature_names)
+
+
+def _element_stats(ref: Environments) -> tuple[dict, dict]:
+    """Per-element centre (feature means) and one scale (RMS spread) of the reference rows."""
+    center, scale = {}, {}
+    for z in ref.elements:
+        rows = ref.features[ref.numbers == z]
+        center[int(z)] = rows.mean(0)
+        s = float(np.sqrt(rows.var(0).sum()))
+        scale[int(z)] = s if s > 0 and np.isfinite(s) else 1.0
+    return center, scale
+
+
+def _place(df: pd.DataFrame, rows: np.ndarray, scores: pd.DataFrame) -> None:
+    """Write ``scores`` (one row per entry of ``rows``) into ``df`` at ``rows``."""
+    for col in scores.columns:
+        if col not in df:
+            df[col] = None
+        if df[col].dtype != object:
+            df[col] = df[col].astype(object)
+        df.loc[rows, col] = pd.Series(list(scores[col]), dtype=object).to_numpy()
+
+
+def select(
+    store,
+    candidates: Candidates | str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    reference: int | str | None = None,
+    descriptor=None,
+    model: str | os.PathLike | None = None,
+    committee: str | os.PathLike | None = None,
+    novelty: bool = True,
+    novelty_threshold: float | None = None,
+    novelty_quantile: float = 0.99,
+    trust=None,
+    budget: int | None = None,
+    diversity: str = "fps",
+    group_cap: int | None = None,
+    seed: int = 0,
+    near_duplicate: float = 1e-3,
+    method: str | None = None,
+    name: str | None = None,
+    out: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> Selection:
+    """Pick the candidate frames worth labelling; keep the ledger; optionally write a queue.
+
+    Parameters
+    ----------
+    store : pesdata.Store
+        The store holding the reference data (a local store).
+    candidates : Candidates, path or sequence of paths
+        Structure files or ``STORE@VERSION`` sources (see :func:`read_candidates`).
+    reference : int or str, optional
+        Reference version or tag (default: the latest).
+    descriptor : Descriptor, dict or path, optional
+        Descriptor for novelty and fingerprints (default: the novelty default for the elements
+        of reference and candidates).
+    model, committee : path, optional
+        A model directory (error against the candidates' labels) or a committee directory
+        (disagreement); at most one.
+    novelty : bool
+        Score novelty (default true).
+    novelty_threshold : float, optional
+        Absolute threshold (descriptor-space distance) for every element, instead of the
+        calibrated one.
+    novelty_quantile : float
+        Quantile of the reference's leave-one-out distances that calibrates each element's
+        threshold.
+    trust : TrustWindows, dict or path, optional
+        Trust windows for the error / committee criterion (default windows when omitted).
+    budget : int, optional
+        Most frames to select (default: every qualifying frame).
+    diversity : str
+        ``fps`` (default), ``kmeans`` or ``direct``.
+    group_cap : int, optional
+        At most this many selected frames per group (``group`` info, else source file).
+    seed : int
+        Seed of every random choice.
+    near_duplicate : float
+        Fingerprint distance under which a qualifying frame is a near-duplicate of a
+        higher-priority one.
+    method : str, optional
+        Level of theory the candidates will be labelled with (enters their ids).
+    name : str, optional
+        Ledger name (default ``sel-<timestamp>-<hex>``).
+    out : path, optional
+        Queue directory to write the selected frames to.
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    Selection
+    """
+    from .checks import invalid_reasons
+    from .fingerprint import structure_fingerprints
+
+    policy = _check_policy(budget, diversity, group_cap, seed, near_duplicate)
+    if model is not None and committee is not None:
+        raise ParameterError("give --model or --committee, not both")
+    if not novelty and model is None and committee is None:
+        raise ParameterError("nothing to select on: novelty is off and no model or committee")
+    name = name or _new_name()
+    if out is not None:
+        _check_queue_path(out)
+    if name in store.artefacts.list(_ledger.KIND):
+        raise ParameterError(f"a selection named {name!r} exists; choose another --name")
+    version = store.resolve(reference)
+    snap = store.read(version)
+    if len(snap) == 0:
+        raise ParameterError(f"reference version {version} has no structures to compare with")
+    cands = candidates if isinstance(candidates, Candidates) else read_candidates(candidates,
+                                                                                  method)
+    images = cands.images
+    n = len(images)
+    df = cands.meta.copy()
+    df["invalid"] = pd.Series(invalid_reasons(images), dtype=object)
+    stored = snap.table(columns=["id", "geometry_hash"]).to_pydict()
+    stored_by_gh = dict(zip(stored["geometry_hash"], stored["id"], strict=True))
+    first_by_gh: dict[str, str] = {}
+    dup = []
+    for gh, id_ in zip(df["geometry_hash"], df["id"], strict=True):
+        dup.append(stored_by_gh.get(gh) or first_by_gh.get(gh))
+        first_by_gh.setdefault(gh, id_)
+    df["duplicate_of"] = pd.Series(dup, dtype=object)
+
+    ref_species = sorted(np.unique(snap.to_arrays(columns=("numbers",))["numbers"]).tolist())
+    cand_species = sorted({int(z) for a in images for z in np.unique(a.numbers)})
+    desc = _descriptor(descriptor, sorted(set(ref_species) | set(cand_species)))
+    lacking = set(cand_species) - set(desc.species)
+    if lacking:
+        for k, a in enumerate(images):
+            bad = sorted(set(a.numbers.tolist()) & lacking)
+            if bad and pd.isna(df.at[k, "invalid"]):
+                df.at[k, "invalid"] = ("element(s) " + ", ".join(chemical_symbols[z] for z in bad)
+                                       + " not in the descriptor's species")
+    valid = np.flatnonzero(df["invalid"].isna().to_numpy())
+
+    from ..descriptors import describe, load_descriptors
+
+    def ref_progress(done, total):
+        if progress is not None:
+            progress("describe reference", done, total)
+
+    describe(store, desc, version, progress=ref_progress)
+    ref = Environments.from_cache(load_descriptors(store, desc, version))
+    cand_env = _environments(desc, [images[k] for k in valid], progress)
+
+    criteria: dict[str, dict] = {}
+    model_hash = None
+    if novelty:
+        crit = get_criterion("novelty")(threshold=novelty_threshold, quantile=novelty_quantile,
+                                        seed=seed).fit(ref)
+        if progress is not None:
+            progress("novelty", 0, len(valid))
+        _place(df, valid, crit.score(cand_env))
+        criteria["novelty"] = crit.thresholds_
+    if model is not None or committee is not None:
+        cname = "error" if model is not None else "committee"
+        cls = get_criterion(cname)
+        crit = (cls(model, trust=trust) if model is not None
+                else cls(committee, trust=trust)).fit(None)
+        if progress is not None:
+            progress(cname, 0, len(valid))
+        scores = crit.score([images[k] for k in valid])
+        _place(df, valid, scores)
+        if "model_hash" in scores and len(scores):
+            model_hash = scores["model_hash"].iloc[0]
+        criteria[cname] = crit.thresholds_
+    center, scale = _element_stats(ref)
+    fp = structure_fingerprints(cand_env, desc.species, center=center, scale=scale)
+    df["fingerprint"] = pd.Series([[] for _ in range(n)], dtype=object)
+    df.loc[valid, "fingerprint"] = pd.Series([row.astype(np.float32) for row in fp],
+                                             dtype=object).to_numpy()
+    df["model_hash"] = model_hash
+    df["reference_version"] = version
+    df["seed"] = policy["seed"]
+    decided = decide(df, criteria, policy)
+    summary = {
+        "name": name,
+        "version": int(version),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "rescored_from": None,
+        "candidates": [str(Path(s).resolve()) if not str(s).startswith(("s3:", "gs:"))
+                       else str(s) for s in cands.specs],
+        "n_candidates": n,
+        "descriptor": desc.config(),
+        "descriptor_hash": desc.config_hash,
+        "model": None if (model or committee) is None else str(model or committee),
+        "model_hash": model_hash,
+        "criteria": criteria,
+        "policy": policy,
+        "counts": counts(decided),
+        "fingerprint": {"center": {chemical_symbols[z]: c.tolist() for z, c in center.items()},
+                        "scale": {chemical_symbols[z]: s for z, s in scale.items()}},
+    }
+    _ledger.save_ledger(store, name, decided, summary)
+    queue = _write_queue(store, out, cands, decided, summary) if out is not None else None
+    return Selection(name, decided, summary, queue)
+
+
+def _check_queue_path(out) -> None:
+    from ..atomic import check_output_path
+    from ..errors import OutputError
+
+    p = check_output_path(out, directory=True)
+    if p.exists() and any(p.iterdir()):
+        raise OutputError(f"{p}: the queue directory exists and is not empty")
+
+
+def _write_queue(store, out, cands: Candidates, df: pd.DataFrame, summary: dict) -> Path:
+    """Write the selected frames (in pick order) and their ledger rows as a queue."""
+    from ..label.queue import write_queue
+
+    sel = df[df["decision"] == "selected"].sort_values("rank", kind="stable")
+    images = []
+    for k in sel.index:
+        atoms = cands.images[k].copy()
+        atoms.info.update(cands.images[k].info)
+        atoms.info["pesdata_id"] = df.at[k, "id"]
+        atoms.info["pesdata_source"] = df.at[k, "source"]
+        images.append(atoms)
+    return Path(write_queue(out, images, sel.reset_index(drop=True), store=str(store.uri),
+                            reference_version=int(summary["version"]),
+                            selection=summary["name"]))
+
+
+def rescore(
+    store,
+    ledger: str,
+    *,
+    novelty_threshold: float | None = None,
+    novelty_quantile: float | None = None,
+    error_thresholds: Mapping | None = None,
+    budget=_KEEP,
+    diversity: str | None = None,
+    group_cap=_KEEP,
+    seed: int | None = None,
+    near_duplicate: float | None = None,
+    name: str | None = None,
+    out: str | os.PathLike | None = None,
+) -> Selection:
+    """Decide a kept ledger again with new thresholds or a new budget, recomputing nothing.
+
+    Options left out keep the ledger's values (``budget`` and ``group_cap`` accept None to
+    lift them). The result is kept as a new ledger ``name`` whose summary names the original.
+    With ``out``, the candidates are read again from the sources the ledger names (reading,
+    not describing) to write the queue; a source that changed since (another geometry under
+    the same row) is refused.
+
+    Parameters
+    ----------
+    store : pesdata.Store
+    ledger : str
+        Name of the kept ledger.
+    novelty_threshold, novelty_quantile : float, optional
+        New absolute threshold or calibration quantile for novelty.
+    error_thresholds : mapping, optional
+        Changes for the error/committee thresholds (e.g. ``{"f_lo": 0.1}``).
+    budget, diversity, group_cap, seed, near_duplicate : optional
+        New policy values.
+    name : str, optional
+        Name of the new ledger (default ``<ledger>-rescored-<hex>``).
+    out : path, optional
+        Queue directory to write.
+
+    Returns
+    -------
+    Selection
+    """
+    df, old = _ledger.load_ledger(store, ledger)
+    pol = dict(old["policy"])
+    for key, value in (("budget", budget), ("group_cap", group_cap)):
+        if value is not _KEEP:
+            pol[key] = value
+    for key, value in (("diversity", diversity), ("seed", seed),
+                       ("near_duplicate", near_duplicate)):
+        if value is not None:
+            pol[key] = value
+    policy = _check_policy(**pol)
+    criteria = {k: dict(v) for k, v in old["criteria"].items()}
+    if novelty_threshold is not None or novelty_quantile is not None:
+        if "novelty" not in criteria:
+            raise ParameterError(f"ledger {ledger!r} has no novelty scores to rescore")
+        changes = {}
+        if novelty_threshold is not None:
+            changes["threshold"] = novelty_threshold
+        if novelty_quantile is not None:
+            changes["quantile"] = novelty_quantile
+        criteria["novelty"] = get_criterion("novelty").update_thresholds(criteria["novelty"],
+                                                                         **changes)
+    if error_thresholds:
+        cname = next((c for c in ("error", "committee") if c in criteria), None)
+        if cname is None:
+            raise ParameterError(f"ledger {ledger!r} has no error or committee scores")
+        criteria[cname] = get_criterion(cname).update_thresholds(criteria[cname],
+                                                                 **dict(error_thresholds))
+    name = name or f"{ledger}-rescored-{secrets.token_hex(2)}"
+    if out is not None:
+        _check_queue_path(out)
+    decided = decide(df, criteria, policy)
+    summary = {**old, "name": name, "rescored_from": ledger,
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "criteria": criteria, "policy": policy, "counts": counts(decided)}
+    _ledger.save_ledger(store, name, decided, summary)
+    queue = None
+    if out is not None:
+        cands = read_candidates(old["candidates"])
+        if len(cands) != len(decided) or list(cands.meta["geometry_hash"]) != list(
+                decided["geometry_hash"]):
+            from ..errors import InputError
+
+            raise InputError("the candidate sources changed since the ledger was made; the "
+                             "queue cannot be written from them",
+                             path=", ".join(old["candidates"]))
+        queue = _write_queue(store, out, cands, decided, summary)
+    return Selection(name, decided, summary, queue)
