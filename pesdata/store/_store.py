@@ -444,6 +444,21 @@ class Store:
 
         return curate(self, paths, **options)
 
+    def ledger(self, name: str) -> pd.DataFrame:
+        """The selection ledger ``name`` (one row per candidate, see ``pesdata.select.ledger``).
+
+        Its summary (thresholds, policy, counts) is ``pesdata.select.load_ledger(store, name)[1]``;
+        the names kept are ``store.artefacts.list("selection")``.
+
+        Raises
+        ------
+        ArtefactNotFound
+            No ledger of that name.
+        """
+        from ..select.ledger import load_ledger
+
+        return load_ledger(self, name)[0]
+
     def export(
         self,
         out: str | os.PathLike,
