@@ -9,7 +9,7 @@ and a non-zero exit code. The ``pesdata`` script is :func:`pesdata.__main__.main
 
 from __future__ import annotations
 
-from . import _model, _store  # noqa: F401 - register the commands
+from . import _model, _select, _store  # noqa: F401 - register the commands
 from ._common import app
 
 __all__ = ["app"]
