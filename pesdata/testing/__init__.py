@@ -1,7 +1,9 @@
 """A test kit for code built on pesdata, as :mod:`zarr.testing` is for zarr stores.
 
-:class:`DescriptorTests` holds the contract every per-atom descriptor must meet; subclass it in
-a pytest module, point it at your descriptor and structures, and pytest runs the whole set::
+:class:`DescriptorTests` holds the contract every per-atom descriptor must meet,
+:class:`CriterionTests` and :class:`DiversityTests` those of selection criteria and diversity
+strategies; subclass one in a pytest module, point it at your implementation and data, and
+pytest runs the whole set::
 
     from pesdata.testing import DescriptorTests
 
@@ -12,6 +14,7 @@ a pytest module, point it at your descriptor and structures, and pytest runs the
 This package imports pytest, so it is imported only by tests, never by ``import pesdata``.
 """
 
+from .criteria import CriterionTests, DiversityTests, permute_frames
 from .descriptors import DescriptorTests
 
-__all__ = ["DescriptorTests"]
+__all__ = ["CriterionTests", "DescriptorTests", "DiversityTests", "permute_frames"]
