@@ -260,8 +260,7 @@ def select(
     name = name or _new_name()
     if out is not None:
         _check_queue_path(out)
-    if name in store.artefacts.list(_ledger.KIND):
-        raise ParameterError(f"a selection named {name!r} exists; choose another --name")
+    _ledger.check_name(store, name)
     version = store.resolve(reference)
     snap = store.read(version)
     if len(snap) == 0:
@@ -453,6 +452,7 @@ def rescore(
         criteria[cname] = get_criterion(cname).update_thresholds(criteria[cname],
                                                                  **dict(error_thresholds))
     name = name or f"{ledger}-rescored-{secrets.token_hex(2)}"
+    _ledger.check_name(store, name)
     if out is not None:
         _check_queue_path(out)
     decided = decide(df, criteria, policy)

@@ -144,6 +144,17 @@ def _plain(v):
     return v.tolist() if hasattr(v, "tolist") and getattr(v, "ndim", 0) else v
 
 
+def check_name(store, name: str) -> None:
+    """ParameterError unless ``name`` is a plain file name no kept ledger has yet."""
+    import os
+
+    from ..errors import ParameterError
+
+    path = store.artefacts._path(KIND, name)  # ParameterError for an unsafe name
+    if os.path.exists(path):
+        raise ParameterError(f"a selection named {name!r} exists; choose another --name")
+
+
 def save_ledger(store, name: str, df, summary: dict) -> dict:
     """Keep a ledger in ``store``: ``artefacts/selection/<name>.parquet`` then ``<name>.json``.
 
