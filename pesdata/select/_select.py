@@ -148,6 +148,31 @@ def _environments(descriptor, images: list, progress: Progress | None,
                         tuple(descriptor.feature_names))
 
 
+def _candidate_environments(desc, cands: Candidates, valid: np.ndarray,
+                            progress: Progress | None) -> Environments:
+    """Descriptors of the valid candidates: from the Zarr cache of candidate stores (computed
+    there once, kept for the next selection), computed in memory for candidate files."""
+    from ..descriptors import describe, load_descriptors
+
+    if not cands.stores or sum(len(s[0].read(s[1])) for s in cands.stores) != len(cands):
+        return _environments(desc, [cands.images[k] for k in valid], progress)
+    parts = []
+    for store, version, first in cands.stores:
+        def store_progress(done, total):
+            if progress is not None:
+                progress("describe candidates", done, total)
+
+        describe(store, desc, version, progress=store_progress)
+        env = Environments.from_cache(load_descriptors(store, desc, version))
+        parts.append(Environments(env.features, env.numbers, env.structure + first,
+                                  first + env.n_frames))
+    env = Environments(np.concatenate([p.features for p in parts]),
+                       np.concatenate([p.numbers for p in parts]),
+                       np.concatenate([p.structure for p in parts]), len(cands),
+                       tuple(desc.feature_names))
+    return _subset(env, valid)
+
+
 def _subset(env: Environments, frames: np.ndarray) -> Environments:
     """The rows of ``frames`` (sorted frame indices), renumbered 0..len(frames)-1."""
     keep = np.isin(env.structure, frames)
@@ -300,7 +325,7 @@ def select(
 
     describe(store, desc, version, progress=ref_progress)
     ref = Environments.from_cache(load_descriptors(store, desc, version))
-    cand_env = _environments(desc, [images[k] for k in valid], progress)
+    cand_env = _candidate_environments(desc, cands, valid, progress)
 
     criteria: dict[str, dict] = {}
     model_hash = None
