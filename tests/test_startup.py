@@ -51,8 +51,11 @@ def small_store(tmp_path_factory):
         ["tag", "{store}", "t1"],
         ["export", "{store}", "{tmp}/out.xyz"],
         ["split", "{store}", "--name", "h", "--strategy", "holdout"],
+        ["select", "--help"],
+        ["label", "--help"],
+        ["label", "export", "--help"],
     ],
-    ids=lambda a: a[0].lstrip("-"),
+    ids=lambda a: "-".join(x.lstrip("-") for x in a if not x.startswith("{")),
 )
 def test_store_commands_do_not_import_heavy_libraries(argv, small_store, tmp_path):
     argv = [a.format(store=small_store, tmp=tmp_path) for a in argv]
