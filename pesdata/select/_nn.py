@@ -1,0 +1,144 @@
+"""Nearest-neighbour search with faiss: exact below :data:`EXACT_MAX` rows, IVF above it.
+
+The novelty criterion asks one question of many rows: how far is each query from its nearest
+reference row? :func:`build_index` answers it exactly (``IndexFlatL2``, brute force) up to
+``exact_max`` reference rows and approximately above (``IndexIVFFlat``: k-means cells, of which
+:data:`IVF_NPROBE` nearest are searched). Why IVF and not HNSW: on descriptor data (17–50
+dimensions, 10⁶ rows) IVF builds in seconds on 2 cores where HNSW takes minutes, searches
+faster at the same recall, and is deterministic from its seed; its recall against exact search
+is measured by :func:`recall` (in the tests and the benchmark: ≥ 0.99 on 1-NN).
+
+Distances are Euclidean (faiss returns squared distances; :func:`search` takes the root).
+Queries run in batches of ``batch`` rows so memory stays flat for millions of queries. faiss
+uses as many OpenMP threads as this process may run on (:func:`set_threads`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._params import check_int
+
+__all__ = ["EXACT_MAX", "IVF_NPROBE", "build_index", "exact_index", "recall", "search",
+           "set_threads"]
+
+#: Reference rows (per element) up to which the index is exact (IndexFlatL2).
+EXACT_MAX = 100_000
+#: IVF cells searched per query (of ``4 sqrt(n)`` cells).
+IVF_NPROBE = 24
+#: Rows per training sample of an IVF quantiser (faiss wants ≥ 39 per cell).
+_TRAIN_PER_CELL = 50
+
+
+def set_threads(n: int | None = None) -> int:
+    """Let faiss use ``n`` OpenMP threads (default: the CPUs this process may run on)."""
+    import faiss
+
+    if n is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not on Linux
+            n = os.cpu_count() or 1
+    n = check_int("threads", n)
+    faiss.omp_set_num_threads(n)
+    return n
+
+
+def _rows(x, name: str = "rows") -> np.ndarray:
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"{name} must be a 2-D array, got shape {a.shape}")
+    return a
+
+
+def exact_index(x: np.ndarray):
+    """An exact ``faiss.IndexFlatL2`` holding the rows of ``x`` (n, d)."""
+    import faiss
+
+    set_threads()
+    x = _rows(x)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    return index
+
+
+def build_index(x: np.ndarray, exact_max: int = EXACT_MAX, seed: int = 0):
+    """A faiss index of the rows of ``x``: exact up to ``exact_max`` rows, IVF above.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d)
+        Finite reference rows (converted to float32).
+    exact_max : int
+        Most rows for which the exact ``IndexFlatL2`` is used.
+    seed : int
+        Seed of the IVF quantiser's k-means and of its training subsample.
+
+    Returns
+    -------
+    faiss.Index
+        ``IndexFlatL2`` or ``IndexIVFFlat`` (``nlist = 4 sqrt(n)`` cells, ``nprobe =``
+        :data:`IVF_NPROBE`).
+    """
+    import faiss
+
+    exact_max = check_int("exact_max", exact_max)
+    x = _rows(x)
+    n, d = x.shape
+    if n <= exact_max:
+        return exact_index(x)
+    set_threads()
+    nlist = int(4 * np.sqrt(n))
+    quantiser = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantiser, d, nlist, faiss.METRIC_L2)
+    index.cp.seed = int(seed)
+    n_train = min(n, nlist * _TRAIN_PER_CELL)
+    rng = np.random.default_rng(seed)
+    sample = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
+    index.train(sample)
+    index.add(x)
+    index.nprobe = IVF_NPROBE
+    return index
+
+
+def search(index, queries: np.ndarray, k: int = 1,
+           batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``index`` for each query row, in batches.
+
+    Returns
+    -------
+    distances : ndarray of float64, shape (m, k)
+        Euclidean distances, ascending per row (inf where the index has fewer than k rows).
+    indices : ndarray of int64, shape (m, k)
+        Row numbers in the index (-1 where none).
+    """
+    k = check_int("k", k)
+    batch = check_int("batch", batch)
+    q = _rows(queries, "queries")
+    m = len(q)
+    dist = np.empty((m, k), dtype=np.float64)
+    idx = np.empty((m, k), dtype=np.int64)
+    for start in range(0, m, batch):
+        d2, i = index.search(q[start:start + batch], k)
+        dist[start:start + batch] = np.sqrt(np.maximum(d2, 0.0))
+        idx[start:start + batch] = i
+    dist[idx < 0] = np.inf
+    return dist, idx
+
+
+def recall(index, reference: np.ndarray, queries: np.ndarray, batch: int = 65_536,
+           rtol: float = 1e-5) -> float:
+    """Share of queries whose 1-NN distance from ``index`` equals the exact one.
+
+    The exact answer comes from a fresh ``IndexFlatL2`` on ``reference`` (the rows ``index``
+    holds). A query counts as recalled when the approximate distance is within ``rtol`` of
+    the exact one (so ties between equidistant rows are not counted as misses).
+    """
+    d_approx, _ = search(index, queries, 1, batch)
+    d_exact, _ = search(exact_index(reference), queries, 1, batch)
+    ok = d_approx[:, 0] <= d_exact[:, 0] * (1 + rtol) + 1e-6
+    return float(np.mean(ok)) if len(ok) else 1.0
