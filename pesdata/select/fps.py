@@ -183,6 +183,13 @@ class FarthestPointSampling(Diversity):
     clear as the clearest must be twice as far from the picks to win, so a tight budget keeps
     the clear cases, while a near-copy of a picked frame (``d ≈ 0``) scores ≈ 0 however clear
     it is. ``alpha = 0`` is plain FPS; large ``alpha`` tends to a ranking by priority.
+    Measured on the mlearn Si case of issue 15 (reference Elastic + AIMD-NVT training
+    frames; 16 bulk test frames, 12 surfaces, 12 vacancies all qualifying; priority the max
+    per-atom 1-NN ACSF distance, whose plain ranking keeps 0.83 novel frames), the share of
+    novel frames among 24 / 12 picks is 0.67 / 0.58 at ``alpha = 0``, 0.75 / 0.83 at 1,
+    0.79 / 0.83 at 2, 0.83 / 0.92 at 4; of five jittered copies of the clearest frame (jitter
+    0.3 of the median nearest-neighbour spacing) ``alpha = 1`` picks none, 2 and 4 pick all
+    five. Hence the default 1.
     Priority 0 makes a frame score 0: it comes after every frame of positive priority.
     Exact ties go to the lowest index. No random choice is made, so the seed does not change
     the picks (same inputs → same picks).

@@ -63,7 +63,9 @@ class KMeansMedoids(Diversity):
     seed : int
         ``random_state`` of KMeans: same seed and inputs → same picks.
     n_init : int
-        k-means restarts (fixed, not "auto", so the picks do not depend on sklearn's default).
+        k-means++ restarts, fixed (not "auto", so the picks do not depend on sklearn's
+        default). 1 keeps 10,000 frames × 70 features into 200 clusters at 4–6 s on 2 cores
+        (4 restarts: ~17 s).
     max_iter : int
         Lloyd iterations per restart.
     alpha : float
@@ -72,7 +74,7 @@ class KMeansMedoids(Diversity):
 
     name = "kmeans"
 
-    def __init__(self, seed: int = 0, n_init: int = 4, max_iter: int = 300,
+    def __init__(self, seed: int = 0, n_init: int = 1, max_iter: int = 300,
                  alpha: float = 1.0) -> None:
         super().__init__(seed)
         self.n_init = n_init
