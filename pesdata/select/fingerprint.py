@@ -65,8 +65,10 @@ def _segment_stats(
         if "mean" in stats:
             out["mean"][:, cols] = mean
         if "std" in stats:
-            dev = chunk - mean[key]
-            out["std"][:, cols] = np.sqrt(np.asarray(summer @ (dev * dev)) / safe)
+            dev = mean[key]  # one temporary, reused in place
+            np.subtract(chunk, dev, out=dev)
+            np.multiply(dev, dev, out=dev)
+            out["std"][:, cols] = np.sqrt(np.asarray(summer @ dev) / safe)
         if "max" in stats and len(idx):
             out["max"][ks[starts], cols] = np.maximum.reduceat(chunk[order], starts, axis=0)
     return count, out
