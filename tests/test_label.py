@@ -436,8 +436,40 @@ def test_cli_errors(tmp_path, queued):
     r = _invoke("label", "run", path, "--calculator", "tests.label_calcs:NOT_CALLABLE")
     assert r.exit_code == 2 and "no callable 'NOT_CALLABLE'" in r.stderr
     r = _invoke("label", "run", path, "--calculator", "tests.label_calcs:not_a_calculator")
-    assert r.exit_code == 1 and "not an ASE calculator" in r.stderr
+    assert r.exit_code == 2 and "not an ASE calculator" in r.stderr
+    assert not list((path / "results" / "failed").iterdir())  # stopped before any structure
     r = _invoke("label", "export", path, tmp_path / "o", "--format", "cif")
     assert r.exit_code == 2 and "unknown export format 'cif'" in r.stderr
     r = _invoke("label", "import", store.uri, "--queue", path)
     assert r.exit_code == 2 and "no results to import" in r.stderr
+
+
+def test_real_outcar_in_an_exported_folder_and_loose(tmp_path, store):
+    """A real VASP OUTCAR (Ni18, 5 printed decimals) comes back into a queue whose geometry
+    carries more digits: by folder inside the export, by geometry outside it."""
+    from .conftest import DATA
+
+    outcar = DATA / "ase" / "OUTCAR_example_1"
+    dft = ase.io.read(outcar)  # the independent reference of the labels
+    q = dft.copy()
+    q.calc = None
+    q.positions += np.random.default_rng(1).uniform(-4e-6, 4e-6, q.positions.shape)
+    q.info.update(pesdata_id="ni18", pesdata_source="md.traj#40", config_type="cluster")
+    write_queue(tmp_path / "q", [q], pd.DataFrame({"id": ["ni18"]}), store=str(store.uri),
+                reference_version=store.version, selection="ni")
+    summary = export_queue(tmp_path / "q", tmp_path / "vasp", format="vasp")
+    (folder,) = summary["folders"]
+    (tmp_path / "vasp" / folder / "OUTCAR").write_bytes(outcar.read_bytes())
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "OUTCAR").write_bytes(outcar.read_bytes())
+    rep = import_results(store, tmp_path / "q", [tmp_path / "vasp" / folder / "OUTCAR"],
+                         method="PBE")
+    assert rep.matched["folder"] == 1 and rep.added == 1
+    (row,) = store.read().to_atoms()
+    assert row.get_potential_energy() == pytest.approx(dft.get_potential_energy(), abs=1e-9)
+    np.testing.assert_allclose(row.get_forces(), dft.get_forces(), atol=1e-9)
+    np.testing.assert_allclose(row.positions, q.positions, atol=1e-8)  # the queued geometry
+    assert row.info["selection"] == "ni" and row.info["config_type"] == "cluster"
+    again = import_results(store, tmp_path / "q", [tmp_path / "loose" / "OUTCAR"],
+                           method="PBE")
+    assert again.matched["geometry"] == 1 and not again.committed and again.duplicates == 1

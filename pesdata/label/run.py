@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from .._interrupt import check as check_interrupt
 from ..atomic import atomic_write
 from ..errors import ParameterError
 from .calculators import CalculatorSpec, parse_calculator
@@ -203,7 +204,8 @@ def label_queue(
     Raises
     ------
     ParameterError
-        An unknown calculator, ``workers`` < 1, or results of another calculator already in
+        An unknown calculator, a factory that raises or returns no calculator (checked once
+        before any structure), ``workers`` < 1, or results of another calculator already in
         the queue (labels of two calculators are never mixed; use a fresh queue).
     InputError, ArtefactError
         The queue is missing or damaged.
@@ -219,6 +221,9 @@ def label_queue(
             f"{q.path}: {len(done)} structure(s) were labelled with calculator {previous!r}; "
             f"labelling the rest with {spec.spec!r} would mix two levels of theory")
     report = RunReport(str(q.path), spec.spec, len(q.ids), skipped=len(done))
+    labeller = _Labeller(spec)
+    if len(done) < len(q.ids) and not spec.per_structure:
+        labeller.calc = spec.make()  # a factory that fails or gives no calculator: stop here
     todo = [a for a in q.images() if a.info["pesdata_id"] not in done] if len(done) < len(
         q.ids) else []
     by_id = {a.info["pesdata_id"]: a for a in todo}
@@ -237,8 +242,8 @@ def label_queue(
             progress(report.labelled + len(report.failed), total)
 
     if workers == 1 or total <= 1:
-        labeller = _Labeller(spec)
         for atoms in todo:
+            check_interrupt()
             record(*labeller(atoms.info["pesdata_id"], atoms))
     else:
         _run_pool(todo, spec, min(int(workers), total), record)
@@ -257,13 +262,19 @@ def _run_pool(todo: list, spec: CalculatorSpec, workers: int, record) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(spec,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(spec,))
+    try:
         futures = {pool.submit(_work, a.info["pesdata_id"], a): a.info["pesdata_id"]
                    for a in todo}
         for fut in as_completed(futures):
             sid = futures[fut]
             try:
-                record(*fut.result())
+                result = fut.result()
             except BrokenProcessPool as exc:
-                record(sid, None, f"the worker process died ({exc})")
+                result = (sid, None, f"the worker process died ({exc})")
+            record(*result)
+    except BaseException:  # Ctrl-C, a failed write: do not label the rest first
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
