@@ -181,17 +181,6 @@ def _subset(env: Environments, frames: np.ndarray) -> Environments:
                         env.feature_names)
 
 
-def _element_stats(ref: Environments) -> tuple[dict, dict]:
-    """Per-element centre (feature means) and one scale (RMS spread) of the reference rows."""
-    center, scale = {}, {}
-    for z in ref.elements:
-        rows = ref.features[ref.numbers == z]
-        center[int(z)] = rows.mean(0)
-        s = float(np.sqrt(rows.var(0).sum()))
-        scale[int(z)] = s if s > 0 and np.isfinite(s) else 1.0
-    return center, scale
-
-
 def _place(df: pd.DataFrame, rows: np.ndarray, scores: pd.DataFrame) -> None:
     """Write ``scores`` (one row per entry of ``rows``) into ``df`` at ``rows``."""
     for col in scores.columns:
@@ -275,7 +264,7 @@ def select(
     Selection
     """
     from .checks import invalid_reasons
-    from .fingerprint import structure_fingerprints
+    from .fingerprint import element_scaling, structure_fingerprints
 
     policy = _check_policy(budget, diversity, group_cap, seed, near_duplicate)
     if model is not None and committee is not None:
@@ -348,7 +337,7 @@ def select(
         if "model_hash" in scores and len(scores):
             model_hash = scores["model_hash"].iloc[0]
         criteria[cname] = crit.thresholds_
-    center, scale = _element_stats(ref)
+    center, scale = element_scaling(ref)
     fp = structure_fingerprints(cand_env, desc.species, center=center, scale=scale)
     df["fingerprint"] = pd.Series([[] for _ in range(n)], dtype=object)
     df.loc[valid, "fingerprint"] = pd.Series([row.astype(np.float32) for row in fp],
@@ -373,7 +362,8 @@ def select(
         "policy": policy,
         "counts": counts(decided),
         "fingerprint": {"center": {chemical_symbols[z]: c.tolist() for z, c in center.items()},
-                        "scale": {chemical_symbols[z]: s for z, s in scale.items()}},
+                        "scale": {chemical_symbols[z]: np.asarray(s).tolist()
+                                  for z, s in scale.items()}},
     }
     _ledger.save_ledger(store, name, decided, summary)
     queue = _write_queue(store, out, cands, decided, summary) if out is not None else None
