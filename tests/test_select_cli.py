@@ -12,7 +12,6 @@ from ase.build import bulk
 from typer.testing import CliRunner
 
 import pesdata
-import pesdata.cli._label  # noqa: F401 - registers `pesdata label` (until cli/__init__ does)
 from pesdata.cli import app
 
 from .conftest import emt_cells
