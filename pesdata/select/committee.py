@@ -71,4 +71,5 @@ class CommitteeCriterion(ErrorCriterion):
                 spread = np.asarray(spread, dtype=float)
                 ok = np.isfinite(spread).all() and np.isfinite(mean).all()
                 f_std[k] = float(spread.max()) if ok else np.inf
-        return pd.DataFrame({"energy_std": e_std, "force_std": f_std, "model_hash": hashes})
+        return pd.DataFrame({"energy_std": e_std, "force_std": f_std,
+                             "model_hash": pd.Series(hashes, dtype=object)})

@@ -173,7 +173,7 @@ class ErrorCriterion(Criterion):
                     d = float(np.sqrt((diff * diff).sum(axis=1)).max())
                     f_err[k] = d if np.isfinite(d) else np.inf
         return pd.DataFrame({"energy_error": e_err, "force_error": f_err,
-                             "model_hash": hashes})
+                             "model_hash": pd.Series(hashes, dtype=object)})
 
     @classmethod
     def judge(cls, scores: pd.DataFrame, thresholds) -> pd.DataFrame:

@@ -105,6 +105,21 @@ def _check_order(window: Mapping, where: str = "") -> None:
                                  f"({window[hi]:g})")
 
 
+def _reduce(formula: str, where: str) -> str:
+    """The reduced Hill formula of an override key; ParameterError if it is none."""
+    from ase.data import chemical_symbols
+    from ase.formula import Formula
+
+    try:
+        counts = Formula(formula).count()
+    except Exception as exc:  # ase.formula raises ValueError, KeyError, ...
+        raise ParameterError(f"{where}not a chemical formula ({exc})") from exc
+    unknown = sorted(set(counts) - set(chemical_symbols[1:]))
+    if not counts or unknown:
+        raise ParameterError(f"{where}not a chemical formula (unknown element(s) {unknown})")
+    return reduced_formula(formula)
+
+
 def _check_kind(kind: str) -> str:
     if kind not in DEFAULTS:
         raise ParameterError(f"kind must be one of {sorted(DEFAULTS)}, got {kind!r}")
@@ -156,10 +171,7 @@ class TrustWindows:
             where = f"{what} {name!r}: "
             key = str(name)
             if what == "formula":
-                try:
-                    key = reduced_formula(key)
-                except Exception as exc:  # ase.formula raises ValueError/KeyError/...
-                    raise ParameterError(f"{where}not a chemical formula ({exc})") from exc
+                key = _reduce(key, where)
             part = _check_window(window, where, partial=True)
             if not part:
                 raise ParameterError(f"{where}an override needs at least one of {list(KEYS)}")
@@ -364,10 +376,10 @@ def judge_windows(scores: pd.DataFrame, thresholds: Mapping, names: Mapping[str,
         out["trust"].append(label)
         for k in KEYS:
             out[k].append(math.inf if window[k] is None else window[k])
-    frame = pd.DataFrame(out, index=scores.index)
-    for k in ("value", *KEYS):
-        frame[k] = frame[k].astype(float)
-    return frame
+    return pd.DataFrame({k: pd.Series(v, index=scores.index,
+                                      dtype=object if k in ("verdict", "reason", "trust")
+                                      else float)
+                         for k, v in out.items()})
 
 
 def _clean(value) -> str | None:
