@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from ase import Atoms
 
-from ..errors import InputError, ValidationError
+from ..errors import InputError, ParameterError, ValidationError
 from ..frames import Frame, LabelKeys, chemical_formula, frames_to_table, reduced_formula
 from ..io import detect_format, read_frames
 from ._report import CurateReport
@@ -60,6 +60,7 @@ def curate(
     batch_size: int = 512,
     lock_timeout: float = 600.0,
     progress: Callable[[int, str], None] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> CurateReport:
     """Ingest structure files into ``store`` as one new version.
 
@@ -96,6 +97,9 @@ def curate(
         Seconds to wait for another writer to finish.
     progress : callable, optional
         Called as ``progress(frames_read, path)`` after every batch.
+    sources : sequence of str, optional
+        For structures in memory: where each came from (``file#frame``), stored in the
+        ``source`` column and quoted in the report instead of ``<memory>#i``.
 
     Returns
     -------
@@ -118,7 +122,12 @@ def curate(
     if not paths:
         raise InputError("no input files given")
     if all(isinstance(p, Atoms) for p in paths):
-        inputs: list = [paths]
+        if sources is not None:
+            sources = [str(x) for x in sources]
+            if len(sources) != len(paths):
+                raise ParameterError(f"sources must name each of the {len(paths)} structures, "
+                                     f"got {len(sources)}")
+        inputs: list = [(paths, sources)]
         paths = [MEMORY]
     else:
         paths = [str(p) for p in paths]
@@ -274,8 +283,10 @@ def _frames(source, keys: LabelKeys, meta: dict) -> Iterator[Frame]:
         yield from read_frames(source, keys=keys, **meta)
         return
     meta = {k: v for k, v in meta.items() if k != "format"}
-    for i, atoms in enumerate(source):
-        yield Frame.from_atoms(atoms, source=f"{MEMORY}#{i}", keys=keys, **meta)
+    images, names = source
+    for i, atoms in enumerate(images):
+        name = f"{MEMORY}#{i}" if names is None else names[i]
+        yield Frame.from_atoms(atoms, source=name, keys=keys, **meta)
 
 
 def _ingest(
