@@ -312,7 +312,7 @@ def import_results(
     report.method = method or ", ".join(methods)
     try:
         cur = curate(store, labelled_atoms, method=method, quarantine=quarantine,
-                     message=message or f"label import {q.selection}")
+                     message=message or f"label import {q.selection}", sources=sources)
     except ValidationError as exc:
         if exc.report is not None:
             _rename_sources(exc.report, sources)
