@@ -172,6 +172,9 @@ def test_missing_and_non_finite_labels_and_predictions():
     assert judged["reason"][3] == "not judged: no label"
     assert np.isnan(scores["force_error"][4]) and np.isfinite(scores["energy_error"][4])
     assert scores["model_hash"][5] is None and "not applied" in judged["reason"][5]
+    word = emt(1, 9)[0]
+    word.calc.results["energy"] = "n/a"  # a label that is not a number fails, never crashes
+    assert ErrorCriterion.judge(crit.score([word]), crit.thresholds_)["verdict"][0] == "failed"
     # a model whose prediction is NaN fails every labelled frame, with the reason
     broken = copy.deepcopy(model)
     with torch.no_grad():

@@ -93,10 +93,19 @@ def _labels(atoms: ase.Atoms) -> tuple[float | None, np.ndarray | None]:
     """``(energy, forces)`` labels of a frame; None where absent."""
     results = atoms.calc.results if atoms.calc is not None else {}
     energy, forces = results.get("energy"), results.get("forces")
-    e = None if energy is None else float(np.asarray(energy, dtype=float).reshape(-1)[0])
-    f = None if forces is None else np.asarray(forces, dtype=float)
-    if f is not None and f.shape != (len(atoms), 3):
-        f = np.full((len(atoms), 3), np.nan)  # a label of the wrong shape is no usable label
+    e = f = None
+    if energy is not None:  # a label that is not one number is NaN: the frame fails
+        try:
+            e = float(np.asarray(energy, dtype=float).item())
+        except (TypeError, ValueError):
+            e = float("nan")
+    if forces is not None:
+        try:
+            f = np.asarray(forces, dtype=float)
+        except (TypeError, ValueError):
+            f = None
+        if f is None or f.shape != (len(atoms), 3):
+            f = np.full((len(atoms), 3), np.nan)  # not an (n, 3) array: no usable label
     return e, f
 
 

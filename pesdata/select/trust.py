@@ -57,7 +57,7 @@ import pandas as pd
 from .._formula import reduced_formula
 from ..errors import ArtefactError, InputError, ParameterError
 
-__all__ = ["DEFAULTS", "KEYS", "QUANTITIES", "TrustWindows", "judge_windows"]
+__all__ = ["DEFAULTS", "KEYS", "QUANTITIES", "TrustWindows", "as_trust", "judge_windows"]
 
 KEYS = ("e_lo", "e_hi", "f_lo", "f_hi")
 
