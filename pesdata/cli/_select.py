@@ -14,7 +14,7 @@ _DECISION_ORDER = ("selected", "dropped_by_budget", "novel", "candidate", "accur
                    "duplicate", "failed")
 
 
-def _trust(trust_file, e_lo, e_hi, f_lo, f_hi):
+def _trust(trust_file, e_lo, e_hi, f_lo, f_hi, kind: str):
     """Trust windows from a config file and/or the four bounds (the bounds set the default)."""
     bounds = {k: v for k, v in (("e_lo", e_lo), ("e_hi", e_hi), ("f_lo", f_lo), ("f_hi", f_hi))
               if v is not None}
@@ -23,9 +23,13 @@ def _trust(trust_file, e_lo, e_hi, f_lo, f_hi):
     from ..select.trust import TrustWindows
 
     if trust_file is None:
-        return TrustWindows.from_options(**bounds)
-    windows = TrustWindows.from_file(trust_file)
-    return windows.with_default(**bounds) if bounds else windows
+        return TrustWindows.from_options(**bounds, kind=kind)
+    windows = TrustWindows.from_file(trust_file, kind=kind)
+    if not bounds:
+        return windows
+    doc = windows.to_dict()
+    doc["default"] = {**doc["default"], **bounds}
+    return TrustWindows.from_dict(doc, kind=kind)
 
 
 def _summary_table(sel) -> Table:
@@ -132,7 +136,8 @@ def select(
                    "group_cap": group_cap, "name": name, "out": out_, "method": method,
                    "reference": reference, "descriptor": descriptor, "model": model,
                    "committee": committee,
-                   "trust": _trust(trust, e_lo, e_hi, f_lo, f_hi)}
+                   "trust": _trust(trust, e_lo, e_hi, f_lo, f_hi,
+                                   "committee" if committee is not None else "error")}
         for key, value in (("novelty_quantile", novelty_quantile), ("diversity", diversity),
                            ("seed", seed), ("near_duplicate", near_duplicate)):
             if value is not None:
