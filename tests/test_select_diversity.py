@@ -210,7 +210,7 @@ def test_fps_equals_brute_force(si, alpha):
     for data in (x, real):
         p = rng.uniform(0.1, 3.0, len(data))
         for prio in (None, p):
-            got = FarthestPointSampling(alpha=alpha).pick(data, 25, priority=prio)
+            got = FarthestPointSampling(alpha=alpha, radius=0).pick(data, 25, priority=prio)
             assert len(got) == 25
             assert got.tolist() == fps_reference(data, 25, prio, alpha)
             if prio is not None:
@@ -222,7 +222,8 @@ def test_fps_cap_equals_brute_force(si):
     keep = near_duplicates(fp, 1e-9) < 0
     fp, groups = fp[keep], groups[keep]
     for cap in (1, 3):
-        got = FarthestPointSampling().pick(fp, 10, groups=groups, group_cap=cap)
+        got = FarthestPointSampling(alpha=1, radius=0).pick(fp, 10, groups=groups,
+                                                            group_cap=cap)
         assert got.tolist() == fps_reference(fp, 10, groups=groups, cap=cap)
         assert len(got) == min(10, 4 * cap)
 
@@ -253,6 +254,22 @@ def test_fps_priority_weighting_keeps_clear_cases_drops_copies():
     assert np.isin(got, np.arange(40, 46)).sum() == 1  # but one of the near-copies only
     plain = FarthestPointSampling(alpha=0).pick(x, 4, priority=p)
     assert np.isin(plain, np.arange(40, 46)).sum() == 1
+    # without the redundancy radius a steep priority weight picks the copies of the clearest
+    steep = FarthestPointSampling(alpha=4, radius=0).pick(x, 4, priority=p)
+    assert np.isin(steep, np.arange(40, 46)).sum() > 1
+
+
+def test_fps_radius_defers_copies_until_nothing_else_is_left():
+    x = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [5.0, 0.0], [0.0, 5.0]])
+    p = np.array([10.0, 9.9, 9.8, 1.0, 1.0])
+    got = FarthestPointSampling(alpha=4, radius=0.5).pick(x, 5, priority=p)
+    assert got.tolist()[:3] == [0, 3, 4]  # far weak cases before the copies of the clear one
+    assert sorted(got.tolist()[3:]) == [1, 2]
+    assert FarthestPointSampling(radius=0.5).pick(x, 1, priority=p).tolist() == [0]
+    with pytest.raises(ParameterError, match="radius"):
+        FarthestPointSampling(radius="big").pick(x, 2)
+    with pytest.raises(ParameterError, match="radius"):
+        FarthestPointSampling(radius=-1.0).pick(x, 2)
 
 
 # -- group cap, all strategies -------------------------------------------------------------

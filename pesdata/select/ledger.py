@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import pyarrow as pa
 
 __all__ = ["COLUMNS", "DECISIONS", "LedgerColumn", "column_names", "ledger_schema"]
@@ -134,7 +135,7 @@ def to_table(df):
 
 def _missing(v, keep_nan: bool) -> bool:
     """None, or a scalar NaN where the column's type cannot hold NaN (pandas' 'no value')."""
-    if v is None:
+    if v is None or v is pd.NA:
         return True
     return not keep_nan and isinstance(v, float) and v != v
 
