@@ -41,17 +41,18 @@ def si(tmp_path_factory):
             "n_novel": {k: len(v) for k, v in cases.items()}}
 
 
-@pytest.mark.parametrize(("case", "bar"), [("surfaces", 0.92), ("vacancies", 0.75)])
+@pytest.mark.parametrize(("case", "bar"), [("surfaces", 11), ("vacancies", 9)])
 def test_known_answer_precision_mlearn_si(si, case, bar):
-    """Budget = number of novel frames: the share of novel frames selected reaches QUESTS's."""
+    """Budget = number of novel frames (12): the novel frames selected reach QUESTS's figures,
+    0.92 and 0.75 of the picks (11 and 9 of 12; ../shared/peers/quests_si.py)."""
     n_novel = si["n_novel"][case]
     sel = select(si["store"], [si["files"][case]], budget=n_novel, method="PBE",
                  name=f"known-{case}")
     picked = sel.selected
     assert len(picked) == n_novel
     rows = picked["source"].str.rsplit("#", n=1).str[1].astype(int)
-    precision = float(np.mean(rows >= si["n_bulk"]))
-    assert precision >= bar, (case, precision, sel.counts)
+    hits = int(np.sum(rows >= si["n_bulk"]))
+    assert hits >= bar, (case, hits / n_novel, sel.counts)
     assert sel.summary["counts"]["selected"] == n_novel
 
 
