@@ -4,6 +4,8 @@ index recall, failure and rescoring behaviour, parameter checks."""
 
 from __future__ import annotations
 
+import json
+
 import ase.io
 import numpy as np
 import pandas as pd
@@ -247,6 +249,15 @@ def test_nan_descriptor_row_fails_only_its_frame(tio2):
     others = [i for i in range(cand.n_frames) if i not in (frame, 7)]
     pd.testing.assert_frame_equal(scores.loc[others], clean.loc[others])
     assert not judged.loc[others, "verdict"].eq("failed").any()
+    # a non-finite reference row is left out of the index, and counted
+    ref = tio2["reference"]
+    rf = ref.features.copy()
+    rf[0, 0] = np.nan
+    dropped = NoveltyCriterion().fit(Environments(rf, ref.numbers, ref.structure, ref.n_frames))
+    z0 = "O" if ref.numbers[0] == 8 else "Ti"
+    assert dropped.thresholds_["n_nonfinite_dropped"][z0] == 1
+    assert dropped.thresholds_["n_reference"][z0] == int((ref.numbers == ref.numbers[0]).sum()) - 1
+    assert np.isfinite(np.concatenate(dropped.score(cand)["atom_distances"].to_list())).all()
 
 
 def test_permuting_atoms_permutes_distances_and_keeps_novelty(tio2):
@@ -298,6 +309,7 @@ def test_update_thresholds_equals_fresh_fit(si):
         assert updated == fresh
         pd.testing.assert_frame_equal(NoveltyCriterion.judge(scores, updated),
                                       NoveltyCriterion.judge(scores, fresh))
+    assert json.loads(json.dumps(base.thresholds_)) == base.thresholds_  # ledger summary
     absolute = NoveltyCriterion.update_thresholds(base.thresholds_, threshold=0.2)
     assert absolute["per_element"] == {"Si": 0.2}
     assert absolute == NoveltyCriterion(threshold=0.2).fit(ref).thresholds_
