@@ -52,6 +52,7 @@ bench: install
 	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_store.py
 	$(PY) benchmarks/bench_descriptors.py
+	$(PY) benchmarks/bench_select.py
 	$(PY) benchmarks/bench_accuracy.py Cu Si
 
 lint: install
