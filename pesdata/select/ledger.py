@@ -231,4 +231,5 @@ def load_ledger(store, name: str):
     missing = sorted(set(column_names()) - set(table.column_names))
     if missing:
         raise StoreCorruptError(f"{parquet}: ledger lacks column(s) {missing}")
-    return table.to_pandas(), summary
+    ints = {pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
+    return table.to_pandas(types_mapper=ints.get), summary
