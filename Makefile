@@ -44,6 +44,12 @@ demo: install
 	$(BIN)/pesdata split $(DEMO)/store --name demo-holdout --strategy holdout --test-size 0.2 --seed 0 --version demo-v1
 	$(BIN)/pesdata train $(DEMO)/store --split demo-holdout --out $(DEMO)/model --epochs 150
 	$(BIN)/pesdata evaluate $(DEMO)/store@demo-v1 --model $(DEMO)/model
+	@echo "--- 6. select 4 of 14 unlabelled candidates (6 at 300 K, 8 from 1200 K MD) by novelty and"
+	@echo "       diversity, label them with EMT, import the labels as a new version"
+	$(BIN)/pesdata select $(DEMO)/store --candidates $(DEMO)/cu_candidates.extxyz --budget 4 --method EMT --name demo-select --out $(DEMO)/queue
+	$(BIN)/pesdata label run $(DEMO)/queue --calculator emt
+	$(BIN)/pesdata label import $(DEMO)/store --queue $(DEMO)/queue --method EMT
+	$(BIN)/pesdata log $(DEMO)/store
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -10,7 +10,9 @@ downloaded data:
   duplicates of MD snapshots, 1 MD snapshot with an energy 0.5 eV (4.6 meV/atom) higher (a
   label conflict)
   and the 2 formerly unlabelled cells, now labelled (relabelled);
-* ``cu_broken.extxyz`` — 4 good cells, 1 with NaN forces and 1 with two overlapping atoms.
+* ``cu_broken.extxyz`` — 4 good cells, 1 with NaN forces and 1 with two overlapping atoms;
+* ``cu_candidates.extxyz`` — 14 unlabelled 32-atom candidates for ``pesdata select``: 6 cells
+  rattled as at 300 K (familiar) and 8 snapshots of Langevin MD at 1200 K (novel).
 """
 
 from __future__ import annotations
@@ -107,7 +109,28 @@ def make_demo_data(directory: str | Path, seed: int = 0) -> dict[str, Path]:
     overlap.positions[1] = overlap.positions[0] + [0.3, 0.0, 0.0]
     overlap = _label(overlap)
     ase.io.write(out / "cu_broken.extxyz", good + [nan_forces, overlap], format="extxyz")
-    return {name: out / f"{name}.extxyz" for name in ("cu_md", "cu_more", "cu_broken")}
+
+    familiar = []
+    for _ in range(6):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+        a.rattle(0.06, seed=int(rng.integers(1 << 30)))
+        a.info["config_type"] = "rattled-300K"
+        familiar.append(a)
+    hot = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    hot.calc = EMT()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        MaxwellBoltzmannDistribution(hot, temperature_K=1200, rng=rng)
+    dyn = Langevin(hot, 2 * units.fs, temperature_K=1200, friction=0.05, rng=rng, fixcm=False)
+    hot_frames = []
+    for _ in range(8):
+        dyn.run(25)
+        a = Atoms(hot.numbers, hot.positions, cell=hot.cell, pbc=True)
+        a.info["config_type"] = "md-1200K"
+        hot_frames.append(a)
+    ase.io.write(out / "cu_candidates.extxyz", familiar + hot_frames, format="extxyz")
+    names = ("cu_md", "cu_more", "cu_broken", "cu_candidates")
+    return {name: out / f"{name}.extxyz" for name in names}
 
 
 if __name__ == "__main__":  # pragma: no cover - used by `make demo`
