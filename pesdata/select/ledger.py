@@ -16,9 +16,9 @@ import pyarrow as pa
 
 __all__ = ["COLUMNS", "DECISIONS", "LedgerColumn", "column_names", "ledger_schema"]
 
-# Final decisions. ``novel`` / ``candidate`` are the decisions of frames that qualified when no
-# selection ran on them (scoring only); the policy turns every qualifying frame into ``selected``
-# or ``dropped_by_budget``.
+# Final decisions. A qualifying frame is ``selected`` or ``dropped_by_budget``; with a budget of 0
+# (score only: nothing is picked) it keeps what made it qualify, ``novel`` or ``candidate``.
+# ``accurate``: neither novel nor an error candidate (familiar, and accurate where a model judged).
 DECISIONS = ("accurate", "candidate", "novel", "failed", "duplicate", "selected",
              "dropped_by_budget")
 
@@ -55,6 +55,8 @@ COLUMNS: tuple[LedgerColumn, ...] = (
                  "(or top-k mean) of distance / threshold of the atom's element; > 1 is novel"),
     LedgerColumn("novelty_distance", _F, "descriptor-space distance of the atom that set "
                  "the novelty"),
+    LedgerColumn("novelty_threshold", _F, "threshold of that atom's element (descriptor-space "
+                 "distance; null: element without a calibrated threshold)"),
     LedgerColumn("novelty_element", _S, "element of the atom that set the novelty"),
     LedgerColumn("novelty_atom", pa.int32(), "index (in the frame) of the atom that set it"),
     LedgerColumn("atom_distances", pa.list_(pa.float32()), "per-atom distance to the nearest "

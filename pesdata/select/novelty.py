@@ -126,15 +126,16 @@ def _threshold_from_table(table, quantile: float) -> float:
     return max(float(np.interp(quantile, _GRID, np.asarray(table, dtype=float))), _TINY)
 
 
-def _per_element(thresholds: Mapping) -> dict[str, float]:
+def _per_element(thresholds: Mapping) -> dict[str, float | None]:
+    """Threshold per element; None for an element with too few reference environments to
+    calibrate (its atoms make a frame novel, see :func:`_frame_summary`)."""
     absolute = thresholds.get("threshold")
-    out = {}
+    out: dict[str, float | None] = {}
     for sym, table in thresholds["calibration"].items():
         if absolute is not None:
             out[sym] = float(absolute)
         elif table is None:
-            raise ParameterError(f"element {sym} has no calibration (fewer than 2 reference "
-                                 "environments); give an absolute threshold")
+            out[sym] = None
         else:
             out[sym] = _threshold_from_table(table, thresholds["quantile"])
     return out
@@ -154,12 +155,18 @@ def _frame_summary(dist: np.ndarray, numbers: np.ndarray, thresholds: Mapping):
                 f"NaN/inf descriptor on atom {i}")
     per = thresholds["per_element"]
     syms = [chemical_symbols[int(z)] for z in numbers]
-    unknown = [j for j, s in enumerate(syms) if s not in per]
+    unknown = [j for j, s in enumerate(syms) if per.get(s) is None]
     if unknown:
         i = unknown[0]
-        missing = sorted({syms[j] for j in unknown}, key=lambda s: atomic_numbers[s])
-        return (np.inf, np.inf, syms[i], i, "novel",
-                f"element {', '.join(missing)} not in the reference")
+        missing = sorted({syms[j] for j in unknown if syms[j] not in per},
+                         key=lambda s: atomic_numbers[s])
+        single = sorted({syms[j] for j in unknown if syms[j] in per},
+                        key=lambda s: atomic_numbers[s])
+        why = [f"element {', '.join(missing)} not in the reference"] if missing else []
+        if single:
+            why.append(f"element {', '.join(single)} has fewer than 2 reference environments "
+                       "(no calibrated threshold; give an absolute one to judge it)")
+        return np.inf, np.inf, syms[i], i, "novel", "; ".join(why)
     thr = np.array([per[s] for s in syms])
     ratio = dist / thr
     i = int(np.argmax(ratio))  # first atom of the largest ratio

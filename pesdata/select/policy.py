@@ -13,12 +13,15 @@ A frame is decided in this order (the first rule that applies wins):
 3. ``accurate`` — neither novel nor an error candidate;
 4. otherwise it qualifies (novel OR error candidate). Qualifying frames get a *priority*: the
    largest of their criterion values relative to the threshold that made them qualify (novelty
-   over its threshold; error or committee spread over the window's lower bound). Going through
+   over its threshold; error or committee spread over the window's lower bound; an infinite
+   value — an element the reference lacks, a window with ``lo = 0`` — counts as twice the
+   largest finite priority, so such frames lead without flattening the others). Going through
    them from the highest priority down, a frame whose fingerprint lies within ``near_duplicate``
    of a higher-priority one is a ``duplicate`` too. The rest are diversified down to the budget
    by the diversity strategy (FPS by default: started from the highest-priority frame, with
    priority-weighted distances, so a tight budget keeps the clearest cases and spreads the
-   rest): ``selected`` (with their pick ``rank``) or ``dropped_by_budget``.
+   rest): ``selected`` (with their pick ``rank``) or ``dropped_by_budget``. A budget of 0
+   scores only: qualifying frames keep the decision ``novel`` or ``candidate``.
 
 Ties are broken by candidate order (the lower row first).
 """
@@ -59,6 +62,14 @@ def _error_priority(df: pd.DataFrame) -> pd.Series:
     if not parts:
         return pd.Series(np.nan, index=df.index)
     return pd.concat(parts, axis=1).max(axis=1, skipna=True)
+
+
+def finite_priority(p: np.ndarray) -> np.ndarray:
+    """Priorities for the diversity weights: NaN → 0, +inf → twice the largest finite one."""
+    p = np.nan_to_num(np.asarray(p, dtype=float), nan=0.0, posinf=np.nan, neginf=0.0)
+    finite = p[np.isfinite(p)]
+    top = finite.max() if len(finite) and finite.max() > 0 else 1.0
+    return np.where(np.isnan(p), 2.0 * top, np.maximum(p, 0.0))
 
 
 def decide(ledger: pd.DataFrame, criteria: Mapping[str, Mapping], policy: Mapping) -> pd.DataFrame:
@@ -135,7 +146,7 @@ def decide(ledger: pd.DataFrame, criteria: Mapping[str, Mapping], policy: Mappin
     q = np.flatnonzero(qualifies)
     if len(q):
         fp = np.array([np.asarray(f, dtype=float) for f in df.loc[q, "fingerprint"]])
-        p = np.nan_to_num(prio[q], nan=0.0, posinf=np.finfo(float).max)
+        p = finite_priority(prio[q])
         order = np.lexsort((q, -p))  # highest priority first, ties by row
         keep = np.ones(len(q), bool)
         if tol > 0 and len(q) > 1:
@@ -150,29 +161,41 @@ def decide(ledger: pd.DataFrame, criteria: Mapping[str, Mapping], policy: Mappin
                 reasons[k].insert(0, f"near-duplicate of candidate {first} (fingerprint "
                                      f"distance < {tol:g})")
         q, fp, p = q[keep], fp[keep], p[keep]
-        strategy = get_diversity(policy.get("diversity", "fps"))(seed=int(policy.get("seed", 0)))
-        groups = groups_of(df.iloc[q]) if policy.get("group_cap") else None
-        size = len(q) if budget is None else int(budget)
-        picks = np.asarray(strategy.pick(fp, size, priority=p, groups=groups,
-                                         group_cap=policy.get("group_cap")), dtype=int)
-        decision[q] = "dropped_by_budget"
-        why = (f"not among the {size} picks of {strategy.name}" if budget is not None
-               else f"not picked by {strategy.name}")
-        if policy.get("group_cap"):
-            why += f" (group cap {policy['group_cap']})"
-        for k in q:
-            reasons[k].append(why)
-        for r, j in enumerate(picks):
-            k = q[j]
-            decision[k] = "selected"
-            rank[k] = r
-            reasons[k][-1] = f"selected: pick {r + 1} of {len(picks)} ({strategy.name})"
+        if budget == 0:  # score only: qualifying frames keep what made them qualify
+            decision[q] = np.where(novel[q], "novel", "candidate")
+        elif len(q):
+            _diversify(df, q, fp, p, budget, policy, decision, rank, reasons)
+    if "novelty" in criteria and "novelty_element" in df:
+        per = criteria["novelty"].get("per_element", {})
+        df["novelty_threshold"] = [per.get(e) if isinstance(e, str) else None
+                                   for e in df["novelty_element"]]
     df["priority"] = prio
     df["decision"] = decision
     df["reason"] = ["; ".join(r) for r in reasons]
     df["rank"] = pd.array(np.where(rank >= 0, rank, -1), dtype="Int32")
     df.loc[rank < 0, "rank"] = pd.NA
     return df
+
+
+def _diversify(df, q, fp, p, budget, policy, decision, rank, reasons) -> None:
+    """Pick at most ``budget`` of the qualifying rows ``q``; mark the others dropped."""
+    strategy = get_diversity(policy.get("diversity", "fps"))(seed=int(policy.get("seed", 0)))
+    groups = groups_of(df.iloc[q]) if policy.get("group_cap") else None
+    size = len(q) if budget is None else int(budget)
+    picks = np.asarray(strategy.pick(fp, size, priority=p, groups=groups,
+                                     group_cap=policy.get("group_cap")), dtype=int)
+    decision[q] = "dropped_by_budget"
+    why = (f"not among the {size} picks of {strategy.name}" if budget is not None
+           else f"not picked by {strategy.name}")
+    if policy.get("group_cap"):
+        why += f" (group cap {policy['group_cap']})"
+    for k in q:
+        reasons[k].append(why)
+    for r, j in enumerate(picks):
+        k = q[j]
+        decision[k] = "selected"
+        rank[k] = r
+        reasons[k][-1] = f"selected: pick {r + 1} of {len(picks)} ({strategy.name})"
 
 
 def counts(df: pd.DataFrame) -> dict[str, int]:
