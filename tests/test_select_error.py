@@ -175,14 +175,14 @@ def test_missing_and_non_finite_labels_and_predictions():
     word = emt(1, 9)[0]
     word.calc.results["energy"] = "n/a"  # a label that is not a number fails, never crashes
     assert ErrorCriterion.judge(crit.score([word]), crit.thresholds_)["verdict"][0] == "failed"
-    # a model whose prediction is NaN fails every labelled frame, with the reason
+    # a model whose prediction is NaN fails every frame, labelled or not, with the reason
     broken = copy.deepcopy(model)
     with torch.no_grad():
         next(broken.net_.parameters()).fill_(float("nan"))
     crit = ErrorCriterion(broken).fit()
     judged = ErrorCriterion.judge(crit.score([good, e_only, none]), crit.thresholds_)
-    assert list(judged["verdict"]) == ["failed", "failed", None]
-    assert "not finite" in judged["reason"][0]
+    assert list(judged["verdict"]) == ["failed", "failed", "failed"]
+    assert "not finite" in judged["reason"][0] and "not finite" in judged["reason"][2]
     # NaN positions never reach the model: the frame fails
     bad = good.copy()
     bad.calc = SinglePointCalculator(bad, **good.calc.results)

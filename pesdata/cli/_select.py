@@ -14,24 +14,6 @@ _DECISION_ORDER = ("selected", "dropped_by_budget", "novel", "candidate", "accur
                    "duplicate", "failed")
 
 
-def _trust(trust_file, e_lo, e_hi, f_lo, f_hi, kind: str):
-    """Trust windows from a config file and/or the four bounds (the bounds set the default)."""
-    bounds = {k: v for k, v in (("e_lo", e_lo), ("e_hi", e_hi), ("f_lo", f_lo), ("f_hi", f_hi))
-              if v is not None}
-    if trust_file is None and not bounds:
-        return None
-    from ..select.trust import TrustWindows
-
-    if trust_file is None:
-        return TrustWindows.from_options(**bounds, kind=kind)
-    windows = TrustWindows.from_file(trust_file, kind=kind)
-    if not bounds:
-        return windows
-    doc = windows.to_dict()
-    doc["default"] = {**doc["default"], **bounds}
-    return TrustWindows.from_dict(doc, kind=kind)
-
-
 def _summary_table(sel) -> Table:
     df = sel.ledger
     decisions = [d for d in _DECISION_ORDER if d in set(df["decision"])]
@@ -111,7 +93,7 @@ def select(
     errors = {k: v for k, v in (("e_lo", e_lo), ("e_hi", e_hi), ("f_lo", f_lo), ("f_hi", f_hi))
               if v is not None}
     if rescore is not None:
-        from ..select._select import _KEEP
+        from ..select._select import KEEP
         from ..select._select import rescore as _rescore
 
         given = [o for o, v in (("--candidates", candidates or sources), ("--model", model),
@@ -123,8 +105,8 @@ def select(
                                  f"numbers; {', '.join(given)} cannot change there")
         sel = _rescore(st, rescore, novelty_threshold=novelty_threshold,
                        novelty_quantile=novelty_quantile, error_thresholds=errors or None,
-                       budget=_KEEP if budget is None else budget, diversity=diversity,
-                       group_cap=_KEEP if group_cap is None else group_cap, seed=seed,
+                       budget=KEEP if budget is None else budget, diversity=diversity,
+                       group_cap=KEEP if group_cap is None else group_cap, seed=seed,
                        near_duplicate=near_duplicate, name=name, out=out_)
     else:
         from ..select._select import select as _select
@@ -136,8 +118,12 @@ def select(
                    "group_cap": group_cap, "name": name, "out": out_, "method": method,
                    "reference": reference, "descriptor": descriptor, "model": model,
                    "committee": committee,
-                   "trust": _trust(trust, e_lo, e_hi, f_lo, f_hi,
-                                   "committee" if committee is not None else "error")}
+                   "trust": None}
+        if trust is not None or errors:
+            from ..select.trust import TrustWindows
+
+            options["trust"] = TrustWindows.from_sources(
+                trust, kind="committee" if committee is not None else "error", **errors)
         for key, value in (("novelty_quantile", novelty_quantile), ("diversity", diversity),
                            ("seed", seed), ("near_duplicate", near_duplicate)):
             if value is not None:

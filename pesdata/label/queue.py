@@ -155,7 +155,6 @@ def write_queue(
     SchemaError
         An ``info`` value JSON cannot hold.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .._info import info_to_json
@@ -199,10 +198,22 @@ def write_queue(
     with atomic_dir(p) as stage:
         write_atoms(stage / FRAMES, frames, format="extxyz")
         (stage / INFO).write_text("".join(line + "\n" for line in infos), encoding="utf-8")
-        pq.write_table(pa.Table.from_pandas(ledger, preserve_index=False), stage / LEDGER)
+        pq.write_table(_ledger_table(ledger), stage / LEDGER)
         (stage / RESULTS / FAILED).mkdir(parents=True)
         (stage / MANIFEST).write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return p
+
+
+def _ledger_table(ledger):
+    """Selection-ledger rows with the ledger's declared Arrow types; other frames as pandas
+    gives them."""
+    import pyarrow as pa
+
+    from ..select.ledger import column_names, to_table
+
+    if set(ledger.columns) <= set(column_names()):
+        return to_table(ledger)
+    return pa.Table.from_pandas(ledger, preserve_index=False)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+from ase.calculators.calculator import PropertyNotImplementedError
 
 from .._interrupt import check as check_interrupt
 from ..atomic import atomic_write
@@ -104,7 +105,14 @@ def compute(atoms, calc) -> tuple[dict | None, str | None]:
     try:
         energy = a.get_potential_energy()
         forces = a.get_forces()
-        stress = a.get_stress(voigt=True) if bool(np.all(a.pbc)) else None
+        stress = None
+        if bool(np.all(a.pbc)):
+            try:
+                stress = a.get_stress(voigt=True)
+            except PropertyNotImplementedError:  # a calculator without stress: E and F stand
+                stress = None
+        if getattr(a.calc, "converged", True) is False:  # e.g. Vasp, Espresso after reading
+            return None, "the calculation did not converge (calculator.converged is False)"
     except Exception as exc:  # noqa: BLE001 - whatever the calculator raises is the reason
         text = str(exc).strip().splitlines()
         return None, f"{type(exc).__name__}: {text[0] if text else 'no message'}"[:500]

@@ -34,7 +34,7 @@ from .registry import get_criterion, get_diversity
 __all__ = ["Selection", "rescore", "select"]
 
 Progress = Callable[[str, int, int], None]
-_KEEP = object()  # "leave this option as the ledger had it" (rescore)
+KEEP = object()  #: ``rescore``: leave this option as the ledger had it
 
 
 @dataclass
@@ -91,6 +91,11 @@ class Selection:
             ],
             "queue": None if self.queue is None else str(self.queue),
         }
+
+
+def _has_labels(atoms) -> bool:
+    results = getattr(atoms.calc, "results", None) or {}
+    return "energy" in results or "forces" in results
 
 
 def _new_name() -> str:
@@ -285,8 +290,10 @@ def select(
     n = len(images)
     df = cands.meta.copy()
     df["invalid"] = pd.Series(invalid_reasons(images), dtype=object)
-    stored = snap.table(columns=["id", "geometry_hash"]).to_pydict()
-    stored_by_gh = dict(zip(stored["geometry_hash"], stored["id"], strict=True))
+    stored_by_gh: dict[str, str] = {}
+    for v in {version, store.version}:  # the reference and what is stored now
+        stored = store.read(v).table(columns=["id", "geometry_hash"]).to_pydict()
+        stored_by_gh.update(zip(stored["geometry_hash"], stored["id"], strict=True))
     first_by_gh: dict[str, str] = {}
     dup = []
     for gh, id_ in zip(df["geometry_hash"], df["id"], strict=True):
@@ -324,6 +331,8 @@ def select(
         if progress is not None:
             progress("novelty", 0, len(valid))
         _place(df, valid, crit.score(cand_env))
+        if progress is not None:
+            progress("novelty", len(valid), len(valid))
         criteria["novelty"] = crit.thresholds_
     if model is not None or committee is not None:
         cname = "error" if model is not None else "committee"
@@ -332,17 +341,26 @@ def select(
                 else cls(committee, trust=trust)).fit(None)
         if progress is not None:
             progress(cname, 0, len(valid))
+        if cname == "error" and not any(_has_labels(images[k]) for k in valid):
+            raise ParameterError("--model compares predictions with the candidates' labels, "
+                                 "but no candidate carries an energy or forces; use "
+                                 "--committee for unlabelled candidates")
         scores = crit.score([images[k] for k in valid])
+        if progress is not None:
+            progress(cname, len(valid), len(valid))
         _place(df, valid, scores)
-        if "model_hash" in scores and len(scores):
-            model_hash = scores["model_hash"].iloc[0]
+        model_hash = crit.model_hash_
         criteria[cname] = crit.thresholds_
     center, scale = element_scaling(ref)
     fp = structure_fingerprints(cand_env, desc.species, center=center, scale=scale)
     df["fingerprint"] = pd.Series([[] for _ in range(n)], dtype=object)
     df.loc[valid, "fingerprint"] = pd.Series([row.astype(np.float32) for row in fp],
                                              dtype=object).to_numpy()
-    df["model_hash"] = model_hash
+    if "model_hash" not in df:
+        df["model_hash"] = None
+    bad_fp = [k for k, row in zip(valid, fp, strict=True) if not np.isfinite(row).all()]
+    for k in bad_fp:  # a NaN/inf descriptor row, also when novelty is off
+        df.at[k, "invalid"] = "NaN/inf descriptor (fingerprint not finite)"
     df["reference_version"] = version
     df["seed"] = policy["seed"]
     decided = decide(df, criteria, policy)
@@ -403,9 +421,9 @@ def rescore(
     novelty_threshold: float | None = None,
     novelty_quantile: float | None = None,
     error_thresholds: Mapping | None = None,
-    budget=_KEEP,
+    budget=KEEP,
     diversity: str | None = None,
-    group_cap=_KEEP,
+    group_cap=KEEP,
     seed: int | None = None,
     near_duplicate: float | None = None,
     name: str | None = None,
@@ -442,7 +460,7 @@ def rescore(
     df, old = _ledger.load_ledger(store, ledger)
     pol = dict(old["policy"])
     for key, value in (("budget", budget), ("group_cap", group_cap)):
-        if value is not _KEEP:
+        if value is not KEEP:
             pol[key] = value
     for key, value in (("diversity", diversity), ("seed", seed),
                        ("near_duplicate", near_duplicate)):

@@ -177,6 +177,10 @@ class ErrorCriterion(Criterion):
                 if e is not None:
                     d = abs(float(e_pred) - e) / n_atoms
                     e_err[k] = d if np.isfinite(d) else np.inf
+                elif not np.isfinite(float(e_pred)):  # no label, but a broken prediction
+                    e_err[k] = np.inf
+                if f is None and not np.isfinite(np.asarray(f_pred, dtype=float)).all():
+                    f_err[k] = np.inf
                 if f is not None:
                     diff = np.asarray(f_pred, dtype=float) - f
                     d = float(np.sqrt((diff * diff).sum(axis=1)).max())

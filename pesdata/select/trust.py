@@ -200,6 +200,27 @@ class TrustWindows:
         return cls(given, kind=kind)
 
     @classmethod
+    def from_sources(cls, path: str | os.PathLike | None = None, *, kind: str = "error",
+                     **bounds: float | None) -> TrustWindows | None:
+        """A trust file and/or default-window bounds (``e_lo=...``), as the command line gives.
+
+        The bounds given replace the file's default window; overrides stay. None when neither
+        a file nor a bound is given (the criterion's built-in defaults apply).
+        """
+        given = {k: v for k, v in bounds.items() if v is not None}
+        unknown = sorted(set(given) - set(KEYS))
+        if unknown:
+            raise ParameterError(f"unknown trust bound(s) {unknown}; known: {list(KEYS)}")
+        if path is None:
+            return cls.from_options(**given, kind=kind) if given else None
+        windows = cls.from_file(path, kind=kind)
+        if not given:
+            return windows
+        doc = windows.to_dict()
+        doc["default"] = {**doc["default"], **given}
+        return cls.from_dict(doc, kind=kind)
+
+    @classmethod
     def from_dict(cls, doc: Mapping, *, kind: str = "error") -> TrustWindows:
         """From a dict as :meth:`to_dict` writes (or a trust file holds)."""
         if not isinstance(doc, Mapping):
