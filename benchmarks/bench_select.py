@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-ref", type=int, default=20000)
     ap.add_argument("--n-cand", type=int, default=10000)
     ap.add_argument("--budget", type=int, default=200)
-    ap.add_argument("--exact-queries", type=int, default=5000,
+    ap.add_argument("--exact-queries", type=int, default=20000,
                     help="queries for the faiss IndexFlatL2 rate and the recall")
     ap.add_argument("--out", default="bench-out")
     args = ap.parse_args(argv)

@@ -6,12 +6,12 @@ reference row? :func:`build_index` answers it exactly (``IndexFlatL2``, brute fo
 cells, of which the :data:`IVF_NPROBE` nearest are searched).
 
 Measured on 1.28 M Si environments (default novelty ACSF, 17 features, MD-perturbed mlearn
-frames) and 640 k query rows, 2 cores: ``IndexFlatL2`` answers 1,800–3,100 queries/s (640 k
-in 3.5–6 min); IVF builds in 3.6 s and answers ~38,000 queries/s at nprobe 10 with 1-NN
-recall 0.9999 (nprobe 4: 0.994, 8: 0.9997); HNSW (M 32, efSearch 16–64) reached the same
-recall but took 75 s to build, so IVF it is (deterministic from its seed, too). Brute force
-costs in proportion to the rows: at :data:`EXACT_MAX` rows it answers about as fast as IVF
-does on 1.28 M, and exactly.
+frames) and 640 k query rows, 2 cores: ``IndexFlatL2`` answers 1,300–3,100 queries/s when given
+20 k queries or more at once (640 k in 3.5–8 min; 5 k at once: ~145 queries/s); IVF builds in
+3.6 s and answers ~38,000 queries/s at nprobe 10 with 1-NN recall 0.9999 (nprobe 4: 0.994, 8:
+0.9997); HNSW (M 32, efSearch 16–64) reached the same recall but took 75 s to build, so IVF it
+is (deterministic from its seed, too). Brute force costs in proportion to the rows: at
+:data:`EXACT_MAX` rows it answers about as fast as IVF does on 1.28 M, and exactly.
 
 Distances are Euclidean (faiss returns squared distances; :func:`search` takes the root).
 Queries run in batches of ``batch`` rows so memory stays flat for millions of queries. faiss
