@@ -189,4 +189,5 @@ def test_group_cap_through_select(si):
     allowed = qualified.groupby("group").size().clip(upper=2).sum()
     assert len(sel.selected) == min(6, allowed) >= 4
     assert sel.selected["group"].value_counts().max() <= 2
-    assert "group cap 2" in " ".join(led.loc[led["decision"] == "dropped_by_budget", "reason"])
+    assert "reached the cap of 2" in " ".join(led.loc[led["decision"] == "dropped_by_budget",
+                                                       "reason"])

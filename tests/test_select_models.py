@@ -152,3 +152,16 @@ def test_rescore_error_thresholds_and_write_a_queue(cu, tmp_path):
     queue = pesdata.label.queue.read_queue(tmp_path / "q")
     assert queue.ids == list(again.selected["id"])
     assert queue.selection == "err-cut"
+
+
+def test_rescore_with_a_new_trust_file(cu):
+    led = cu["store"].ledger("by-committee")  # made by test_committee_with_a_trust_file
+    trust = cu["root"] / "trust2.json"
+    trust.write_text(json.dumps({"default": {"e_lo": 10.0, "f_lo": 4.0, "f_hi": 5.0},
+                                 "formula": {"Cu": {"e_lo": 10.0, "f_lo": 0.01}}}))
+    again = rescore(cu["store"], "by-committee", trust=trust, name="by-committee-2")
+    assert set(again.ledger["trust"]) == {"formula=Cu"}
+    spread = again.ledger["force_std"].astype(float)
+    assert list(again.ledger["error_verdict"]) == list(
+        np.where(spread >= 5.0, "failed", np.where(spread >= 0.01, "candidate", "accurate")))
+    assert len(led) == len(again.ledger)

@@ -98,6 +98,8 @@ def import_(
         bool, typer.Option(help="Commit the valid results; list the rejected ones.")
     ] = False,
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+    other_store: Annotated[bool, typer.Option(
+        "--other-store", help="Import into a store other than the queue's own.")] = False,
     json_: JsonOpt = False,
     traceback: TraceOpt = False,
 ) -> None:
@@ -110,7 +112,7 @@ def import_(
         try:
             report = import_results(
                 store, queue, [str(r) for r in results] if results else None, method,
-                format=format, quarantine=quarantine, message=message,
+                format=format, quarantine=quarantine, message=message, other_store=other_store,
                 progress=lambda n, path: progress_bar.update(
                     task, completed=n, description=f"reading {Path(path).name}"),
             )
@@ -129,8 +131,14 @@ def import_(
     table.add_row("matched", ", ".join(f"{k} {v}" for k, v in report.matched.items() if v))
     table.add_row("added", str(report.added))
     table.add_row("already stored", str(report.duplicates))
-    table.add_row("queue entries without a result", str(len(report.missing)))
+    table.add_row("rejected (quarantine)", str(len(report.rejected)))
+    table.add_row("queue entries without a stored result", str(len(report.missing)))
     table.add_row("method", report.method)
     out.print(table)
+    for entry in report.rejected:
+        reasons = "; ".join(r.get("message", str(r)) if isinstance(r, dict) else str(r)
+                            for r in entry.get("reasons") or [])
+        err.print(f"[yellow]rejected:[/yellow] {entry['source']} (queue id {entry['id']}): "
+                  f"{reasons}", highlight=False, soft_wrap=True)
     for text in report.curate.get("warnings", []):
         err.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)

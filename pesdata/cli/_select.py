@@ -93,13 +93,13 @@ def select(
     errors = {k: v for k, v in (("e_lo", e_lo), ("e_hi", e_hi), ("f_lo", f_lo), ("f_hi", f_hi))
               if v is not None}
     if rescore is not None:
+        from ..select._rescore import rescore as _rescore
         from ..select._select import KEEP
-        from ..select._select import rescore as _rescore
 
         given = [o for o, v in (("--candidates", candidates or sources), ("--model", model),
                                 ("--committee", committee), ("--descriptor", descriptor),
-                                ("--trust", trust), ("--reference", reference),
-                                ("--method", method)) if v]
+                                ("--reference", reference), ("--method", method),
+                                ("--no-novelty", no_novelty)) if v]
         if given:
             raise ParameterError(f"--rescore decides a kept ledger again from its stored "
                                  f"numbers; {', '.join(given)} cannot change there")
@@ -107,7 +107,7 @@ def select(
                        novelty_quantile=novelty_quantile, error_thresholds=errors or None,
                        budget=KEEP if budget is None else budget, diversity=diversity,
                        group_cap=KEEP if group_cap is None else group_cap, seed=seed,
-                       near_duplicate=near_duplicate, name=name, out=out_)
+                       near_duplicate=near_duplicate, name=name, out=out_, trust=trust)
     else:
         from ..select._select import select as _select
 

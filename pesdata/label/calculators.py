@@ -61,7 +61,7 @@ class CalculatorSpec:
         factory = _factory(self.spec)
         try:
             calc = factory()
-        except Exception as exc:  # noqa: BLE001 - any failure of user code, quoted
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code failing, quoted
             raise ParameterError(f"calculator {self.spec!r}: the factory raised "
                                  f"{type(exc).__name__}: {exc}") from exc
         if not callable(getattr(calc, "get_potential_energy", None)):

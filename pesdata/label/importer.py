@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ValidationError
+from ..errors import InputError, ParameterError, ValidationError
 from .export import read_export_manifest
 from .queue import ID_KEY, SOURCE_KEY, Queue, read_queue
 
@@ -64,7 +64,10 @@ class ImportReport:
     ids : list of str
         The queue ids the results belong to, in queue order.
     missing : list of str
-        Queue ids without a result in this import.
+        Queue ids without a stored result after this import (no result, or a result curate
+        rejected under ``quarantine``).
+    rejected : list of dict
+        Results curate rejected under ``quarantine``: ``id``, ``source`` and ``reasons``.
     method : str
         The level of theory the rows were stored with.
     curate : dict
@@ -82,6 +85,7 @@ class ImportReport:
     duplicates: int = 0
     ids: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
     method: str = ""
     curate: dict = field(default_factory=dict)
 
@@ -216,6 +220,7 @@ def import_results(
     quarantine: bool = False,
     message: str | None = None,
     progress: Callable[[int, str], None] | None = None,
+    other_store: bool = False,
 ) -> ImportReport:
     """Import labelled results of ``queue`` into ``store`` as one new version.
 
@@ -237,6 +242,9 @@ def import_results(
     quarantine : bool
         Commit the valid results and list the rejected ones (default: any invalid result
         rejects the whole import, as in curate).
+    other_store : bool
+        Import into a store other than the one the queue was selected from (refused by
+        default: the queue's manifest names its store).
     message : str, optional
         Commit message (default ``label import <selection>``).
     progress : callable, optional
@@ -265,6 +273,7 @@ def import_results(
         from ..store import open_store
 
         store = open_store(store)
+    _check_store(store, q, other_store)
     images = q.images()
     matcher = _Matcher(q, images)
     report = ImportReport(str(q.path), q.selection)
@@ -321,6 +330,13 @@ def import_results(
                 f"written; first: {exc.report.first_rejection()}", exc.report) from exc
         raise
     _rename_sources(cur, sources)
+    by_source = {src: sid for sid, src in zip(report.ids, sources, strict=True)}
+    for entry in cur.rejected:
+        sid = by_source.get(entry.get("source", ""))
+        report.rejected.append({"id": sid, "source": entry.get("source"),
+                                "reasons": entry.get("reasons", entry.get("issues"))})
+        if sid is not None and sid not in report.missing:
+            report.missing.append(sid)
     report.version, report.committed = cur.version, cur.committed
     report.added, report.duplicates = cur.added, cur.duplicates
     report.curate = cur.summary()
@@ -328,8 +344,23 @@ def import_results(
         "version": int(cur.version), "committed": bool(cur.committed), "added": int(cur.added),
         "matched": len(report.ids), "store": str(getattr(store, "uri", store)),
         "created": datetime.now(timezone.utc).isoformat()}]
-    q.update(status="imported", imports=imports)
+    # "imported" once every queue entry has a stored result; otherwise the status stays
+    q.update(status="imported" if not report.missing else q.status, imports=imports)
     return report
+
+
+def _check_store(store, q, other_store: bool) -> None:
+    """ParameterError when ``store`` is not the store the queue was selected from."""
+    named = str(q.manifest.get("store", ""))
+    here = str(getattr(store, "uri", store))
+
+    def canon(uri: str) -> str:
+        return os.path.realpath(uri) if "://" not in uri else uri.rstrip("/")
+
+    if other_store or not named or canon(named) == canon(here):
+        return
+    raise ParameterError(f"queue {q.path} was selected from store {named}, not {here}; "
+                         "import into that store, or pass --other-store to import anyway")
 
 
 def _rename_sources(report, sources: list[str]) -> None:

@@ -20,7 +20,7 @@ from .registry import criteria, diversities, get_criterion, get_diversity, regis
 _LAZY = {
     "Selection": "pesdata.select._select",
     "select": "pesdata.select._select",
-    "rescore": "pesdata.select._select",
+    "rescore": "pesdata.select._rescore",
     "decide": "pesdata.select.policy",
     "read_candidates": "pesdata.select.candidates",
     "Candidates": "pesdata.select.candidates",

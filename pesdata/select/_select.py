@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +26,12 @@ from .._params import check_int
 from ..errors import ParameterError
 from . import ledger as _ledger
 from ._base import Environments
+from ._output import check_queue_path, keep, new_name, write_selected
 from .candidates import Candidates, read_candidates
 from .policy import counts, decide
 from .registry import get_criterion, get_diversity
 
-__all__ = ["Selection", "rescore", "select"]
+__all__ = ["KEEP", "Selection", "check_policy", "select"]
 
 Progress = Callable[[str, int, int], None]
 KEEP = object()  #: ``rescore``: leave this option as the ledger had it
@@ -98,11 +98,7 @@ def _has_labels(atoms) -> bool:
     return "energy" in results or "forces" in results
 
 
-def _new_name() -> str:
-    return f"sel-{_dt.datetime.now().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def _check_policy(budget, diversity, group_cap, seed, near_duplicate) -> dict:
+def check_policy(budget, diversity, group_cap, seed, near_duplicate) -> dict:
     if budget is not None:
         budget = check_int("budget", budget, minimum=0)
     get_diversity(diversity)  # ParameterError for an unknown name
@@ -268,28 +264,36 @@ def select(
     -------
     Selection
     """
-    from .checks import invalid_reasons
+    from .checks import invalid_reasons, label_reasons
     from .fingerprint import element_scaling, structure_fingerprints
 
-    policy = _check_policy(budget, diversity, group_cap, seed, near_duplicate)
+    policy = check_policy(budget, diversity, group_cap, seed, near_duplicate)
     if model is not None and committee is not None:
         raise ParameterError("give --model or --committee, not both")
-    if not novelty and model is None and committee is None:
-        raise ParameterError("nothing to select on: novelty is off and no model or committee")
-    name = name or _new_name()
+    if trust is not None and model is None and committee is None:
+        raise ParameterError("trust windows (--trust, --e-lo/--e-hi/--f-lo/--f-hi) judge a "
+                             "model's error or a committee's spread: give --model or "
+                             "--committee")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ParameterError(f"name must be a non-empty string, got {name!r}")
+    name = name or new_name()
     if out is not None:
-        _check_queue_path(out)
+        check_queue_path(out)
     _ledger.check_name(store, name)
     version = store.resolve(reference)
     snap = store.read(version)
-    if len(snap) == 0:
-        raise ParameterError(f"reference version {version} has no structures to compare with")
+    if len(snap) == 0 and novelty:
+        raise ParameterError(f"reference version {version} has no structures: novelty needs a "
+                             "reference; for a first pick from nothing, select on diversity "
+                             "alone (--no-novelty)")
     cands = candidates if isinstance(candidates, Candidates) else read_candidates(candidates,
                                                                                   method)
     images = cands.images
     n = len(images)
     df = cands.meta.copy()
-    df["invalid"] = pd.Series(invalid_reasons(images), dtype=object)
+    df["invalid"] = pd.Series([a or b for a, b in zip(invalid_reasons(images),
+                                                       label_reasons(images), strict=True)],
+                              dtype=object)
     stored_by_gh: dict[str, str] = {}
     for v in {version, store.version}:  # the reference and what is stored now
         stored = store.read(v).table(columns=["id", "geometry_hash"]).to_pydict()
@@ -319,8 +323,10 @@ def select(
         if progress is not None:
             progress("describe reference", done, total)
 
-    describe(store, desc, version, progress=ref_progress)
-    ref = Environments.from_cache(load_descriptors(store, desc, version))
+    ref = None
+    if len(snap):
+        describe(store, desc, version, progress=ref_progress)
+        ref = Environments.from_cache(load_descriptors(store, desc, version))
     cand_env = _candidate_environments(desc, cands, valid, progress)
 
     criteria: dict[str, dict] = {}
@@ -351,7 +357,7 @@ def select(
         _place(df, valid, scores)
         model_hash = crit.model_hash_
         criteria[cname] = crit.thresholds_
-    center, scale = element_scaling(ref)
+    center, scale = element_scaling(ref if ref is not None else cand_env)
     fp = structure_fingerprints(cand_env, desc.species, center=center, scale=scale)
     df["fingerprint"] = pd.Series([[] for _ in range(n)], dtype=object)
     df.loc[valid, "fingerprint"] = pd.Series([row.astype(np.float32) for row in fp],
@@ -383,125 +389,6 @@ def select(
                         "scale": {chemical_symbols[z]: np.asarray(s).tolist()
                                   for z, s in scale.items()}},
     }
-    _ledger.save_ledger(store, name, decided, summary)
-    queue = _write_queue(store, out, cands, decided, summary) if out is not None else None
-    return Selection(name, decided, summary, queue)
-
-
-def _check_queue_path(out) -> None:
-    from ..atomic import check_output_path
-    from ..errors import OutputError
-
-    p = check_output_path(out, directory=True)
-    if p.exists() and any(p.iterdir()):
-        raise OutputError(f"{p}: the queue directory exists and is not empty")
-
-
-def _write_queue(store, out, cands: Candidates, df: pd.DataFrame, summary: dict) -> Path:
-    """Write the selected frames (in pick order) and their ledger rows as a queue."""
-    from ..label.queue import write_queue
-
-    sel = df[df["decision"] == "selected"].sort_values("rank", kind="stable")
-    images = []
-    for k in sel.index:
-        atoms = cands.images[k].copy()
-        atoms.info.update(cands.images[k].info)
-        atoms.info["pesdata_id"] = df.at[k, "id"]
-        atoms.info["pesdata_source"] = df.at[k, "source"]
-        images.append(atoms)
-    return Path(write_queue(out, images, sel.reset_index(drop=True), store=str(store.uri),
-                            reference_version=int(summary["version"]),
-                            selection=summary["name"]))
-
-
-def rescore(
-    store,
-    ledger: str,
-    *,
-    novelty_threshold: float | None = None,
-    novelty_quantile: float | None = None,
-    error_thresholds: Mapping | None = None,
-    budget=KEEP,
-    diversity: str | None = None,
-    group_cap=KEEP,
-    seed: int | None = None,
-    near_duplicate: float | None = None,
-    name: str | None = None,
-    out: str | os.PathLike | None = None,
-) -> Selection:
-    """Decide a kept ledger again with new thresholds or a new budget, recomputing nothing.
-
-    Options left out keep the ledger's values (``budget`` and ``group_cap`` accept None to
-    lift them). The result is kept as a new ledger ``name`` whose summary names the original.
-    With ``out``, the candidates are read again from the sources the ledger names (reading,
-    not describing) to write the queue; a source that changed since (another geometry under
-    the same row) is refused.
-
-    Parameters
-    ----------
-    store : pesdata.Store
-    ledger : str
-        Name of the kept ledger.
-    novelty_threshold, novelty_quantile : float, optional
-        New absolute threshold or calibration quantile for novelty.
-    error_thresholds : mapping, optional
-        Changes for the error/committee thresholds (e.g. ``{"f_lo": 0.1}``).
-    budget, diversity, group_cap, seed, near_duplicate : optional
-        New policy values.
-    name : str, optional
-        Name of the new ledger (default ``<ledger>-rescored-<hex>``).
-    out : path, optional
-        Queue directory to write.
-
-    Returns
-    -------
-    Selection
-    """
-    df, old = _ledger.load_ledger(store, ledger)
-    pol = dict(old["policy"])
-    for key, value in (("budget", budget), ("group_cap", group_cap)):
-        if value is not KEEP:
-            pol[key] = value
-    for key, value in (("diversity", diversity), ("seed", seed),
-                       ("near_duplicate", near_duplicate)):
-        if value is not None:
-            pol[key] = value
-    policy = _check_policy(**pol)
-    criteria = {k: dict(v) for k, v in old["criteria"].items()}
-    if novelty_threshold is not None or novelty_quantile is not None:
-        if "novelty" not in criteria:
-            raise ParameterError(f"ledger {ledger!r} has no novelty scores to rescore")
-        changes = {}
-        if novelty_threshold is not None:
-            changes["threshold"] = novelty_threshold
-        if novelty_quantile is not None:
-            changes["quantile"] = novelty_quantile
-        criteria["novelty"] = get_criterion("novelty").update_thresholds(criteria["novelty"],
-                                                                         **changes)
-    if error_thresholds:
-        cname = next((c for c in ("error", "committee") if c in criteria), None)
-        if cname is None:
-            raise ParameterError(f"ledger {ledger!r} has no error or committee scores")
-        criteria[cname] = get_criterion(cname).update_thresholds(criteria[cname],
-                                                                 **dict(error_thresholds))
-    name = name or f"{ledger}-rescored-{secrets.token_hex(2)}"
-    _ledger.check_name(store, name)
-    if out is not None:
-        _check_queue_path(out)
-    decided = decide(df, criteria, policy)
-    summary = {**old, "name": name, "rescored_from": ledger,
-               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "criteria": criteria, "policy": policy, "counts": counts(decided)}
-    _ledger.save_ledger(store, name, decided, summary)
-    queue = None
-    if out is not None:
-        cands = read_candidates(old["candidates"])
-        if len(cands) != len(decided) or list(cands.meta["geometry_hash"]) != list(
-                decided["geometry_hash"]):
-            from ..errors import InputError
-
-            raise InputError("the candidate sources changed since the ledger was made; the "
-                             "queue cannot be written from them",
-                             path=", ".join(old["candidates"]))
-        queue = _write_queue(store, out, cands, decided, summary)
+    queue = keep(store, name, decided, summary, None if out is None else
+                 lambda: write_selected(store, out, cands, decided, summary))
     return Selection(name, decided, summary, queue)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ParameterError
 
-__all__ = ["invalid_reasons"]
+__all__ = ["invalid_reasons", "label_reasons"]
 
 
 @dataclass
@@ -121,3 +121,39 @@ def invalid_reasons(images: Sequence[ase.Atoms], overlap=None) -> list[str | Non
         if issues:
             reasons[k] = "; ".join(f"{i.validator}: {i.message}" for i in issues)
     return reasons
+
+
+def label_reasons(images: Sequence[ase.Atoms]) -> list[str | None]:
+    """Why each frame's labels (if any) cannot be trusted: a NaN/inf energy, force or stress.
+
+    A candidate's labels are not the labels it will get, but a non-finite one says the run
+    that produced the frame broke, so the frame is ``failed`` rather than passed on.
+
+    Parameters
+    ----------
+    images : sequence of ase.Atoms
+        Frames whose labels sit in ``atoms.calc.results`` (as pesdata and ASE readers give).
+
+    Returns
+    -------
+    list of str or None
+        The reason per frame, None where every label present is finite.
+    """
+    out: list[str | None] = []
+    for atoms in images:
+        results = getattr(getattr(atoms, "calc", None), "results", None) or {}
+        bad = []
+        for key in ("energy", "free_energy", "forces", "stress"):
+            if key not in results or results[key] is None:
+                continue
+            try:
+                value = np.asarray(results[key], dtype=float)
+            except (TypeError, ValueError):
+                bad.append(f"{key} label is not a number ({str(results[key])[:40]!r})")
+                continue
+            if not np.isfinite(value).all():
+                where = np.argwhere(~np.isfinite(value))
+                at = f" at {tuple(int(i) for i in where[0])}" if value.ndim else ""
+                bad.append(f"NaN/inf {key} label{at}")
+        out.append("; ".join(bad) if bad else None)
+    return out

@@ -230,8 +230,13 @@ def load_ledger(store, name: str):
     except (OSError, pa.ArrowException) as exc:
         raise StoreCorruptError(f"{parquet}: the rows of ledger {name!r} are missing or "
                                 f"unreadable ({exc})") from exc
-    missing = sorted(set(column_names()) - set(table.column_names))
-    if missing:
-        raise StoreCorruptError(f"{parquet}: ledger lacks column(s) {missing}")
+    if not {"id", "decision", "reason"} <= set(table.column_names):
+        raise StoreCorruptError(f"{parquet}: not a selection ledger (no id/decision/reason)")
+    schema = ledger_schema()
+    for name in column_names():  # a ledger kept before a column was declared: null there
+        if name not in table.column_names:
+            table = table.append_column(schema.field(name), pa.nulls(len(table),
+                                                                     schema.field(name).type))
+    table = table.select(column_names())
     ints = {pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
     return table.to_pandas(types_mapper=ints.get), summary

@@ -132,12 +132,16 @@ def decide(ledger: pd.DataFrame, criteria: Mapping[str, Mapping], policy: Mappin
             novel[k] |= v == "novel"
             candidate[k] |= v == "candidate"
     dup = (df["duplicate_of"].notna().to_numpy() if "duplicate_of" in df else np.zeros(n, bool))
+    if not criteria:  # diversity alone: every usable frame qualifies, equally
+        candidate = ~failed & ~dup
+        for k in np.flatnonzero(candidate):
+            reasons[k].append("diversity only (no criterion)")
     qualifies = (novel | candidate) & ~failed & ~dup
     prio = np.full(n, np.nan)
     if "novelty" in df:
         nov = pd.to_numeric(df["novelty"], errors="coerce").to_numpy(float)
         prio = np.where(novel, nov, prio)
-    err = _error_priority(df).to_numpy(float)
+    err = _error_priority(df).to_numpy(float) if criteria else np.ones(n)
     prio = np.where(candidate & ~(prio >= err), err, prio)
     decision = np.where(failed, "failed", np.where(dup, "duplicate", "accurate")).astype(object)
     for k in np.flatnonzero(dup & ~failed):
@@ -185,12 +189,18 @@ def _diversify(df, q, fp, p, budget, policy, decision, rank, reasons) -> None:
     picks = np.asarray(strategy.pick(fp, size, priority=p, groups=groups,
                                      group_cap=policy.get("group_cap")), dtype=int)
     decision[q] = "dropped_by_budget"
-    why = (f"not among the {size} picks of {strategy.name}" if budget is not None
-           else f"not picked by {strategy.name}")
-    if policy.get("group_cap"):
-        why += f" (group cap {policy['group_cap']})"
-    for k in q:
-        reasons[k].append(why)
+    why = (f"not among the {len(picks)} picks of {strategy.name} (budget {size})"
+           if budget is not None else f"not picked by {strategy.name}")
+    cap = policy.get("group_cap")
+    full = set()
+    if cap:
+        picked_groups = pd.Series(groups[picks]).value_counts()
+        full = set(picked_groups[picked_groups >= cap].index)
+    for j, k in enumerate(q):
+        if cap and groups[j] in full:
+            reasons[k].append(f"{why}; group {groups[j]!r} reached the cap of {cap}")
+        else:
+            reasons[k].append(why)
     for r, j in enumerate(picks):
         k = q[j]
         decision[k] = "selected"
