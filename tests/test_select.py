@@ -191,3 +191,17 @@ def test_group_cap_through_select(si):
     assert sel.selected["group"].value_counts().max() <= 2
     assert "reached the cap of 2" in " ".join(led.loc[led["decision"] == "dropped_by_budget",
                                                        "reason"])
+
+
+def test_top_k_novelty_and_rescore_back_to_max(si):
+    plain = select(si["store"], [si["files"]["vacancies"]], budget=0, name="max-agg")
+    top = select(si["store"], [si["files"]["vacancies"]], budget=0, novelty_top_k=3,
+                 name="top3")
+    dist = [np.sort(np.asarray(d, float)) for d in top.ledger["atom_distances"]]
+    thr = top.summary["criteria"]["novelty"]["per_element"]["Si"]
+    expect = [float(np.mean(d[-3:] / thr)) for d in dist]
+    assert np.allclose(top.ledger["novelty"].astype(float), expect, rtol=1e-6)
+    back = rescore(si["store"], "top3", novelty_top_k=0, name="top3-max")
+    assert np.allclose(back.ledger["novelty"].astype(float),
+                       plain.ledger["novelty"].astype(float), rtol=1e-12)
+    assert list(back.ledger["decision"]) == list(plain.ledger["decision"])

@@ -54,6 +54,9 @@ def select(
     ] = None,
     novelty_quantile: Annotated[float | None, typer.Option(
         help="Quantile of the reference's leave-one-out distances (default 0.99).")] = None,
+    novelty_top_k: Annotated[int | None, typer.Option(
+        help="Frame novelty = mean of the K largest atom ratios (default: the largest).")
+    ] = None,
     no_novelty: Annotated[bool, typer.Option(
         "--no-novelty", help="Select on the error criterion alone.")] = False,
     e_lo: Annotated[float | None, typer.Option(help="Energy trust lower bound, eV/atom.")] = None,
@@ -104,7 +107,8 @@ def select(
             raise ParameterError(f"--rescore decides a kept ledger again from its stored "
                                  f"numbers; {', '.join(given)} cannot change there")
         sel = _rescore(st, rescore, novelty_threshold=novelty_threshold,
-                       novelty_quantile=novelty_quantile, error_thresholds=errors or None,
+                       novelty_quantile=novelty_quantile, novelty_top_k=novelty_top_k,
+                       error_thresholds=errors or None,
                        budget=KEEP if budget is None else budget, diversity=diversity,
                        group_cap=KEEP if group_cap is None else group_cap, seed=seed,
                        near_duplicate=near_duplicate, name=name, out=out_, trust=trust)
@@ -124,7 +128,8 @@ def select(
 
             options["trust"] = TrustWindows.from_sources(
                 trust, kind="committee" if committee is not None else "error", **errors)
-        for key, value in (("novelty_quantile", novelty_quantile), ("diversity", diversity),
+        for key, value in (("novelty_quantile", novelty_quantile),
+                           ("novelty_top_k", novelty_top_k), ("diversity", diversity),
                            ("seed", seed), ("near_duplicate", near_duplicate)):
             if value is not None:
                 options[key] = value

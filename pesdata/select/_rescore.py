@@ -24,6 +24,7 @@ def rescore(
     *,
     novelty_threshold: float | None = None,
     novelty_quantile: float | None = None,
+    novelty_top_k: int | None = None,
     error_thresholds: Mapping | None = None,
     budget=KEEP,
     diversity: str | None = None,
@@ -50,6 +51,8 @@ def rescore(
         Name of the kept ledger.
     novelty_threshold, novelty_quantile : float, optional
         New absolute threshold or calibration quantile for novelty.
+    novelty_top_k : int, optional
+        Judge novelty as the mean of the ``k`` largest ratios (0: back to the maximum).
     error_thresholds : mapping, optional
         Changes for the error/committee thresholds (e.g. ``{"f_lo": 0.1}``), applied after
         ``trust``.
@@ -78,7 +81,8 @@ def rescore(
             pol[key] = value
     policy = check_policy(**pol)
     criteria = {k: dict(v) for k, v in old["criteria"].items()}
-    if novelty_threshold is not None or novelty_quantile is not None:
+    if novelty_threshold is not None or novelty_quantile is not None or \
+            novelty_top_k is not None:
         if "novelty" not in criteria:
             raise ParameterError(f"ledger {ledger!r} has no novelty scores to rescore")
         changes = {}
@@ -86,6 +90,9 @@ def rescore(
             changes["threshold"] = novelty_threshold
         if novelty_quantile is not None:
             changes["quantile"] = novelty_quantile
+        if novelty_top_k is not None:
+            changes.update({"aggregate": "top_k", "top_k": novelty_top_k} if novelty_top_k
+                           else {"aggregate": "max"})
         criteria["novelty"] = get_criterion("novelty").update_thresholds(criteria["novelty"],
                                                                          **changes)
     if error_thresholds or trust is not None:

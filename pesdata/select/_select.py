@@ -203,6 +203,7 @@ def select(
     novelty: bool = True,
     novelty_threshold: float | None = None,
     novelty_quantile: float = 0.99,
+    novelty_top_k: int | None = None,
     trust=None,
     budget: int | None = None,
     diversity: str = "fps",
@@ -238,6 +239,9 @@ def select(
     novelty_quantile : float
         Quantile of the reference's leave-one-out distances that calibrates each element's
         threshold.
+    novelty_top_k : int, optional
+        Frame novelty = mean of the ``k`` largest per-atom distance/threshold ratios instead
+        of the largest one.
     trust : TrustWindows, dict or path, optional
         Trust windows for the error / committee criterion (default windows when omitted).
     budget : int, optional
@@ -332,8 +336,9 @@ def select(
     criteria: dict[str, dict] = {}
     model_hash = None
     if novelty:
+        top = {} if novelty_top_k is None else {"aggregate": "top_k", "top_k": novelty_top_k}
         crit = get_criterion("novelty")(threshold=novelty_threshold, quantile=novelty_quantile,
-                                        seed=seed).fit(ref)
+                                        seed=seed, **top).fit(ref)
         if progress is not None:
             progress("novelty", 0, len(valid))
         _place(df, valid, crit.score(cand_env))
