@@ -33,27 +33,34 @@ def cu(size=(2, 2, 2)):
 
 
 class Counting(Calculator):
-    """EMT that counts its evaluations and can turn NaN or raise after ``k`` of them."""
+    """EMT that counts its evaluations; ``kind`` goes wrong on the evaluations in ``bad``.
+
+    ``kind``: ``"nan"`` (a NaN force component), ``"raise"`` (a RuntimeError), ``"huge"`` (a
+    1000 eV/Å force), ``"nan_energy"`` (a NaN energy).
+    """
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, nan_after=None, raise_after=None, huge_after=None):
+    def __init__(self, kind="nan", bad=()):
         super().__init__()
         self.inner = EMT()
         self.calls = 0
-        self.nan_after, self.raise_after, self.huge_after = nan_after, raise_after, huge_after
+        self.kind, self.bad = kind, bad
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         self.calls += 1
-        if self.raise_after is not None and self.calls > self.raise_after:
+        wrong = self.bad(self.calls) if callable(self.bad) else self.calls in self.bad
+        if wrong and self.kind == "raise":
             raise RuntimeError("SCF did not converge")
         self.inner.calculate(self.atoms, ["energy", "forces"], all_changes)
         energy, forces = self.inner.results["energy"], self.inner.results["forces"].copy()
-        if self.nan_after is not None and self.calls > self.nan_after:
+        if wrong and self.kind == "nan":
             forces[3, 1] = np.nan
-        if self.huge_after is not None and self.calls > self.huge_after:
+        if wrong and self.kind == "huge":
             forces[0, 0] = 1e3
+        if wrong and self.kind == "nan_energy":
+            energy = math.nan
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
 
@@ -158,14 +165,147 @@ def test_hotter_runs_move_atoms_further():
 
 def test_thermostat_reaches_its_temperature():
     """Kinetic temperature from central differences of the yielded positions (frames carry no
-    velocities) after equilibration: near the thermostat's 800 K."""
+    velocities) after equilibration: near the thermostat's 800 K (a low friction, as the
+    position differences of the Langevin integrator read about (1 - γΔt/2) of the velocity)."""
     start = cu((3, 3, 3))
     frames = list(MDExplorer(temperatures=(800,), steps=300, interval=1, timestep=2.0,
-                             friction=0.05).explore(EMT(), [start], seed=2))
+                             friction=0.01).explore(EMT(), [start], seed=2))
     dt = 2.0 * units.fs
     masses = start.get_masses()[:, None]
     kin = [0.5 * float(np.sum(masses * ((frames[k + 1].positions - frames[k - 1].positions)
                                         / (2 * dt)) ** 2))
-           for k in range(100, len(frames) - 1, 4)]
+           for k in range(150, len(frames) - 1, 3)]
     t_kin = 2 * np.mean(kin) / (3 * len(start) * units.kB)
-    assert 650 < t_kin < 950, t_kin
+    assert 680 < t_kin < 920, t_kin
+
+
+# -- blow-ups stop one trajectory, never the exploration ----------------------------------------
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("nan", "non-finite forces on 1 atom(s)"),
+    ("raise", "calculator raised RuntimeError: SCF did not converge"),
+    ("huge", "force 1000 eV/Å exceeds max_force=50.0"),
+    ("nan_energy", "non-finite energy nan"),
+])
+def test_blow_up_stops_that_trajectory_only(kind, reason):
+    calc = Counting(kind)
+    md = MDExplorer(temperatures=(300, 600), steps=20, interval=5)
+    frames = []
+    for frame in md.explore(calc, [cu(), cu()], seed=0):
+        frames.append(frame)
+        if frame.info["group"] == "md-0-600K" and frame.info["step"] == 10:
+            calc.bad = {calc.calls + 3}  # goes wrong at step 13 of this trajectory
+    by_group = {}
+    for frame in frames:
+        by_group.setdefault(frame.info["group"], []).append(frame.info["step"])
+    assert by_group == {"md-0-300K": [5, 10, 15, 20], "md-0-600K": [5, 10],
+                        "md-1-300K": [5, 10, 15, 20], "md-1-600K": [5, 10, 15, 20]}
+    assert md.stopped_ == [{"group": "md-0-600K", "step": 13, "reason": reason}]
+    assert md.n_calls_ == calc.calls == 3 * 21 + 14
+    assert all(np.isfinite(f.positions).all() for f in frames)
+
+
+def test_calculator_broken_for_good_stops_every_trajectory_without_crashing():
+    calc = Counting("nan", bad=lambda n: n > 5)  # NaN forces from the 6th evaluation on
+    md = MDExplorer(temperatures=(300, 600), steps=20, interval=2)
+    frames = list(md.explore(calc, [cu()], seed=0))
+    assert [f.info["step"] for f in frames] == [2, 4]
+    assert [(s["group"], s["step"]) for s in md.stopped_] == [("md-0-300K", 5),
+                                                              ("md-0-600K", 0)]
+    assert md.n_calls_ == calc.calls == 7
+
+
+# -- registry, parameters, imports -------------------------------------------------------------
+
+def test_registry_finds_the_md_explorer():
+    assert get_explorer("md") is MDExplorer
+    assert issubclass(MDExplorer, Explorer) and MDExplorer.name == "md"
+    assert repr(MDExplorer(steps=10)).startswith("MDExplorer(temperatures=(300.0,), steps=10,")
+
+
+@pytest.mark.parametrize(("params", "quoted"), [
+    ({"temperatures": ()}, "temperatures=()"),
+    ({"temperatures": (300, -5)}, "temperatures=-5"),
+    ({"temperatures": (300, math.nan)}, "temperatures=nan"),
+    ({"temperatures": (300, 300.0)}, "temperatures=(300, 300.0)"),
+    ({"temperatures": "hot"}, "temperatures='h'"),
+    ({"temperatures": None}, "temperatures=None"),
+    ({"steps": 0}, "steps=0"),
+    ({"steps": 2.5}, "steps=2.5"),
+    ({"interval": 0}, "interval=0"),
+    ({"steps": 10, "interval": 20}, "interval=20"),
+    ({"timestep": 0.0}, "timestep=0.0"),
+    ({"timestep": math.inf}, "timestep=inf"),
+    ({"friction": -0.1}, "friction=-0.1"),
+    ({"rattle": -1}, "rattle=-1"),
+    ({"strain": 0.7}, "strain=0.7"),
+    ({"copies": -1}, "copies=-1"),
+    ({"copies": True}, "copies=True"),
+    ({"copies": 2}, "copies=2 needs rattle > 0 or strain > 0"),
+    ({"max_force": 0}, "max_force=0"),
+    ({"max_force": math.nan}, "max_force=nan"),
+])
+def test_bad_parameters_are_refused_naming_the_value(params, quoted):
+    md = MDExplorer(**params)  # the constructor stores only
+    with pytest.raises(ParameterError) as err:
+        md.explore(EMT(), [cu()])
+    assert quoted in str(err.value)
+
+
+@pytest.mark.parametrize(("args", "quoted"), [
+    ((None, [cu()]), "calculator=None"),
+    ((EMT(), []), "seeds=[]"),
+    ((EMT(), [cu(), "Cu"]), "seeds[1]='Cu'"),
+    ((EMT(), [cu()[:0]]), "seeds[0]=Atoms(symbols=''"),
+    ((EMT(), [cu()], -1), "seed=-1"),
+    ((EMT(), [cu()], 1.5), "seed=1.5"),
+])
+def test_bad_explore_arguments_are_refused_before_any_step(args, quoted):
+    with pytest.raises(ParameterError) as err:
+        MDExplorer().explore(*args)  # eager: no next() needed
+    assert quoted in str(err.value)
+
+
+def test_single_atoms_seed_and_infinite_max_force():
+    md = MDExplorer(steps=4, interval=2, max_force=math.inf)
+    frames = list(md.explore(EMT(), cu(), seed=0))
+    assert [f.info["group"] for f in frames] == ["md-0-300K"] * 2
+
+
+def test_importing_the_explorers_does_not_import_torch():
+    code = ("import sys, pesdata.explore, pesdata.explore.md; "
+            "pesdata.explore.get_explorer('md'); "
+            "import json; print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    assert "pesdata" in loaded
+    assert not loaded & {"torch", "sklearn", "faiss", "matplotlib", "zarr", "vesin"}
+
+
+# -- pesdata's own committee drives it --------------------------------------------------------
+
+def test_committee_calculator_drives_md():
+    pytest.importorskip("torch")
+    from pesdata.descriptors import from_config
+    from pesdata.train import Committee
+    from pesdata.train.calculator import PesdataCalculator
+
+    desc = from_config({"descriptor": "acsf", "species": ["Cu"], "r_cut": 4.5, "g4_params": [],
+                        "g2_params": [[0.5, 2.5], [1.0, 3.0], [0.3, 4.0], [0.05, 0.0]]})
+    committee = Committee(desc, n_members=2, dtype="float64", hidden=(8,), epochs=5,
+                          force_weight=0.1).fit(emt(4, 11))
+    calc = PesdataCalculator(committee)
+    md = MDExplorer(temperatures=(300, 900), steps=6, interval=3, timestep=1.0)
+    start = cu()
+    frames = list(md.explore(calc, [start], seed=0))
+    assert md.stopped_ == []
+    assert [(f.info["config_type"], f.info["step"]) for f in frames] == [
+        ("md-300K", 3), ("md-300K", 6), ("md-900K", 3), ("md-900K", 6)]
+    assert md.n_calls_ == 2 * 7
+    assert all(f.calc is None for f in frames)
+    moved = [np.abs(f.positions - start.positions).max() for f in frames]
+    assert all(0 < m < 0.5 for m in moved)
+    # the committee's spread on the frames is finite: what selection reads next
+    std = committee.predict_std(frames)["forces_std"]
+    assert all(np.isfinite(s).all() for s in std)
