@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import json
 import os
 from pathlib import Path
 
@@ -57,9 +58,20 @@ figcaption{color:#444;font-size:.9em}
 """
 
 
+_HEADERS = {  # display names of summary columns (units in the header, underscores gone)
+    "energy_per_atom_mean": "E/atom mean (eV/atom)", "energy_per_atom_std": "E/atom std (eV/atom)",
+    "energy_per_atom_min": "E/atom min (eV/atom)", "energy_per_atom_max": "E/atom max (eV/atom)",
+    "fmax_mean": "fmax mean (eV/Å)", "fmax_median": "fmax median (eV/Å)",
+    "fmax_max": "fmax max (eV/Å)", "energy_mae": "energy MAE (meV/atom)",
+    "energy_rmse": "energy RMSE (meV/atom)", "force_mae": "force MAE (eV/Å)",
+    "force_rmse": "force RMSE (eV/Å)", "seconds": "seconds (s)",
+}
+
+
 def _table(df: pd.DataFrame, empty: str) -> str:
     if not len(df):
         return f'<p class="skipped">{html.escape(empty)}</p>'
+    df = df.rename(columns=lambda c: _HEADERS.get(c, str(c).replace("_", " ")))
 
     def fmt(x: float) -> str:
         return "—" if not np.isfinite(x) else f"{x:.4g}"
@@ -175,7 +187,8 @@ def write_report(
     Returns
     -------
     pathlib.Path
-        ``out/index.html``.
+        ``out/index.html``. Beside it: the PNGs and ``report.json`` (``store``, ``version``,
+        ``index``, ``images``: picture name → file, ``skipped``: picture name → why not drawn).
 
     Raises
     ------
@@ -221,6 +234,12 @@ def write_report(
         page = _page(store, v, vers, summ, sels, hist, cards, curves, plots, parity_line,
                      efficiency, root)
         (root / "index.html").write_text(page, encoding="utf-8")
+        manifest = {
+            "store": str(store.uri), "version": v, "index": "index.html",
+            "images": {k: Path(p.file).name for k, p in plots.items() if p.file is not None},
+            "skipped": {k: p.note for k, p in plots.items() if p.file is None},
+        }
+        (root / "report.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out / "index.html"
 
 
@@ -230,6 +249,8 @@ def _summary_tables(summ: pd.DataFrame) -> str:
              "formula": "By composition (formula)"}
     for by, title in names.items():
         d = summ[summ["by"] == by].drop(columns="by").rename(columns={"value": by})
+        if by == "all":
+            d = d.drop(columns=by)
         more = len(d) - _MAX_ROWS
         parts.append(f"<h3>{title}</h3>" + _table(d.head(_MAX_ROWS), "none")
                      + (f"<p>… and {more} more (<code>version_summary(store)</code> has them "
