@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..atomic import atomic_dir, check_output_path
 from ..errors import OutputError
+from ..select.ledger import DECISIONS
 from . import summary as S
 from .plots import (
     Plot,
@@ -68,9 +69,15 @@ _HEADERS = {  # display names of summary columns (units in the header, underscor
 }
 
 
-def _table(df: pd.DataFrame, empty: str) -> str:
+def _table(df: pd.DataFrame, empty: str, drop_empty: bool = False) -> str:
+    """An HTML table (``—`` for a missing value); ``drop_empty`` leaves out all-null columns."""
     if not len(df):
         return f'<p class="skipped">{html.escape(empty)}</p>'
+    if drop_empty:
+        df = df.loc[:, df.notna().any(axis=0)]
+    obj = df.select_dtypes(include="object").columns
+    df = df.astype({c: object for c in obj})
+    df[obj] = df[obj].where(df[obj].notna(), "—")
     df = df.rename(columns=lambda c: _HEADERS.get(c, str(c).replace("_", " ")))
 
     def fmt(x: float) -> str:
@@ -274,13 +281,17 @@ def _page(store, v, vers, summ, sels, hist, cards, curves, plots, parity_line, e
          + _figure(plots["composition"], "Composition", root)),
         ("map", "Descriptor space", _figure(plots["map"], "PCA map of structure fingerprints",
                                             root)),
-        ("selection", "Selections", _table(sels, "no selection ledger in the store")),
+        ("selection", "Selections", _table(
+            sels.drop(columns=[c for c in DECISIONS if c in sels and not sels[c].any()]),
+            "no selection ledger in the store", drop_empty=True)
+         + "<p>Decision columns count the ledger's frames; a decision no frame got is left "
+           "out. <code>pesdata.analysis.ledgers(store)</code> has every row.</p>" * len(sels)),
         ("loop", loop_title, f"<p>{status}</p>" * bool(status)
          + _table(hist.drop(columns=[c for c in ("model", "ledger") if c in hist]),
                   "no loop record in the store")
          + _figure(plots["learning"], "Learning curve", root)),
         ("models", "Models", "<h3>Model cards kept in the store</h3>"
-         + _table(cards, "no model card in the store")
+         + _table(cards.drop(columns="created"), "no model card in the store", drop_empty=True)
          + (f"<p>Parity: {e(parity_line)}</p>" if parity_line else "")
          + _figure(plots["parity"], "Parity: model vs reference", root)),
         ("efficiency", "Label efficiency",
