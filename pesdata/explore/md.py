@@ -239,11 +239,13 @@ class MDExplorer(Explorer):
         while True:
             record = step > 0 and step % self.interval == 0
             try:
-                forces = self._count(atoms, "forces", lambda: (
-                    atoms.get_forces(md=True) if forces is None else dyn.step(forces)))
+                self.n_calls_ += 1  # every step evaluates the forces at new positions
+                forces = atoms.get_forces(md=True) if forces is None else dyn.step(forces)
                 reason = self._check_forces(forces)
-                if reason is None and (record or _cached(atoms, "energy")):
-                    energy = self._count(atoms, "energy", atoms.get_potential_energy)
+                cached = _cached(atoms, "energy")
+                if reason is None and (record or cached):  # free when cached with the forces
+                    self.n_calls_ += not cached
+                    energy = float(atoms.get_potential_energy())
                     if not math.isfinite(energy):
                         reason = f"non-finite energy {energy!r}"
             except Exception as exc:  # noqa: BLE001 - any calculator failure stops the trajectory
@@ -256,12 +258,6 @@ class MDExplorer(Explorer):
             if step == self.steps:
                 return
             step += 1
-
-    def _count(self, atoms: ase.Atoms, prop: str, get):
-        """Call ``get()``, adding one to ``n_calls_`` when ``prop`` was not cached."""
-        if not _cached(atoms, prop) or prop == "forces":
-            self.n_calls_ += 1
-        return get()
 
     def _check_forces(self, forces) -> str | None:
         forces = np.asarray(forces, dtype=float)
