@@ -172,13 +172,13 @@ def test_thermostat_reaches_its_temperature():
     velocities) after equilibration: near the thermostat's 800 K (a low friction, as the
     position differences of the Langevin integrator read about (1 - γΔt/2) of the velocity)."""
     start = cu((3, 3, 3))
-    frames = list(MDExplorer(temperatures=(800,), steps=300, interval=1, timestep=2.0,
+    frames = list(MDExplorer(temperatures=(800,), steps=240, interval=1, timestep=2.0,
                              friction=0.01).explore(EMT(), [start], seed=2))
     dt = 2.0 * units.fs
     masses = start.get_masses()[:, None]
     kin = [0.5 * float(np.sum(masses * ((frames[k + 1].positions - frames[k - 1].positions)
                                         / (2 * dt)) ** 2))
-           for k in range(150, len(frames) - 1, 3)]
+           for k in range(120, len(frames) - 1, 3)]
     t_kin = 2 * np.mean(kin) / (3 * len(start) * units.kB)
     assert 680 < t_kin < 920, t_kin
 
