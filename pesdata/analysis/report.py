@@ -75,7 +75,8 @@ def _table(df: pd.DataFrame, empty: str, drop_empty: bool = False) -> str:
         return f'<p class="skipped">{html.escape(empty)}</p>'
     if drop_empty:
         df = df.loc[:, df.notna().any(axis=0)]
-    obj = df.select_dtypes(include="object").columns
+    obj = [c for c in df.columns
+           if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
     df = df.astype({c: object for c in obj})
     df[obj] = df[obj].where(df[obj].notna(), "—")
     df = df.rename(columns=lambda c: _HEADERS.get(c, str(c).replace("_", " ")))
