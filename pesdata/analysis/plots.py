@@ -78,6 +78,21 @@ def _colours(n: int):
     return [cmap(x) for x in (np.linspace(0.05, 0.9, n) if n > 1 else [0.35])]
 
 
+def _int_locator():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _integer_y(ax) -> None:
+    ax.yaxis.set_major_locator(_int_locator())
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of ``ax``, outside the data (constrained layout makes room)."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+
+
 def _dropped(n: int, what: str) -> str:
     return f" {n} {what} left out (non-finite)." if n else ""
 
@@ -106,17 +121,26 @@ def plot_distributions(df: pd.DataFrame, path: str | Path) -> Plot:
     colours = _colours(len(labels))
     for ax, (col, xlabel, finite) in zip(axes, panels, strict=True):
         v = df[col].to_numpy(dtype=float)
-        edges = np.histogram_bin_edges(v[finite], bins="auto")
-        if len(edges) > 41:
-            edges = np.linspace(edges[0], edges[-1], 41)
+        lo, hi = float(v[finite].min()), float(v[finite].max())
+        if hi - lo <= 1e-9 * max(abs(lo), 1.0):  # one value: a narrow bin, not a 1-unit one
+            half = max(abs(lo) * 1e-3, 1e-3)
+            edges = np.array([lo - half, lo + half])
+        else:
+            edges = np.histogram_bin_edges(v[finite], bins="auto")
+            if len(edges) > 41:
+                edges = np.linspace(edges[0], edges[-1], 41)
         data = [v[m & finite] for m in masks]
         ax.hist(data, bins=edges, stacked=True, color=colours, label=labels)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("number of structures")
-        ax.legend(fontsize="small")
+        _integer_y(ax)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # long labels must not collide
+    _legend_outside(axes[-1])
     n_e = int((~np.isfinite(df["energy_per_atom"].to_numpy(dtype=float))).sum())
     n_f = int((~np.isfinite(df["fmax"].to_numpy(dtype=float))).sum())
-    note = (f"{len(df)} structures, stacked by the version that added them."
+    note = (f"{len(df)} structure(s), stacked by the version that added them."
             + _dropped(n_e, "without an energy") + _dropped(n_f, "without forces"))
     return Plot(_save(fig, path), note)
 
@@ -145,7 +169,8 @@ def plot_composition(df: pd.DataFrame, path: str | Path) -> Plot:
     ax.set_xlabel("number of structures")
     ax.set_ylabel("formula")
     ax.set_xlim(0, left.max() * 1.15)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.xaxis.set_major_locator(_int_locator())
+    _legend_outside(ax)
     note = f"{len(counts)} distinct formula(s)" + (f"; the {len(top)} most common drawn apart."
                                                   if rest else ".")
     return Plot(_save(fig, path), note)
@@ -268,6 +293,15 @@ def _curve_panels(df: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
+def _integer_x(ax, x: np.ndarray) -> None:
+    """Integer ticks and the same x range (all points, 8 % padding) on every panel."""
+    ax.xaxis.set_major_locator(_int_locator())
+    if len(x):
+        lo, hi = float(x.min()), float(x.max())
+        pad = 0.08 * (hi - lo) if hi > lo else 1.0
+        ax.set_xlim(lo - pad, hi + pad)
+
+
 def plot_learning_curve(history: pd.DataFrame, path: str | Path) -> Plot:
     """Test RMSE after each loop iteration against the number of structures trained on.
 
@@ -295,7 +329,8 @@ def plot_learning_curve(history: pd.DataFrame, path: str | Path) -> Plot:
                         fontsize="small")
         ax.set_xlabel("structures in the training version (count)")
         ax.set_ylabel(label)
-        ax.margins(x=0.12, y=0.15)
+        ax.margins(y=0.15)
+        _integer_x(ax, n[np.isfinite(n)])
     note = (f"loop {history.attrs.get('loop')}: {len(history)} iteration(s)."
             + _dropped(left, "point(s) without an RMSE"))
     return Plot(_save(fig, path), note)
@@ -341,6 +376,7 @@ def plot_efficiency(curves: pd.DataFrame, path: str | Path) -> Plot:
             ax.set_yscale("log")
         ax.set_xlabel("labelled structures (count)")
         ax.set_ylabel(label)
+        _integer_x(ax, curves["n_labels"].to_numpy(dtype=float))
         ax.legend(fontsize="small")
     note = (f"{len(strategies)} strategies; line = mean over seeds, band = min–max."
             + _dropped(left, "point(s)"))
