@@ -229,6 +229,7 @@ def test_report_writes_every_file_it_references(world):
     assert {p.name for p in root.iterdir()} == {"index.html", "report.json", *refs}
     text = index.read_text()
     assert "Not drawn" not in text and "sel1" in text and "iter-2" in text
+    assert "1 point(s) left out (non-finite)" in text  # the null RMSE of the efficiency file
 
 
 def test_report_parity_figures_match_evaluate(world):

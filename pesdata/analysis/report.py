@@ -221,12 +221,15 @@ def write_report(
               if len(sels) else None)
 
     with atomic_dir(out) as root:
+        from ..store._store import _is_local
         from .maps import descriptor_map
 
         plots = {
             "distributions": plot_distributions(df, root / "distributions.png"),
             "composition": plot_composition(df, root / "composition.png"),
-            "map": plot_descriptor_map(descriptor_map(store, v, ledger), root / "map.png"),
+            "map": (plot_descriptor_map(descriptor_map(store, v, ledger), root / "map.png")
+                    if _is_local(str(store.uri)) else
+                    Plot(None, "the descriptor cache needs a local store")),
             "learning": plot_learning_curve(hist, root / "learning_curve.png"),
         }
         parity_line = ""
