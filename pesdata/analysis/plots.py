@@ -238,6 +238,10 @@ def _parity_panel(ax, ref: np.ndarray, pred: np.ndarray, label: str, rmse: str) 
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # square panels: keep labels apart
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlabel(f"reference {label}")
     ax.set_ylabel(f"model {label}")
     ax.set_title(f"RMSE {rmse}", fontsize="medium")
