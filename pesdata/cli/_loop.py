@@ -10,12 +10,12 @@ from rich.table import Table
 
 from ._common import JsonOpt, TraceOpt, app, command, err, out, print_json
 
-_COLUMNS = (("iteration", "iter", "{}"), ("version", "version", "{}"),
-            ("n_structures", "structures", "{}"), ("explored", "explored", "{}"),
-            ("accurate", "accurate", "{:.0%}"), ("candidate", "candidate", "{:.0%}"),
-            ("failed", "failed", "{:.0%}"), ("selected", "selected", "{}"),
-            ("added", "added", "{}"), ("energy_rmse", "E RMSE meV/atom", "{:.2f}"),
-            ("force_rmse", "F RMSE eV/Å", "{:.3f}"))
+_COLUMNS = (("iteration", "it", "{:.0f}"), ("version", "v", "{:.0f}"),
+            ("n_structures", "structs", "{:.0f}"), ("explored", "explored", "{:.0f}"),
+            ("accurate", "accur.", "{:.0%}"), ("candidate", "cand.", "{:.0%}"),
+            ("failed", "failed", "{:.0%}"), ("selected", "picked", "{:.0f}"),
+            ("added", "added", "{:.0f}"), ("energy_rmse", "E meV/at", "{:.2f}"),
+            ("force_rmse", "F eV/Å", "{:.3f}"))
 
 
 def history_table(df, title: str) -> Table:
