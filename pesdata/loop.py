@@ -318,6 +318,15 @@ class _Loop:
         d = self.work / f"iter-{i}"
         d.mkdir(exist_ok=True)
         self.echo(f"iteration {i}")
+        marker = d / "n_train.json"  # the training set size, fixed when the iteration starts
+        if marker.is_file():
+            n_train = int(json.loads(marker.read_text()))
+        else:
+            from .atomic import atomic_write
+
+            n_train = len(self.store.read())
+            with atomic_write(marker, "w") as fh:
+                fh.write(str(n_train))
         model = self.train(d)
         metrics = self.metrics(d, model)
         candidates = self.explore(d, i, model)
@@ -330,7 +339,8 @@ class _Loop:
         n = max(len(ledger), 1)
         row = {
             "iteration": i, "version": int(self.store.version), "tag": f"iter-{i}",
-            "n_structures": len(self.store.read()), "explored": len(ledger),
+            "n_structures": len(self.store.read()), "n_train": n_train,
+            "explored": len(ledger),
             "accurate": float(verdicts.get("accurate", 0) / n),
             "candidate": float(verdicts.get("candidate", 0) / n),
             "failed": float(decisions.get("failed", 0) / n),

@@ -321,7 +321,10 @@ def plot_learning_curve(history: pd.DataFrame, path: str | Path) -> Plot:
         return Plot(None, "no loop iteration has a test RMSE" if len(history)
                     else "the store has no loop record")
     fig, axes = _figure(len(panels))
-    n = history["n_structures"].to_numpy(dtype=float)
+    # the model of an iteration was trained before its labels came in: n_train, when recorded
+    col_n = "n_train" if "n_train" in history and history["n_train"].notna().any() \
+        else "n_structures"
+    n = history[col_n].to_numpy(dtype=float)
     left = 0
     for ax, (col, label) in zip(axes, panels, strict=True):
         y = history[col].to_numpy(dtype=float)
