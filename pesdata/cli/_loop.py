@@ -63,7 +63,7 @@ def loop(
                       soft_wrap=True)
         return
     if json_:
-        print_json(df.to_dict("records"))
+        print_json(df.astype(object).where(df.notna(), None).to_dict("records"))
         return
     out.print(history_table(df, f"loop {Path(config).name}"))
 
