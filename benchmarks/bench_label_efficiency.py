@@ -229,7 +229,7 @@ def run_seed(seed: int, cfg: dict, pool_spec: str, pool: list, kinds: np.ndarray
     for strategy in cfg["strategies"]:
         store = pesdata.open_store(work / f"{strategy}-seed{seed}", create=True)
         store.curate([pool[k] for k in start], method="EMT")
-        labelled, committee = list(start), committee0
+        labelled, committee, ev = list(start), committee0, ev0
         curve = {"strategy": strategy, "seed": seed, "n_labels": [len(labelled)],
                  "energy_rmse": [ev0["energy_rmse"]], "force_rmse": [ev0["force_rmse"]],
                  "force_rmse_by_kind": [ev0["force_rmse_by_kind"]], "picks": []}
@@ -245,8 +245,9 @@ def run_seed(seed: int, cfg: dict, pool_spec: str, pool: list, kinds: np.ndarray
                 store.curate([pool[k] for k in new], method="EMT")
             labelled += new
             members = cfg["members"] if strategy == "pesdata" and r < cfg["rounds"] else None
-            model, committee = fit(desc, data, labelled, seed, cfg["epochs"], members)
-            ev = evaluate(model, test, test_kinds)
+            if new:  # nothing new (nothing qualified): the same data, the same model
+                model, committee = fit(desc, data, labelled, seed, cfg["epochs"], members)
+                ev = evaluate(model, test, test_kinds)
             counts = {k: int(np.sum(kinds[new] == k)) for k in KINDS}
             curve["n_labels"].append(len(labelled))
             for key in ("energy_rmse", "force_rmse", "force_rmse_by_kind"):
@@ -361,6 +362,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
     for ax, key, unit in ((axes[0], "energy_rmse", "meV/atom"), (axes[1], "force_rmse", "eV/Å")):
@@ -372,6 +374,10 @@ def plot(summary: dict, path: Path, title: str) -> None:
         ax.set_xlabel("labelled structures (seed set included)")
         ax.set_ylabel(f"test {key.split('_')[0]} RMSE ({unit})")
         ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2, 3, 5)))
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(FormatStrFormatter("%g"))
+        ax.tick_params(axis="y", which="both", labelsize=8)
         ax.grid(alpha=0.3, which="both")
     reach = summary.get("reach_random_final_force")
     if reach:
