@@ -397,6 +397,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, help="rounds (default 6; quick 2)")
     ap.add_argument("--batch", type=int, help="labels per round (default 8)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared 2-core machine two threads "
+                         "ran one training 6x slower than one)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     for key in ("seeds", "rounds", "batch"):
@@ -410,10 +413,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
+    import torch
+
     import pesdata
     from pesdata.descriptors import ACSF
     from pesdata.train import HDNNPotential
 
+    torch.set_num_threads(args.threads)
     pool_frames = make_pool(cfg["n_common"], cfg["n_rare"])
     test = make_test(cfg["n_test"])
     test_kinds = np.array([a.info["config_type"] for a in test])
