@@ -202,7 +202,13 @@ def pick(strategy: str, store, cands, position: dict, labelled: list[int], commi
 
     kw = ({"committee": committee} if strategy == "pesdata"
           else {"novelty": False, "diversity": strategy})
+    import torch
+
+    threads = torch.get_num_threads()
     sel = select(store, cands, budget=budget, seed=seed, name=name, **kw)
+    # select's faiss search sets OpenMP's thread count to every CPU, and torch shares that
+    # libgomp: set ours again (two spinning threads on a busy 2-core machine ran 6x slower)
+    torch.set_num_threads(threads)
     new = [position[i] for i in sel.selected["id"]]
     if set(new) & set(labelled):  # select() must never pick a stored frame
         raise RuntimeError(f"{strategy} picked labelled frames {sorted(set(new) & set(labelled))}")
