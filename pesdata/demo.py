@@ -188,37 +188,38 @@ def _test_set(rng) -> list[Atoms]:
     return out
 
 
-#: The demo loop: a committee of 3 small HDNNs, MD at 300 and 1500 K from two 32-atom cells.
+#: The demo loop: a committee of 3 small HDNNs, MD at 300, 900 and 1500 K from two 32-atom
+#: cells, 8 picks per iteration.
 LOOP_CONFIG = """\
 name: demo
 store: store
 test: cu_test.extxyz
 model:
   n_members: 3
-  epochs: 60
+  epochs: 100
   descriptor:
     descriptor: acsf
     species: [Cu]
     r_cut: 4.5
     g2_params: [[0.5, 2.5], [1.0, 3.0], [0.3, 4.0], [0.05, 0.0], [2.0, 2.5]]
     g4_params: [[0.01, 1, 1], [0.01, 1, -1]]
-  params: {hidden: [16, 16], force_weight: 0.1, patience: 30, max_seconds: 20}
+  params: {hidden: [16, 16], force_weight: 0.1, patience: 30, max_seconds: 15}
 explore:
   kind: md
   seeds: [cu_seeds.extxyz]
-  params: {temperatures: [300, 1500], steps: 60, interval: 10}
+  params: {temperatures: [300, 900, 1500], steps: 60, interval: 10, max_force: 20}
 select:
-  budget: 6
+  budget: 8
 label:
   calculator: emt
   method: EMT
 iterations: {iterations}
 stop:
-  accurate_share: 0.95
+  accurate_share: 0.97
 """
 
 
-def run_demo(workdir: str | Path = "demo-out", iterations: int = 3, echo=print,
+def run_demo(workdir: str | Path = "demo-out", iterations: int = 4, echo=print,
              table=None) -> dict:
     """``pesdata demo``: curate walk-through, the active-learning loop, the report.
 
@@ -272,8 +273,8 @@ def run_demo(workdir: str | Path = "demo-out", iterations: int = 3, echo=print,
     except ValidationError as exc:
         echo(f"    broken file rejected whole, nothing written: {str(exc)[:160]}")
     store.tag("curated")
-    echo(f"--- 2. the active-learning loop ({iterations} iterations): committee → MD at 300 "
-         "and 1500 K → select → EMT labels → new version")
+    echo(f"--- 2. the active-learning loop ({iterations} iterations): committee → MD at 300, "
+         "900 and 1500 K → select → EMT labels → new version")
     config = work / "loop.yaml"
     config.write_text(LOOP_CONFIG.replace("{iterations}", str(int(iterations)))
                       .replace("name: demo", "name: demo\nworkdir: demo-work"))

@@ -20,9 +20,11 @@ _COLUMNS = (("iteration", "it", "{:.0f}"), ("version", "v", "{:.0f}"),
 
 def history_table(df, title: str) -> Table:
     """The per-iteration table as Rich prints it."""
-    table = Table(title=title)
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     for _, head, _ in _COLUMNS:
-        table.add_column(head, justify="right")
+        table.add_column(head, justify="right", no_wrap=True)
     for row in df.to_dict("records"):
         cells = []
         for key, _, fmt in _COLUMNS:
@@ -73,7 +75,7 @@ def loop(
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo writes everything.")] = Path(
         "demo-out"),
-    iterations: Annotated[int, typer.Option(help="Loop iterations.")] = 3,
+    iterations: Annotated[int, typer.Option(help="Loop iterations.")] = 4,
     traceback: TraceOpt = False,
 ) -> None:
     """The main job on embedded data: curate EMT copper, run the loop, write the report."""
