@@ -54,6 +54,9 @@ def small_store(tmp_path_factory):
         ["select", "--help"],
         ["label", "--help"],
         ["label", "export", "--help"],
+        ["loop", "--help"],
+        ["report", "--help"],
+        ["demo", "--help"],
     ],
     ids=lambda a: "-".join(x.lstrip("-") for x in a if not x.startswith("{")),
 )
