@@ -10,19 +10,20 @@ from rich.table import Table
 
 from ._common import JsonOpt, TraceOpt, app, command, err, out, print_json
 
-_COLUMNS = (("iteration", "it", "{:.0f}"), ("version", "v", "{:.0f}"),
+_COLUMNS = (("iteration", "it", "{:.0f}"), ("version", "ver", "{:.0f}"),
             ("n_structures", "structs", "{:.0f}"), ("explored", "explored", "{:.0f}"),
-            ("accurate", "accur.", "{:.0%}"), ("candidate", "cand.", "{:.0%}"),
-            ("failed", "failed", "{:.0%}"), ("selected", "picked", "{:.0f}"),
-            ("added", "added", "{:.0f}"), ("energy_rmse", "E meV/at", "{:.2f}"),
-            ("force_rmse", "F eV/Å", "{:.3f}"))
+            ("accurate", "acc", "{:.0%}"), ("candidate", "cand", "{:.0%}"),
+            ("failed", "fail", "{:.0%}"), ("selected", "picked", "{:.0f}"),
+            ("energy_rmse", "E", "{:.2f}"), ("force_rmse", "F", "{:.3f}"))
 
 
 def history_table(df, title: str) -> Table:
     """The per-iteration table as Rich prints it."""
     from rich import box
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                  caption="acc/cand/fail: shares of the explored frames; E, F: test RMSE of "
+                          "the iteration's committee (meV/atom, eV/Å)")
     for _, head, _ in _COLUMNS:
         table.add_column(head, justify="right", no_wrap=True)
     for row in df.to_dict("records"):
