@@ -15,7 +15,9 @@ is (deterministic from its seed, too). Brute force costs in proportion to the ro
 
 Distances are Euclidean (faiss returns squared distances; :func:`search` takes the root).
 Queries run in batches of ``batch`` rows so memory stays flat for millions of queries. faiss
-uses as many OpenMP threads as this process may run on (:func:`set_threads`).
+uses the process's OpenMP thread count, which it shares with torch (one libgomp): this module
+never changes it behind the caller's back (a global change here once left torch training with
+spinning threads on a busy machine); :func:`set_threads` changes it on request.
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ def exact_index(x: np.ndarray):
     """An exact ``faiss.IndexFlatL2`` holding the rows of ``x`` (n, d)."""
     import faiss
 
-    set_threads()
     x = _rows(x)
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(x)
@@ -98,7 +99,6 @@ def build_index(x: np.ndarray, exact_max: int = EXACT_MAX, seed: int = 0):
     n, d = x.shape
     if n <= exact_max:
         return exact_index(x)
-    set_threads()
     nlist = int(4 * np.sqrt(n))
     quantiser = faiss.IndexFlatL2(d)
     index = faiss.IndexIVFFlat(quantiser, d, nlist, faiss.METRIC_L2)
