@@ -169,3 +169,22 @@ def test_cli_loop_prints_the_table(ran):
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert [row["iteration"] for row in rows] == [0, 1, 2]
+
+
+def test_stop_rules():
+    from pesdata.loop import _Loop
+
+    loop = _Loop.__new__(_Loop)
+    rows = [{"iteration": 0}, {"iteration": 1, "accurate": 0.5, "force_rmse": 0.20},
+            {"iteration": 2, "accurate": 0.6, "force_rmse": 0.15},
+            {"iteration": 3, "accurate": 0.7, "force_rmse": 0.16},
+            {"iteration": 4, "accurate": 0.8, "force_rmse": 0.17}]
+    loop.record = {"iterations": rows[:3]}
+    loop.cfg = {"stop": {"accurate_share": 0.9, "patience": 2}}
+    assert loop.stop_reason() is None  # improving, not accurate enough
+    loop.record = {"iterations": rows}
+    assert "not improved for 2 iterations" in loop.stop_reason()
+    loop.cfg = {"stop": {"accurate_share": 0.8, "patience": None}}
+    assert "80%" in loop.stop_reason()
+    loop.cfg = {"stop": {"accurate_share": None, "patience": 3}}
+    assert loop.stop_reason() is None  # 0.15 (iteration 2) is within the last 3
