@@ -169,6 +169,7 @@ def _test_set(rng) -> list[Atoms]:
     slabs = []
     for _ in range(4):
         slab = fcc111("Cu", (2, 2, 4), a=3.61, vacuum=6.0, periodic=True)
+        slab.info.pop("adsorbate_info", None)  # a dict extxyz cannot hold (ASE warns)
         slab.rattle(0.05, seed=int(rng.integers(1 << 30)))
         slabs.append(_label(slab))
     kinds["slab"] = slabs
