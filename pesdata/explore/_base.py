@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import ase
 
+from .._lazy import load_registered
 from ..errors import ParameterError
 
 __all__ = ["Explorer", "explorers", "get_explorer", "register_explorer"]
@@ -67,14 +67,7 @@ _EXPLORERS: dict[str, str | type] = {
 
 def get_explorer(name: str) -> type[Explorer]:
     """The :class:`Explorer` subclass registered as ``name``; ParameterError if unknown."""
-    entry = _EXPLORERS.get(name) if isinstance(name, str) else None
-    if entry is None:
-        raise ParameterError(f"unknown explorer {name!r}; known: {', '.join(sorted(_EXPLORERS))}")
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-        _EXPLORERS[name] = entry
-    return entry
+    return load_registered(_EXPLORERS, "explorer", name, Explorer)
 
 
 def explorers() -> tuple[str, ...]:

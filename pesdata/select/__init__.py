@@ -12,8 +12,7 @@ package loads neither torch nor faiss nor scikit-learn.
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_getattr
 from ._base import Criterion, Diversity, Environments
 from .registry import criteria, diversities, get_criterion, get_diversity, register
 
@@ -36,10 +35,4 @@ __all__ = ["Criterion", "Diversity", "Environments", "criteria", "diversities", 
            "get_diversity", "register", *sorted(_LAZY)]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pesdata.select' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("pesdata.select", _LAZY, globals())

@@ -6,8 +6,7 @@ imported by :func:`get_criterion` / :func:`get_diversity` on first use.
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import load_registered
 from ..errors import ParameterError
 from ._base import Criterion, Diversity
 
@@ -25,27 +24,14 @@ _DIVERSITY: dict[str, str | type] = {
 }
 
 
-def _load(table: dict, kind: str, name: str, base: type):
-    entry = table.get(name) if isinstance(name, str) else None
-    if entry is None:
-        raise ParameterError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-        table[name] = entry
-    if not (isinstance(entry, type) and issubclass(entry, base)):  # pragma: no cover - guard
-        raise ParameterError(f"{kind} {name!r} is not a {base.__name__} subclass")
-    return entry
-
-
 def get_criterion(name: str) -> type[Criterion]:
     """The :class:`Criterion` subclass registered as ``name``; ParameterError if unknown."""
-    return _load(_CRITERIA, "criterion", name, Criterion)
+    return load_registered(_CRITERIA, "criterion", name, Criterion)
 
 
 def get_diversity(name: str) -> type[Diversity]:
     """The :class:`Diversity` subclass registered as ``name``; ParameterError if unknown."""
-    return _load(_DIVERSITY, "diversity strategy", name, Diversity)
+    return load_registered(_DIVERSITY, "diversity strategy", name, Diversity)
 
 
 def criteria() -> tuple[str, ...]:
