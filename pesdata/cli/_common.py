@@ -7,6 +7,7 @@ shows the whole chain instead).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -19,8 +20,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from ..errors import PesdataError
 
 __all__ = [
-    "JsonOpt", "StoreArg", "TraceOpt", "VersionOpt", "app", "bar", "command", "err", "open_store",
-    "out", "print_json",
+    "JsonOpt", "StoreArg", "TraceOpt", "VersionOpt", "app", "bar", "command", "counting", "err",
+    "open_store", "out", "print_json",
 ]
 
 app = typer.Typer(
@@ -79,6 +80,14 @@ def bar(quiet: bool) -> Progress:
         TextColumn("{task.completed} structures"), TimeElapsedColumn(),
         console=err, transient=True, disable=quiet or not err.is_terminal,
     )
+
+
+@contextlib.contextmanager
+def counting(quiet: bool, description: str):
+    """A progress bar (see :func:`bar`) and the ``progress(done, total)`` callback moving it."""
+    with bar(quiet) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total=None: progress.update(task, completed=done, total=total)
 
 
 def open_store(store: str, create: bool = False):

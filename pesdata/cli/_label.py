@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import JsonOpt, StoreArg, TraceOpt, app, bar, command, err, out, print_json
+from ._common import (
+    JsonOpt,
+    StoreArg,
+    TraceOpt,
+    app,
+    bar,
+    command,
+    counting,
+    err,
+    out,
+    print_json,
+)
 
 label_app = typer.Typer(
     name="label",
@@ -35,12 +46,8 @@ def export(
     """Write the queued frames for a labelling code: one extxyz file or VASP folders."""
     from ..label import export_queue
 
-    with bar(json_) as progress_bar:
-        task = progress_bar.add_task(f"exporting ({format})", total=None)
-        summary = export_queue(
-            queue, out_path, format=format,
-            progress=lambda done, total: progress_bar.update(task, completed=done, total=total),
-        )
+    with counting(json_, f"exporting ({format})") as progress:
+        summary = export_queue(queue, out_path, format=format, progress=progress)
     if json_:
         print_json(summary)
         return
@@ -62,12 +69,8 @@ def run(
     """Label the queue in-process with an ASE calculator (resumable; failures recorded)."""
     from ..label import label_queue
 
-    with bar(json_) as progress_bar:
-        task = progress_bar.add_task(f"labelling ({calculator})", total=None)
-        report = label_queue(
-            queue, calculator, workers=workers,
-            progress=lambda done, total: progress_bar.update(task, completed=done, total=total),
-        )
+    with counting(json_, f"labelling ({calculator})") as progress:
+        report = label_queue(queue, calculator, workers=workers, progress=progress)
     if json_:
         print_json(report.summary())
     else:

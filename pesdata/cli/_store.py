@@ -16,6 +16,7 @@ from ._common import (
     app,
     bar,
     command,
+    counting,
     err,
     open_store,
     out,
@@ -126,12 +127,9 @@ def describe(
 
     st = open_store(store)
     desc = from_config(descriptor, device=device)
-    with bar(json_) as progress_bar:
-        task = progress_bar.add_task(f"describing ({desc.name})", total=None)
-        summary = run_describe(
-            st, desc, version=version, batch_size=batch_size,
-            progress=lambda done, total: progress_bar.update(task, completed=done, total=total),
-        )
+    with counting(json_, f"describing ({desc.name})") as progress:
+        summary = run_describe(st, desc, version=version, batch_size=batch_size,
+                               progress=progress)
     if json_:
         print_json(summary)
     else:
@@ -243,12 +241,8 @@ def export(
 ) -> None:
     """Write a version to extxyz, an ASE database or any format ASE writes."""
     st = open_store(store)
-    with bar(json_) as progress_bar:
-        task = progress_bar.add_task(f"exporting to {out_file.name}", total=None)
-        n = st.export(
-            out_file, version=version, format=format,
-            progress=lambda done, total: progress_bar.update(task, completed=done, total=total),
-        )
+    with counting(json_, f"exporting to {out_file.name}") as progress:
+        n = st.export(out_file, version=version, format=format, progress=progress)
     number = st.resolve(version)
     if json_:
         print_json({"version": number, "n_structures": n, "path": str(out_file)})
