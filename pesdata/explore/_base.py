@@ -62,6 +62,7 @@ class Explorer:
 
 _EXPLORERS: dict[str, str | type] = {
     "md": "pesdata.explore.md:MDExplorer",
+    "ssw": "pesdata.explore.ssw_explorer:SSWExplorer",
 }
 
 

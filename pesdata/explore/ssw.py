@@ -54,7 +54,7 @@ from .archive import MinimaArchive, is_fragmented, nearest_neighbour_distance
 from .dimer import biased_lowest_mode
 from .surface import BudgetExhausted, EvaluationFailed, GaussianBias, Surface
 
-__all__ = ["DEFAULTS", "SSW"]
+__all__ = ["DEFAULTS", "SSW", "metropolis"]
 
 DEFAULTS: dict[str, dict] = {
     "cluster": {"temperature": 1500.0, "height": 0.5, "width": 0.6, "n_gaussians": 10,
@@ -216,6 +216,7 @@ class SSW:
         self.stopped_: str | None = None
         self._bond = math.nan
         self._frames_length = 0
+        self._results: dict | None = None  # the calculator's results at the current minimum
         if self.checkpoint is not None and self.checkpoint.exists():
             self._resume()
 
@@ -255,11 +256,10 @@ class SSW:
 
     # -- one step --------------------------------------------------------------------------------
 
-    def _surface(self, atoms: Atoms) -> Surface:
+    def _surface(self, atoms: Atoms, known: dict | None = None) -> Surface:
         atoms.calc = self.calculator
         budget = None if self.max_evaluations is None else self.max_evaluations - self._evals
-        surface = Surface(atoms, variable_cell=self.cell, max_evaluations=budget)
-        return surface
+        return Surface(atoms, variable_cell=self.cell, max_evaluations=budget, known=known)
 
     def _relax(self, surface: Surface, fmax: float, steps: int,
                observer: Callable[[int], None] | None = None) -> bool:
@@ -285,7 +285,7 @@ class SSW:
         self._bond = 1.5 * nearest_neighbour_distance(atoms)
         self._pending.append(self._snapshot(atoms, surface, 0, "minimum", True))
         self.archive_.add(atoms, energy, step=0, walker=self.walker, evaluations=self._evals)
-        self._accept(atoms, energy)
+        self._accept(atoms, energy, surface)
         self.history_.append({"step": 0, "evaluations": self._evals, "energy": energy,
                               "accepted": True, "reason": "start", "new": True,
                               "best_energy": self.best_energy_})
@@ -295,7 +295,7 @@ class SSW:
         self._pending = []
         self._evals = self.n_evaluations_
         atoms = state_io.atoms_from_dict(state_io.atoms_to_dict(self.atoms_), self._start)
-        surface = self._surface(atoms)
+        surface = self._surface(atoms, known=self._results)
         reason, energy, accepted, new = "", math.nan, False, False
         try:
             converged = self._climb_and_quench(surface, rng, k)
@@ -314,16 +314,14 @@ class SSW:
         if not reason:
             _, new = self.archive_.add(atoms, energy, step=k, walker=self.walker,
                                        evaluations=self._evals)
-            delta = energy - self.energy_
-            kt = units.kB * self.temperature
-            accepted = bool(delta <= 0 or rng.random() < math.exp(-delta / kt))
+            accepted = metropolis(energy - self.energy_, units.kB * self.temperature, rng)
             reason = "accepted" if accepted else "rejected by Metropolis"
             if new:
                 self._pending.append(self._snapshot(atoms, surface, k, "minimum", accepted))
         for frame in self._pending:
             frame.info["accepted"] = accepted
         if accepted:
-            self._accept(atoms, energy)
+            self._accept(atoms, energy, surface)
             self.n_accepted_ += 1
         self.history_.append({"step": k, "evaluations": self._evals, "energy": energy,
                               "accepted": accepted, "reason": reason, "new": new,
@@ -414,7 +412,11 @@ class SSW:
                            "walker": self.walker, "config_type": f"ssw-{phase}"})
         return frame
 
-    def _accept(self, atoms: Atoms, energy: float) -> None:
+    def _accept(self, atoms: Atoms, energy: float, surface: Surface) -> None:
+        surface.true_energy_forces()  # atoms.calc.results are those of this geometry
+        self._results = {k: (float(v) if k == "energy" else np.array(v, dtype=float))
+                         for k, v in atoms.calc.results.items()
+                         if k in ("energy", "forces", "stress")}
         self.atoms_ = state_io.atoms_from_dict(state_io.atoms_to_dict(atoms), self._start)
         self.energy_ = float(energy)
         if energy < self.best_energy_:
@@ -438,6 +440,8 @@ class SSW:
         return {"params": self.params(), "current": state_io.atoms_to_dict(self.atoms_),
                 "energy": self.energy_, "best": state_io.atoms_to_dict(self.best_atoms_),
                 "best_energy": self.best_energy_, "bond": self._bond,
+                "results": {k: (v if k == "energy" else v.tolist())
+                            for k, v in self._results.items()},
                 "counters": {k: getattr(self, k) for k in _COUNTERS},
                 "history": self.history_, "frames_length": self._frames_length}
 
@@ -448,6 +452,8 @@ class SSW:
         self.best_atoms_ = state_io.atoms_from_dict(doc["best"], self._start)
         self.best_energy_ = doc["best_energy"]
         self._bond = doc["bond"]
+        self._results = {k: (float(v) if k == "energy" else np.array(v, dtype=float))
+                         for k, v in doc["results"].items()}
         for key, value in doc["counters"].items():
             setattr(self, key, value)
         self.history_ = doc["history"]
@@ -463,6 +469,14 @@ class SSW:
 
 _COUNTERS = ("n_steps_", "n_accepted_", "n_evaluations_", "n_fragmented_", "n_unconverged_",
              "n_failed_")
+
+
+def metropolis(delta: float, kt: float, rng: np.random.Generator) -> bool:
+    """Accept a move that changes the energy by ``delta`` (eV) at ``kt`` (eV): always when
+    ``delta ≤ 0``, else with probability ``exp(−delta / kt)`` (one uniform draw from ``rng``)."""
+    if delta <= 0:
+        return True
+    return bool(rng.random() < math.exp(-delta / kt))
 
 
 def _kind(atoms: Atoms) -> str:

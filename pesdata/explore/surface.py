@@ -80,10 +80,13 @@ class Surface(Optimizable):
         with stress and a fully periodic cell.
     max_evaluations : int or None
         Cap on calculator evaluations (``None``: no cap).
+    known : dict, optional
+        The calculator's results (``energy``, ``forces`` and, with a variable cell, ``stress``)
+        at the current geometry, already paid for: the first evaluation there is free.
     """
 
     def __init__(self, atoms, variable_cell: bool = False,
-                 max_evaluations: int | None = None) -> None:
+                 max_evaluations: int | None = None, known: dict | None = None) -> None:
         self.atoms = atoms
         self.variable_cell = variable_cell
         if variable_cell:
@@ -98,6 +101,11 @@ class Surface(Optimizable):
         # the last two evaluations: a dimer's trial point and the centre it returns to
         self._cache: list[tuple[np.ndarray, tuple[float, np.ndarray], dict]] = []
         self._free_cluster = not any(atoms.pbc) and not atoms.constraints
+        # the coordinates as last set: FrechetCellFilter.get_positions takes a matrix log
+        # (milliseconds), far more than a small calculator
+        self._x = np.asarray(self.obj.get_positions(), dtype=float).ravel().copy()
+        if known is not None:
+            self._prime(known)
 
     # -- coordinates ---------------------------------------------------------------------------
 
@@ -105,10 +113,14 @@ class Surface(Optimizable):
         return 3 * len(self.obj)
 
     def get_x(self) -> np.ndarray:
-        return np.asarray(self.obj.get_positions(), dtype=float).ravel().copy()
+        return self._x.copy()
 
     def set_x(self, x: np.ndarray) -> None:
-        self.obj.set_positions(np.asarray(x, dtype=float).reshape(-1, 3))
+        x = np.array(x, dtype=float).ravel()
+        self.obj.set_positions(x.reshape(-1, 3))
+        if self.atoms.constraints:  # fixed atoms stay where they were: read them back
+            x = np.asarray(self.obj.get_positions(), dtype=float).ravel().copy()
+        self._x = x
 
     def iterimages(self):
         return iter([self.atoms])
@@ -158,6 +170,24 @@ class Surface(Optimizable):
             self.atoms.calc.results = results
         self._cache = [*self._cache[-1:], (x, values, results)]
         return values
+
+    def _prime(self, known: dict) -> None:
+        """Cache ``known`` results as the evaluation at the current coordinates (the
+        generalised forces come from them through a single-point calculator)."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        calc = self.atoms.calc
+        results = {k: np.array(v, dtype=float) if k != "energy" else float(v)
+                   for k, v in known.items()}
+        spc = dict(results)
+        spc.setdefault("free_energy", spc["energy"])  # FrechetCellFilter asks for it
+        self.atoms.calc = SinglePointCalculator(self.atoms, **spc)
+        try:
+            forces = np.asarray(self.obj.get_forces(), dtype=float).ravel().copy()
+            energy = float(self.obj.get_potential_energy())
+        finally:
+            self.atoms.calc = calc
+        self._cache = [(self.get_x(), (energy, forces), results)]
 
     def bias_energy_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Sum of the bias terms and of their gradients at ``x``."""

@@ -1,12 +1,14 @@
 """Calculators for ``pesdata label run``, by name: ``emt``, ``lj`` or ``MODULE:FACTORY``.
 
 * ``emt`` — ASE's :class:`~ase.calculators.emt.EMT` (method name ``EMT``).
-* ``lj`` — ASE's :class:`~ase.calculators.lj.LennardJones` with ε = 1 eV and σ = 1 Å for every
-  element (method name ``LJ``), with a cutoff chosen per structure so that it is untruncated:
-  for a non-periodic cell the structure's largest interatomic distance plus 1000 σ (every pair
-  counts, and ASE's shift of each pair energy by u(r_c) is below 4e-18 eV), for a periodic cell
-  :data:`LJ_PERIODIC_CUTOFF` (20 σ; a lattice sum has no finite exact cutoff: the shift and
-  the neglected tail together change the energy of fcc Cu by about 2e-4 eV/atom against 40 σ).
+* ``lj`` — Lennard-Jones with ε = 1 eV and σ = 1 Å for every element (method name ``LJ``),
+  untruncated and unshifted: for a non-periodic structure
+  :class:`~pesdata.explore.lj.LennardJonesCluster` (every pair, no cutoff; LJ13's global
+  minimum reads −44.326801 eV as in Wales & Doye), for a periodic cell ASE's
+  :class:`~ase.calculators.lj.LennardJones` with cutoff :data:`LJ_PERIODIC_CUTOFF` (20 σ; a
+  lattice sum has no finite exact cutoff: the shift and the neglected tail together change the
+  energy of fcc Cu by about 2e-4 eV/atom against 40 σ). ASE's own default (3 σ cutoff, shifted
+  pair energies) would read LJ13 at −43.8994.
 * ``MODULE:FACTORY`` — ``importlib.import_module(MODULE).FACTORY()`` must return an ASE
   calculator; every worker process calls it once for its own calculator (method name: the
   spec itself; ``label import --method`` names another).
@@ -25,7 +27,6 @@ __all__ = ["BUILTIN", "LJ_PERIODIC_CUTOFF", "CalculatorSpec", "parse_calculator"
 
 BUILTIN = ("emt", "lj")
 LJ_PERIODIC_CUTOFF = 20.0  # in units of sigma
-LJ_CLUSTER_MARGIN = 1000.0  # in units of sigma
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,11 @@ def _lennard_jones(atoms):
     from ase.calculators.lj import LennardJones
 
     sigma = 1.0
-    if atoms is None or bool(np.any(atoms.pbc)):
-        rc = LJ_PERIODIC_CUTOFF * sigma
-    else:
-        pos = atoms.positions
-        span = float(np.max(np.linalg.norm(pos[:, None] - pos[None], axis=-1))) if len(pos) else 0
-        rc = span + LJ_CLUSTER_MARGIN * sigma
-    return LennardJones(epsilon=1.0, sigma=sigma, rc=rc, smooth=False)
+    if atoms is not None and not np.any(atoms.pbc):
+        from ..explore.lj import LennardJonesCluster
+
+        return LennardJonesCluster(epsilon=1.0, sigma=sigma)
+    return LennardJones(epsilon=1.0, sigma=sigma, rc=LJ_PERIODIC_CUTOFF * sigma, smooth=False)
 
 
 def _factory(spec: str):
