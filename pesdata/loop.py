@@ -8,7 +8,16 @@ output is missing and never redoes finished work:
 1. **train** — a committee (``model``) on the store's latest version → ``model/``; its test
    errors on ``test`` (if given) → ``metrics.json``;
 2. **explore** — the explorer (``explore``, MD by default) driven by the committee's ASE
-   calculator from seed structures (the store's, or files) → ``candidates.extxyz``;
+   calculator from seed structures (the store's, or files) → ``candidates.extxyz``. ``kind:
+   md`` runs Langevin MD at a temperature ladder (:class:`~pesdata.explore.md.MDExplorer`);
+   ``kind: ssw`` runs one stochastic surface walk per seed
+   (:class:`~pesdata.explore.ssw_explorer.SSWExplorer`: ``params`` takes ``steps``,
+   ``max_evaluations`` per walk, ``record_climb``, ``record_quench`` and any
+   :class:`~pesdata.explore.ssw.SSW` keyword — ``kind``, ``temperature``, ``height``,
+   ``width``, ``n_gaussians``, ``cell``, ...), its climbing frames and new minima (config
+   types ``ssw-climb``/``ssw-quench``/``ssw-minimum``, group ``ssw-<seed>``) being the
+   candidates — the SSW-NN self-learning cycle. A periodic seed walks its cell by default;
+   the committee calculator gives the stress for that;
 3. **select** — ``pesdata select`` of the candidates against the latest version with the
    committee (disagreement) and novelty → ledger ``<name>-iter-<i>`` and ``queue/``;
 4. **label** — the queue labelled in-process by ``label.calculator`` (resumable), or, with
@@ -239,8 +248,11 @@ class _Loop:
             raise ParameterError(f"iteration {i}: the explorer produced no candidate frames")
         with atomic_path(path) as tmp:
             write_atoms(tmp, frames, format="extxyz")
+        stopped = len(getattr(explorer, "stopped_", []))
         self.echo(f"  explored {len(frames)} candidate frames ({ex['kind']}, "
-                  f"{time.perf_counter() - t0:.0f} s)")
+                  f"{getattr(explorer, 'n_calls_', 0)} evaluations"
+                  + (f", {stopped} trajectories stopped early" if stopped else "")
+                  + f", {time.perf_counter() - t0:.0f} s)")
         return path
 
     def select(self, d: Path, i: int, model: Path, candidates: Path):

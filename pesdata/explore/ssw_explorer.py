@@ -8,7 +8,9 @@ structure ``i`` it walks ``SSW(seeds[i], calculator, seed=seed, walker=i, **para
 ``steps`` SSW steps, one step at a time, and yields the frames the walk records in that step
 (the minimum of the start, every ``record_climb``-th climbing structure, every
 ``record_quench``-th quench step and each new distinct minimum), then forgets them, so memory
-stays flat however long the walk.
+stays flat however long the walk. A recorded frame with the very geometry of the next one in
+its step (a climb that ended below the start and needed no quench) is yielded once, as the
+later one (the minimum).
 
 Every yielded frame is a new :class:`ase.Atoms` with numbers, positions, cell and pbc only (no
 calculator: the labeller labels it later) and ``info``:
@@ -222,7 +224,9 @@ class SSWExplorer(Explorer):
                 break
             self.n_calls_ = before + walk.n_evaluations_
             frames, walk.frames_ = walk.frames_, []
-            for frame in frames:
+            for j, frame in enumerate(frames):
+                if j + 1 < len(frames) and _same_geometry(frame, frames[j + 1]):
+                    continue  # e.g. a climb that ended below the start, quenched in place
                 yield _frame(frame, group, i)
             last = walk.history_[-1] if walk.history_ else {}
             if walk.stopped_:
@@ -240,6 +244,11 @@ class SSWExplorer(Explorer):
             "best_energy": float(walk.best_energy_) if math.isfinite(walk.best_energy_)
             else None, "minima": len(walk.archive_), "fragmented": int(walk.n_fragmented_),
             "unconverged": int(walk.n_unconverged_), "failed": int(walk.n_failed_)})
+
+
+def _same_geometry(a: ase.Atoms, b: ase.Atoms) -> bool:
+    return bool(np.array_equal(a.positions, b.positions)
+                and np.array_equal(a.cell.array, b.cell.array))
 
 
 def _frame(frame: ase.Atoms, group: str, i: int) -> ase.Atoms:
