@@ -57,6 +57,7 @@ def small_store(tmp_path_factory):
         ["loop", "--help"],
         ["report", "--help"],
         ["demo", "--help"],
+        ["explore", "--help"],
     ],
     ids=lambda a: "-".join(x.lstrip("-") for x in a if not x.startswith("{")),
 )
@@ -76,6 +77,19 @@ def test_curate_does_not_import_torch(tmp_path):
     )
     assert rc == 0, err
     assert "torch" not in modules and not modules & set(HEAVY)
+
+
+def test_explore_with_lj_does_not_import_heavy_libraries(tmp_path):
+    from ase import Atoms
+    from ase.io import write
+
+    write(tmp_path / "lj3.xyz", Atoms("Ar3", positions=[[0, 0, 0], [1.1, 0, 0], [0.5, 1.0, 0]]))
+    rc, modules, err = _modules_after(
+        ["explore", "lj3.xyz", "-c", "lj", "--steps", "1", "--max-evaluations", "300",
+         "--out", "o.extxyz"], tmp_path)
+    assert rc == 0, err
+    assert (tmp_path / "o.extxyz").is_file()
+    assert not modules & set(HEAVY), f"explore imported {sorted(modules & set(HEAVY))}"
 
 
 def test_help_does_not_import_the_store():
