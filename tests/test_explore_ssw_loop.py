@@ -256,3 +256,28 @@ def test_loop_explores_with_ssw_and_selects_its_frames(tmp_path):
     version = store.version  # a rerun of the finished loop changes nothing
     again = run_loop(config, echo=lambda s: None)
     assert store.version == version and again.equals(df)
+
+
+def test_a_geometry_recorded_twice_in_a_step_is_yielded_once(monkeypatch):
+    """A climb that ends below the start needs no quench: its last climbing frame and the new
+    minimum are one geometry (seen with an early committee); it is yielded once, as the
+    minimum. Injected here: every step's last frame recorded twice, first as a climb."""
+    from pesdata.explore.ssw import SSW
+
+    run = SSW.run
+
+    def run_twice_recorded(self, steps, callback=None):
+        run(self, steps, callback)
+        if self.frames_:
+            twin = self.frames_[-1].copy()
+            twin.calc = self.frames_[-1].calc
+            twin.info["phase"] = "climb"
+            self.frames_.insert(len(self.frames_) - 1, twin)
+        return self
+
+    _, plain, _ = _walk([Octahedron("Cu", 2)], steps=2)
+    monkeypatch.setattr(SSW, "run", run_twice_recorded)
+    _, frames, _ = _walk([Octahedron("Cu", 2)], steps=2)
+    assert [f.info for f in frames] == [f.info for f in plain]
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(frames, plain,
+                                                                         strict=True))
