@@ -213,3 +213,29 @@ def test_resolve_calculator(tmp_path):
         resolve_calculator("dft")
     with pytest.raises(ParameterError, match="no_such_module_xyz"):
         resolve_calculator("no_such_module_xyz:make")
+
+
+def test_model_directory_walks_with_the_model(tmp_path):
+    from pesdata.descriptors import from_config
+    from pesdata.train import LinearPotential, PesdataCalculator, save_model
+
+    from .conftest import CU_ACSF_SMALL_CONFIG, emt
+
+    model = LinearPotential(from_config(CU_ACSF_SMALL_CONFIG), force_weight=0.1).fit(emt(3, 0))
+    save_model(model, tmp_path / "model")
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=2)
+    ase.io.write(tmp_path / "cu.extxyz", atoms)
+    r = _explore(tmp_path / "cu.extxyz", "-c", tmp_path / "model", "--steps", 1, "--no-cell",
+                 "--max-evaluations", 40, "--out", tmp_path / "o.extxyz", "--json")
+    assert r.exit_code == 0, r.output
+    method = f"pesdata-model:{(tmp_path / 'model').resolve()}"
+    assert json.loads(r.stdout)["method"] == method
+    frames = ase.io.read(tmp_path / "o.extxyz", ":")
+    assert frames and all(f.info["method"] == method for f in frames)
+    calc = PesdataCalculator(str(tmp_path / "model"))
+    for f in frames:
+        ref = f.copy()
+        ref.calc = calc
+        assert f.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-6)
+        np.testing.assert_allclose(f.get_forces(), ref.get_forces(), atol=1e-5)

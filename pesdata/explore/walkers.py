@@ -14,6 +14,11 @@ With ``walkers > 1`` the walkers run in processes started with the ``spawn`` met
 store's table format, is not fork-safe); each process resolves the calculator from its spec
 string (:func:`resolve_calculator`) itself. Re-running with the same work directory resumes
 every walker from its checkpoint; a walker that has already walked ``steps`` steps walks no more.
+A script that calls :func:`run_walkers` with ``walkers > 1`` needs the usual
+``if __name__ == "__main__":`` guard of the ``spawn`` start method.
+
+Every walker starts by quenching the same structure, so walkers 1, 2, ... find walker 0's first
+minimum again; its frame is kept once (walker 0's), as any other repeated minimum.
 """
 
 from __future__ import annotations
