@@ -33,6 +33,7 @@ bench: install
 	$(PY) benchmarks/bench_select.py
 	$(PY) benchmarks/bench_label_efficiency.py
 	$(PY) benchmarks/bench_accuracy.py Cu Si
+	$(PY) benchmarks/bench_ssw.py
 
 lint: install
 	$(BIN)/ruff check pesdata tests benchmarks

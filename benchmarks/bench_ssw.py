@@ -31,9 +31,19 @@
 Tasks (method, cluster, seed, and the crystal walks) run in a ``spawn`` pool of ``--jobs``
 processes, longest first. ``--quick``: 2 seeds and small budgets, a smoke run.
 
-Time estimate (2 cores, ``--jobs 2``; measured per method on LJ38 at a small budget with
-``--time-lj38``): see :data:`ESTIMATE` — the default budgets were set so that the whole run
-stays within about 25 minutes even when every LJ38 run uses its full budget.
+Notes on the set-up. About a quarter of the random LJ13 starts quench straight into the
+icosahedron (5 of 20 with BFGS), so a few LJ13 runs end at the first quench for every method.
+ASE's ``BasinHopping`` displaces the last accepted *unrelaxed* coordinates (not the minimum);
+that is its implementation and it is run as it is.
+
+Time estimate (the default budgets were set from it). Measured with ``--time-lj38 3000`` and
+``--quick`` on 2 shared cores, as evaluations per CPU second (CPU time is what a quiet machine
+gives as wall time): LJ38 — BasinHopping ≈ 880, SSW ≈ 670, MinimaHopping ≈ 430 (it writes a
+trajectory frame per MD step); LJ13 — SSW ≈ 1,700, BasinHopping ≈ 1,450, MinimaHopping ≈ 660;
+Cu8 EMT with a variable cell ≈ 110. If every run spent its whole budget: LJ38 5 seeds ×
+80,000 ≈ 2,000 CPU s, LJ13 10 seeds × 25,000 ≈ 670 CPU s, the two Cu8 walks of 10,000 ≈ 180
+CPU s — about 2,850 CPU s, i.e. ≈ 24 min wall at ``--jobs 2`` on 2 quiet cores; runs that find
+the global minimum stop there, so a real run is shorter. ``--quick`` takes ≈ 1.5 min of CPU.
 Results go to ``<out>/bench_ssw.json``; a markdown table is printed at the end.
 """
 
@@ -71,13 +81,12 @@ BH_OPTIMIZER = "LBFGS"
 BH_PARAMS = {"temperature": 0.8, "dr": 0.4, "fmax": 0.01}
 MH_PARAMS = {"fmax": 0.01}
 SEEDS = {"LJ13": 10, "LJ38": 5}
-BUDGETS = {"LJ13": 25_000, "LJ38": 200_000}
+BUDGETS = {"LJ13": 25_000, "LJ38": 80_000}
 QUICK = {"seeds": {"LJ13": 2, "LJ38": 2}, "budgets": {"LJ13": 5_000, "LJ38": 5_000},
          "crystal": 1_500}
-CRYSTAL_BUDGET = 20_000
+CRYSTAL_BUDGET = 10_000
 CRYSTAL_PARAMS = {"fmax": 0.01, "record_climb": 0}
 METHODS = ("SSW", "BasinHopping", "MinimaHopping")
-ESTIMATE = {}  # filled in from a --time-lj38 measurement: evaluations per second per method
 
 
 class Found(BudgetExhausted):
@@ -358,13 +367,14 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def table(summary: list[dict], crystals: list[dict]) -> str:
     lines = ["| cluster | method | found / seeds | budget | median evals to GM (found runs) "
-             "| median evals to GM (all runs, censored) | wall s (total / median run) |",
-             "|---|---|---|---|---|---|---|"]
+             "| median evals to GM (all runs, censored) | median lowest E (ε) "
+             "| wall s (total / median run) |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         found = "—" if s["median_found"] is None else f"{s['median_found']:,.0f}"
         cens = ("> " if s["median_is_censored"] else "") + f"{s['median_censored']:,.0f}"
         lines.append(f"| {s['cluster']} | {s['method']} | {s['found']} / {s['seeds']} "
-                     f"| {s['budget']:,} | {found} | {cens} "
+                     f"| {s['budget']:,} | {found} | {cens} | {np.median(s['lowest']):.4f} "
                      f"| {s['wall_s_total']:.0f} / {s['wall_s_median']:.1f} |")
     if crystals:
         lines += ["", "| Cu8 start | evaluations | steps | distinct minima | close-packed "
