@@ -289,14 +289,19 @@ def run_crystal(kind: str, seed: int, budget: int) -> dict:
                        "rejected": len(report.rejected)}
         except Exception as exc:  # noqa: BLE001 - reported, never fatal to the benchmark
             curated = {"error": f"{type(exc).__name__}: {exc}"}
-    best = walk.best_energy_ / len(walk._start)
+    best = walk.best_energy_ / len(walk.best_atoms_)
+    fcc = sorted((m for m in minima if m["structure"] == "fcc" and m["volume_ok"]),
+                 key=lambda m: m["energy_per_atom"])
     return {"method": "SSW", "cluster": f"Cu8-{kind}", "seed": seed, "budget": budget,
             "evaluations": calc.n_calls, "wall_s": wall, "cpu_s": cpu, "steps": walk.n_steps_,
             "accepted": walk.n_accepted_, "distinct_minima": len(minima),
             "best_energy_per_atom": best,
             "best_minus_fcc": best - refs["fcc"]["energy_per_atom"],
             "best_minus_hcp": best - refs["hcp"]["energy_per_atom"],
-            "fcc_found": any(m["structure"] == "fcc" and m["volume_ok"] for m in minima),
+            "fcc_found": bool(fcc),
+            "fcc_a": (4 * fcc[0]["volume_per_atom"]) ** (1 / 3) if fcc else None,
+            "fcc_minus_reference": (fcc[0]["energy_per_atom"] - refs["fcc"]["energy_per_atom"]
+                                    if fcc else None),
             "hcp_found": any(m["structure"] == "hcp" for m in minima),
             "mixed_found": any(m["structure"] == "mixed" for m in minima),
             "close_packed": sum(m["structure"] != "other" for m in minima),
