@@ -176,19 +176,23 @@ def test_free_cluster_directions_exclude_rigid_rotations():
 
 
 @pytest.mark.xfail(strict=True, reason="the climb of a free cluster turns into a rigid "
-                   "rotation: the dimer finds the zero-curvature rotations (reported)")
+                   "rotation: the dimer finds the zero-curvature rotations and the cluster "
+                   "rotates away from the Cartesian Gaussians (reported)")
 def test_cluster_climb_is_not_a_rigid_rotation():
-    """Ten Gaussians of 0.5 ε must deform the cluster: the last climbing structure of each
-    step differs from the step's starting minimum by more than a rigid motion."""
+    """Ten Gaussians of 0.5 ε must deform the cluster: in every step some climbing structure
+    differs from the step's starting minimum by more than a rigid motion (one ds = 0.6 σ push
+    alone is 0.6/√13 = 0.17 σ RMSD)."""
     walk = SSW(random_cluster(13, 2), LennardJonesCluster(), seed=2, temperature=5000.0,
                record_climb=1)
     starts = {}  # the current minimum each step starts from
     walk.run(2, lambda w: starts.__setitem__(w.n_steps_ + 1, w.atoms_.positions.copy()))
-    last_climb = {f.info["ssw_step"]: f.positions for f in walk.frames_
-                  if f.info["phase"] == "climb"}
-    deformation = [kabsch_rmsd(p, starts[k]) for k, p in last_climb.items()]
-    assert len(deformation) == 2
-    assert min(deformation) > 0.05, deformation
+    deformation: dict[int, float] = {}
+    for f in walk.frames_:
+        if f.info["phase"] == "climb":
+            k = f.info["ssw_step"]
+            deformation[k] = max(deformation.get(k, 0.0), kabsch_rmsd(f.positions, starts[k]))
+    assert sorted(deformation) == [1, 2]
+    assert min(deformation.values()) > 0.05, deformation
 
 
 # -- resume after a kill ---------------------------------------------------------------------------
