@@ -23,7 +23,8 @@
 2. **Cu crystal with EMT**: 8 atoms from random positions in a cubic cell and from a strongly
    strained fcc cell, SSW with ``cell=True`` (kind bulk) for a fixed budget. Each distinct minimum
    is classified — close-packed (12 neighbours within 2.9 Å for every atom), fcc (no neighbour
-   between 4.0 and 4.3 Å), hcp (every atom has such neighbours) or mixed (stacking faults) —
+   between 4.0 and 4.3 Å), hcp (every atom has two there: the atoms above and below at c) or
+   faulted (another stacking: faults, polytypes) —
    and its volume per atom compared with EMT's relaxed fcc; the best energy per atom is compared
    with EMT's relaxed fcc and hcp, and the minima are curated into a temporary store
    (``method="EMT"``).
@@ -252,11 +253,12 @@ def classify(atoms: Atoms, fcc_volume: float) -> dict:
         structure = "other"
     elif np.all(third == 0):
         structure = "fcc"
-    elif np.all(third > 0):
+    elif np.all(third == 2):  # ideal hcp: the atoms above and below at c
         structure = "hcp"
-    else:
-        structure = "mixed"
-    return {"structure": structure, "volume_per_atom": volume,
+    else:  # other stackings: faults, polytypes (every atom still close-packed)
+        structure = "faulted"
+    return {"structure": structure, "hcp_like_atoms": int(np.count_nonzero(third)),
+            "volume_per_atom": volume,
             "volume_ok": bool(abs(volume / fcc_volume - 1) <= 0.01),
             "coordination": coordination.tolist()}
 
@@ -303,7 +305,7 @@ def run_crystal(kind: str, seed: int, budget: int) -> dict:
             "fcc_minus_reference": (fcc[0]["energy_per_atom"] - refs["fcc"]["energy_per_atom"]
                                     if fcc else None),
             "hcp_found": any(m["structure"] == "hcp" for m in minima),
-            "mixed_found": any(m["structure"] == "mixed" for m in minima),
+            "faulted_found": any(m["structure"] == "faulted" for m in minima),
             "close_packed": sum(m["structure"] != "other" for m in minima),
             "references": refs, "curated": curated, "minima": minima}
 
@@ -383,7 +385,7 @@ def table(summary: list[dict], crystals: list[dict]) -> str:
                      f"| {s['wall_s_total']:.0f} / {s['wall_s_median']:.1f} |")
     if crystals:
         lines += ["", "| Cu8 start | evaluations | steps | distinct minima | close-packed "
-                  "| best E/atom − fcc (eV) | fcc found | hcp found | mixed (faults) "
+                  "| best E/atom − fcc (eV) | fcc found | hcp found | other stacking "
                   "| curated (added) | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in crystals:
             cur = c["curated"].get("added", c["curated"].get("error"))
@@ -391,7 +393,7 @@ def table(summary: list[dict], crystals: list[dict]) -> str:
                          f"| {c['distinct_minima']} | {c['close_packed']} "
                          f"| {c['best_minus_fcc']:+.4f} | {'yes' if c['fcc_found'] else 'no'} "
                          f"| {'yes' if c['hcp_found'] else 'no'} "
-                         f"| {'yes' if c['mixed_found'] else 'no'} | {cur} "
+                         f"| {'yes' if c['faulted_found'] else 'no'} | {cur} "
                          f"| {c['wall_s']:.0f} |")
     return "\n".join(lines)
 
