@@ -35,8 +35,6 @@ from pesdata.explore.lj import LennardJonesCluster
 from pesdata.explore.ssw import SSW
 from pesdata.explore.surface import Surface
 
-from .test_explore_ssw_core import random_cluster
-
 LJ13_GM = -44.326801  # Wales & Doye, J. Phys. Chem. A 101, 5111 (1997)
 
 
@@ -48,6 +46,18 @@ def _one_blas_thread():
 
     with threadpool_limits(1):
         yield
+
+
+def random_cluster(n: int, seed: int, dmin: float = 0.95) -> Atoms:
+    """``n`` atoms uniformly in a cube sized for LJ density, no pair closer than ``dmin``."""
+    rng = np.random.default_rng(seed)
+    side = 1.3 * n ** (1 / 3)
+    while True:
+        p = rng.uniform(0, side, size=(n, 3))
+        d = np.linalg.norm(p[:, None] - p[None], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        if d.min() > dmin:
+            return Atoms(f"Ar{n}", positions=p)
 
 
 def kabsch_rmsd(p: np.ndarray, q: np.ndarray) -> float:
