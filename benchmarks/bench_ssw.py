@@ -35,7 +35,9 @@ processes, longest first. ``--quick``: 2 seeds and small budgets, a smoke run.
 Notes on the set-up. About a quarter of the random LJ13 starts quench straight into the
 icosahedron (5 of 20 with BFGS), so a few LJ13 runs end at the first quench for every method.
 ASE's ``BasinHopping`` displaces the last accepted *unrelaxed* coordinates (not the minimum);
-that is its implementation and it is run as it is.
+that is its implementation and it is run as it is. ASE's EMT puts hcp Cu 0.94 meV/atom *below*
+fcc (−7.977 vs −7.036 meV/atom relaxed, equal volumes within 0.04 %), so the lowest minimum of
+a Cu walk under EMT is hcp; the crystal check asks whether fcc is among the minima found.
 
 Time estimate (the default budgets were set from it). Measured with ``--time-lj38 3000`` and
 ``--quick`` on 2 shared cores, as evaluations per CPU second (CPU time is what a quiet machine
