@@ -325,9 +325,6 @@ def _emt_energy(atoms) -> float:
     return float(atoms.get_potential_energy())
 
 
-@pytest.mark.xfail(strict=True, reason="distance_fingerprint counts self-image pairs twice and "
-                   "other pairs once, so it depends on the choice of periodic cell "
-                   "(reported in /tmp/brief/requests.md)")
 def test_archive_periodic_same_crystal_other_cell():
     a = 3.6
     cubic = bulk("Cu", "fcc", a=a, cubic=True)

@@ -173,8 +173,6 @@ def test_free_cluster_directions_exclude_translation():
     assert np.abs(v.sum(axis=0)).max() < 1e-12
 
 
-@pytest.mark.xfail(strict=True, reason="Surface.project removes a free cluster's translation "
-                   "but not its rigid rotations (reported in /tmp/brief/requests.md)")
 def test_free_cluster_directions_exclude_rigid_rotations():
     atoms = random_cluster(13, 2)
     atoms.calc = LennardJonesCluster()
@@ -185,9 +183,6 @@ def test_free_cluster_directions_exclude_rigid_rotations():
         assert abs(v.ravel() @ rotation) < 1e-9 * np.linalg.norm(rotation)
 
 
-@pytest.mark.xfail(strict=True, reason="the climb of a free cluster turns into a rigid "
-                   "rotation: the dimer finds the zero-curvature rotations and the cluster "
-                   "rotates away from the Cartesian Gaussians (reported)")
 def test_cluster_climb_is_not_a_rigid_rotation():
     """Ten Gaussians of 0.5 ε must deform the cluster: in every step some climbing structure
     differs from the step's starting minimum by more than a rigid motion (one ds = 0.6 σ push

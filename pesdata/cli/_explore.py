@@ -148,14 +148,20 @@ def _curate(target: str, frames: list, summary: dict, structure: Path, steps: in
     from ..curate import curate_new
 
     if not frames:
-        return {"added": 0, "duplicates": 0, "version": None, "committed": False}
+        return {"added": 0, "duplicates": 0, "quarantined": 0, "first_quarantined": None,
+                "version": None, "committed": False}
     sources = [f"{structure.name}#ssw-w{f.info.get('walker')}-step{f.info.get('ssw_step')}-"
                f"{f.info.get('phase')}" for f in frames]
     message = (f"explore {structure.name}: SSW with {summary['method']}, "
                f"{summary['n_walkers']} walker(s) x {steps} steps, seed {summary['seed']}")
+    # a walk's frames are all real labels of the walking calculator, but a climbing or early
+    # quench frame can be a force outlier among its config_type or a close contact: curate's
+    # validators quarantine those (reported), the rest is committed
     report = curate_new(target, frames, method=summary["method"], message=message,
-                        sources=sources)
+                        sources=sources, quarantine=True)
     return {"added": report.added, "duplicates": report.duplicates,
+            "quarantined": len(report.rejected),
+            "first_quarantined": (report.rejected[0] if report.rejected else None),
             "version": report.version, "committed": report.committed}
 
 
@@ -191,7 +197,13 @@ def _print_summary(s: dict) -> None:
     if s["curate"] is not None:
         c = s["curate"]
         where = f"version {c['version']}" if c["committed"] else "nothing new committed"
-        out.print(f"curated into {s['out']}: {c['added']} added, {c['duplicates']} duplicates "
-                  f"({where})", highlight=False, soft_wrap=True)
+        out.print(f"curated into {s['out']}: {c['added']} added, {c['duplicates']} duplicates, "
+                  f"{c['quarantined']} quarantined ({where})", highlight=False, soft_wrap=True)
+        if c["first_quarantined"]:
+            first = c["first_quarantined"]
+            why = "; ".join(r.get("message", "") for r in first.get("reasons", []))
+            err.print(f"[yellow]quarantined[/yellow] {first.get('source')}: {why} (and "
+                      f"{c['quarantined'] - 1} more; `pesdata log` shows the curate report)",
+                      highlight=False, soft_wrap=True)
     for reason in s["stopped"]:
         err.print(f"[yellow]stopped early:[/yellow] {reason}", highlight=False, soft_wrap=True)

@@ -38,18 +38,19 @@ def nearest_neighbour_distance(atoms) -> float:
 
 
 def distance_fingerprint(atoms, cutoff: float) -> np.ndarray:
-    """Sorted interatomic distances: all pairs of a cluster, pairs within ``cutoff`` (Å) with
-    periodic images for a periodic cell (each pair once)."""
+    """Sorted interatomic distances: all pairs of a cluster (each once); for a periodic cell
+    every ordered pair within ``cutoff`` (Å) over periodic images (each pair twice), which
+    does not depend on the choice of cell."""
     if not any(atoms.pbc):
         from scipy.spatial.distance import pdist
 
         return np.sort(pdist(atoms.positions))
     from ase.neighborlist import neighbor_list
 
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
-    keep = i < j
-    keep |= (i == j) & (d > 0)  # an atom's own images
-    return np.sort(d[keep])
+    # every ordered pair (i, j, image) once — so each pair twice — whatever the cell: an
+    # atom's pairs with its own images count like any other pair
+    d = neighbor_list("d", atoms, cutoff)
+    return np.sort(d[d > 0])
 
 
 def is_fragmented(atoms, bond: float) -> bool:

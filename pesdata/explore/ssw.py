@@ -11,8 +11,11 @@ the current minimum R⁰ (energy E⁰):
 2. **Climb.** For ``n = 1 … H`` (``n_gaussians``): rotate the direction towards a soft mode with
    the biased dimer (:func:`~pesdata.explore.dimer.biased_lowest_mode`, bias ``dimer_bias`` ×
    the curvature along ``N⁰``), add a Gaussian ``w·exp(−((R − Rⁿ⁻¹)·Nⁿ)² / (2 ds²))`` centred at
-   the current structure, displace by ``ds`` along ``Nⁿ`` and relax on the biased surface
-   (``climb_steps`` optimiser steps at most). Stop early when the true energy falls below E⁰.
+   the current structure (``w = max(height, height_scale · C · ds²)`` with ``C`` the
+   curvature along ``Nⁿ``, so that a stiff mode is climbed as surely as a soft one), displace
+   by ``ds`` along ``Nⁿ`` and relax on the biased surface (``climb_steps`` optimiser steps at
+   most). Stop early when the true energy falls below E⁰ or, with ``descent_stop``, when it
+   falls below the previous Gaussian's (a barrier has been crossed).
 3. **Quench.** Remove every Gaussian and relax on the true surface to ``fmax``.
 4. **Accept** the new minimum with the Metropolis probability ``min(1, exp(−ΔE / k_B T))``.
    A quench that fails to converge, a cluster that falls apart (:func:`is_fragmented` at 1.5 ×
@@ -39,6 +42,7 @@ direction, bulk for three, slab otherwise)::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections.abc import Callable
@@ -82,7 +86,14 @@ class SSW:
     temperature : float, optional
         Metropolis temperature in K (> 0).
     height : float, optional
-        Gaussian height ``w`` in eV (> 0).
+        Smallest Gaussian height ``w`` in eV (> 0).
+    height_scale : float
+        Each Gaussian is ``max(height, height_scale · C · ds²)`` high, ``C`` the curvature of
+        the biased surface along the rotated direction: with ``height_scale`` > 1 the
+        Gaussian turns that curvature negative and pushes the structure about ``ds`` along
+        ``N`` however stiff the mode (≥ 0).
+    descent_stop : bool
+        Also stop climbing as soon as the true energy drops from one Gaussian to the next.
     width : float, optional
         Gaussian width and displacement ``ds`` in Å (> 0).
     n_gaussians : int, optional
@@ -150,9 +161,10 @@ class SSW:
                  temperature: float | None = None, height: float | None = None,
                  width: float | None = None, n_gaussians: int | None = None,
                  mixing: tuple[float, float] | None = None, cell: bool | None = None,
+                 height_scale: float = 1.0, descent_stop: bool = True,
                  cell_mixing: float = 1.0, rotations: int = 3, dimer_bias: float = 0.5,
-                 dimer_step: float = 0.01, fmax: float = 0.05, climb_fmax: float = 0.1,
-                 climb_steps: int = 50, quench_steps: int = 500, optimizer: str = "BFGS",
+                 dimer_step: float = 0.01, fmax: float = 0.05, climb_fmax: float = 0.3,
+                 climb_steps: int = 10, quench_steps: int = 500, optimizer: str = "BFGS",
                  max_evaluations: int | None = None, record_climb: int = 1,
                  record_quench: int = 0, trajectory: str | Path | None = None,
                  checkpoint: str | Path | None = None, seed: int = 0, walker: int = 0,
@@ -178,6 +190,10 @@ class SSW:
         if self.cell and not all(atoms.pbc):
             raise ParameterError(f"cell=True needs a cell periodic in all three directions; "
                                  f"this structure has pbc={atoms.pbc.tolist()}")
+        self.height_scale = check_float("height_scale", height_scale, low=0)
+        if not isinstance(descent_stop, bool):
+            raise ParameterError(f"descent_stop={descent_stop!r} must be True or False")
+        self.descent_stop = descent_stop
         self.cell_mixing = check_float("cell_mixing", cell_mixing, low=0)
         self.rotations = check_int("rotations", rotations, 0)
         self.dimer_bias = check_float("dimer_bias", dimer_bias, low=0)
@@ -224,7 +240,8 @@ class SSW:
 
     def params(self) -> dict:
         """The settings that define the walk (what a checkpoint must agree with)."""
-        keys = ("kind", "temperature", "height", "width", "n_gaussians", "cell",
+        keys = ("kind", "temperature", "height", "height_scale", "descent_stop", "width",
+                "n_gaussians", "cell",
                 "cell_mixing", "rotations", "dimer_bias", "dimer_step", "fmax", "climb_fmax",
                 "climb_steps", "quench_steps", "optimizer", "record_climb", "record_quench",
                 "seed", "walker", "energy_tol", "distance_tol")
@@ -242,6 +259,11 @@ class SSW:
         """
         steps = check_int("steps", steps, 0)
         self.stopped_ = None
+        with _one_blas_thread():
+            self._run(steps, callback)
+        return self
+
+    def _run(self, steps: int, callback) -> None:
         try:
             if self.atoms_ is None:
                 self._initial_quench()
@@ -249,10 +271,14 @@ class SSW:
             for _ in range(steps):
                 self._step(self.n_steps_ + 1)
                 self._finish_step(callback)
-        except BudgetExhausted as exc:
-            self.stopped_ = str(exc)
+        except BudgetExhausted:
+            self.stopped_ = (f"the budget of {self.max_evaluations} energy/force evaluations "
+                             "is spent")
             self.n_evaluations_ = self._evals  # the discarded step's evaluations count too
-        return self
+        except EvaluationFailed as exc:  # only the start's quench raises: nothing to walk from
+            self.stopped_ = f"the start could not be quenched: {exc}"
+            self.n_evaluations_ = self._evals
+            raise
 
     # -- one step --------------------------------------------------------------------------------
 
@@ -282,6 +308,7 @@ class SSW:
             energy = surface.true_energy_forces()[0]
         finally:
             self._evals += surface.n_evaluations
+            self.n_evaluations_ = self._evals
         self._bond = 1.5 * nearest_neighbour_distance(atoms)
         self._pending.append(self._snapshot(atoms, surface, 0, "minimum", True))
         self.archive_.add(atoms, energy, step=0, walker=self.walker, evaluations=self._evals)
@@ -329,8 +356,10 @@ class SSW:
 
     def _climb_and_quench(self, surface: Surface, rng: np.random.Generator, k: int) -> bool:
         e0 = self.energy_
+        reference = surface.atoms.positions.copy()  # the frame of every Gaussian of the step
         n0 = self._direction(surface, rng)
         n = n0
+        previous = e0
         for g in range(1, self.n_gaussians + 1):
             xc = surface.get_x()
             g0 = surface.get_gradient()
@@ -344,17 +373,24 @@ class SSW:
             if g == 1:  # the bias scale: the curvature along N0 at the minimum
                 h_start = hessian_vector(n0)
                 bias = self.dimer_bias * abs(float(np.dot(n0, h_start)))
-            n, _, _ = biased_lowest_mode(hessian_vector, n0, start=n, bias=bias,
-                                         rotations=self.rotations, project=surface.project,
-                                         h_start=h_start)
-            surface.biases.append(GaussianBias(xc.copy(), n.copy(), self.height, self.width))
+            n, curvature, _ = biased_lowest_mode(hessian_vector, n0, start=n, bias=bias,
+                                                 rotations=self.rotations,
+                                                 project=surface.project, h_start=h_start)
+            # tall enough to turn the (biased) surface's curvature along n negative at the
+            # centre, so that the structure moves off by about ds, never below `height`
+            height = max(self.height, self.height_scale * curvature * self.width**2)
+            surface.biases.append(GaussianBias(xc.copy(), n.copy(), height, self.width))
             surface.set_x(xc + self.width * n)
             self._relax(surface, self.climb_fmax, self.climb_steps)
+            # a free cluster may drift round a rigid rotation under the pile of Gaussians:
+            # put it back in their frame (no evaluation spent)
+            surface.align_to(reference)
             energy = surface.true_energy_forces()[0]
             if self.record_climb and g % self.record_climb == 0:
                 self._pending.append(self._snapshot(surface.atoms, surface, k, "climb", False))
-            if energy < e0:
+            if energy < e0 or (self.descent_stop and energy < previous):
                 break
+            previous = energy
         surface.biases.clear()
 
         def observe(step: int) -> None:
@@ -469,6 +505,18 @@ class SSW:
 
 _COUNTERS = ("n_steps_", "n_accepted_", "n_evaluations_", "n_fragmented_", "n_unconverged_",
              "n_failed_")
+
+
+def _one_blas_thread():
+    """One BLAS thread while walking: the filter's and optimiser's 3×3 and 3N-sized linear
+    algebra runs 10–20× slower when two BLAS threads fight for busy cores (measured on the
+    variable-cell Cu walk), and nothing SSW itself does is large enough to gain from more.
+    OpenMP (torch's intra-op threads) is left alone."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def metropolis(delta: float, kt: float, rng: np.random.Generator) -> bool:

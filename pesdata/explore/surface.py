@@ -136,9 +136,46 @@ class Surface(Optimizable):
             constraint.adjust_forces(self.atoms, atom_part)
         if self._free_cluster and n > 1:
             atom_part -= atom_part.mean(axis=0)
+            basis = self._rotations()
+            atom_part -= ((basis @ atom_part.ravel()) @ basis).reshape(n, 3)
         if self.variable_cell:
             v[n:] = 0.5 * (v[n:] + v[n:].T)
         return v.ravel()
+
+    def _rotations(self) -> np.ndarray:
+        """Orthonormal basis (rows, flat 3N) of the rigid rotations about the centroid."""
+        r = self.atoms.positions - self.atoms.positions.mean(axis=0)
+        gens = np.stack([np.cross(np.eye(3)[k], r).ravel() for k in range(3)])
+        u, s, vt = np.linalg.svd(gens, full_matrices=False)
+        return vt[s > 1e-8 * max(s.max(), 1e-300)]
+
+    def align_to(self, reference: np.ndarray) -> None:
+        """Rigidly rotate and translate a free cluster onto ``reference`` positions (Kabsch,
+        least squares): the energy is unchanged and the cached forces rotate with it, so no
+        evaluation is spent. Does nothing for periodic or constrained structures."""
+        if not self._free_cluster or len(self.atoms) < 3:
+            return
+        pos = self.atoms.positions
+        c, c_ref = pos.mean(axis=0), reference.mean(axis=0)
+        h = (pos - c).T @ (reference - c_ref)
+        u, _, vt = np.linalg.svd(h)
+        d = np.sign(np.linalg.det(vt.T @ u.T))
+        rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T  # reference ≈ rot @ (pos - c) + c_ref
+        old = self._x
+        x_new = ((pos - c) @ rot.T + c_ref).ravel()
+        hit = next(((e, f, res) for cx, (e, f), res in self._cache
+                    if np.array_equal(cx, old)), None)
+        self.set_x(x_new)
+        if hit is not None:
+            energy, forces, results = hit
+            results = dict(results)
+            if "forces" in results:
+                results["forces"] = np.asarray(results["forces"]) @ rot.T
+            if self.atoms.calc is not None:
+                self.atoms.calc.results = results
+            self._cache = [*self._cache[-1:],
+                           (self.get_x(), (energy, (forces.reshape(-1, 3) @ rot.T).ravel()),
+                            results)]
 
     # -- values ---------------------------------------------------------------------------------
 
