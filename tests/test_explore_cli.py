@@ -242,3 +242,21 @@ def test_model_directory_walks_with_the_model(tmp_path):
         ref.calc = calc
         assert f.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-6)
         np.testing.assert_allclose(f.get_forces(), ref.get_forces(), atol=1e-5)
+
+
+def test_a_workdir_that_is_not_a_run_is_refused_and_never_deleted(tmp_path):
+    start = _lj7(tmp_path / "lj7.xyz")
+    work = tmp_path / "wd"
+    work.mkdir()
+    (work / "precious.txt").write_text("keep")
+    r = _explore(start, "-c", "lj", "--steps", 1, "--max-evaluations", 300,
+                 "--workdir", work, "--out", work / "out.extxyz")
+    assert r.exit_code != 0 and "precious" not in r.output
+    assert "--workdir" in r.output
+    assert (work / "precious.txt").read_text() == "keep"
+    assert not (work / "out.extxyz").exists()
+    # an empty (or new) one is used, and only what the run wrote is removed after it
+    r = _explore(start, "-c", "lj", "--steps", 1, "--max-evaluations", 300,
+                 "--workdir", tmp_path / "wd2", "--out", tmp_path / "wd2" / "out.extxyz")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "wd2").iterdir()) == ["out.extxyz"]

@@ -383,3 +383,40 @@ def test_lj_cluster_dimer_minimum_and_errors():
     crystal.calc = LennardJonesCluster()
     with pytest.raises(ParameterError, match="non-periodic"):
         crystal.get_potential_energy()
+
+
+def test_project_takes_only_the_linear_part_of_force_adding_constraints():
+    """Hookean adds a spring force in adjust_forces: a direction must not pick it up, and the
+    biased gradient must stay the derivative of the biased value (central differences)."""
+    from ase.build import bulk as _bulk
+    from ase.constraints import Hookean
+
+    atoms = _bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.pbc = False
+    atoms.center(vacuum=4.0)
+    atoms.set_constraint(Hookean(0, 1, k=5.0, rt=2.0))
+    atoms.calc = EMT()
+    surface = Surface(atoms)
+    assert np.allclose(surface.project(np.zeros(12)), 0.0)
+    rng = np.random.default_rng(4)
+    n = surface.project(rng.normal(size=12))
+    n /= np.linalg.norm(n)
+    x0 = surface.get_x()
+    surface.biases.append(GaussianBias(x0 - 0.2 * n, n, 0.7, 0.5))
+    grad = surface.gradient_at(x0)
+    h = 1e-5
+    surface.set_x(x0 + h * n)
+    up = surface.get_value()
+    surface.set_x(x0 - h * n)
+    down = surface.get_value()
+    assert float(grad @ n) == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)
+
+
+def test_a_start_that_does_not_relax_is_refused_not_archived():
+    from pesdata.explore.ssw import SSW
+    from pesdata.explore.surface import EvaluationFailed
+
+    walk = SSW(random_cluster(13, 1), LennardJonesCluster(), quench_steps=3)
+    with pytest.raises(EvaluationFailed, match="quench_steps=3"):
+        walk.run(0)
+    assert len(walk.archive_) == 0 and walk.n_evaluations_ > 0 and walk.stopped_

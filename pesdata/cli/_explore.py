@@ -3,7 +3,6 @@ a store."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -97,7 +96,7 @@ def explore(
 
     Writes the distinct minima and sampled climb/quench frames (energy, forces, tags) to OUT.
     """
-    from ..explore.walkers import resolve_calculator, run_walkers
+    from ..explore.walkers import clean_workdir, resolve_calculator, run_walkers
 
     atoms = _read_structure(structure)
     spec = resolve_calculator(calculator)
@@ -136,7 +135,7 @@ def explore(
     else:
         summary["curate"] = _curate(out_target, frames, summary, structure, steps)
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        clean_workdir(work)
         summary["workdir"] = None
     if json_:
         print_json(summary)

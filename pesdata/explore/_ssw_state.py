@@ -19,10 +19,10 @@ from ase import Atoms
 
 from ..atomic import atomic_write
 from ..errors import InputError, ParameterError
-from .archive import MinimaArchive, Minimum
+from .archive import MinimaArchive
 
 __all__ = ["CHECKPOINT_VERSION", "append_frames", "atoms_from_dict", "atoms_to_dict",
-           "load_checkpoint", "minimum_record", "save_checkpoint", "truncate_frames"]
+           "load_checkpoint", "save_checkpoint", "truncate_frames"]
 
 CHECKPOINT_VERSION = 1
 
@@ -107,9 +107,3 @@ def truncate_frames(path: Path, length: int) -> None:
                          "recorded; it was changed since")
     with open(p, "r+b") as fh:
         fh.truncate(length)
-
-
-def minimum_record(m: Minimum) -> dict:
-    """A minimum as a JSON-able summary row."""
-    return {"energy": m.energy, "formula": m.formula, "step": m.step, "walker": m.walker,
-            "visits": m.visits, "evaluations": m.evaluations}

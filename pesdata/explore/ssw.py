@@ -42,7 +42,6 @@ direction, bulk for three, slab otherwise)::
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 from collections.abc import Callable
@@ -56,6 +55,7 @@ from ..errors import ParameterError
 from . import _ssw_state as state_io
 from .archive import MinimaArchive, is_fragmented, nearest_neighbour_distance
 from .dimer import biased_lowest_mode
+from .moves import metropolis, one_blas_thread, random_direction
 from .surface import BudgetExhausted, EvaluationFailed, GaussianBias, Surface
 
 __all__ = ["DEFAULTS", "SSW", "metropolis"]
@@ -69,7 +69,6 @@ DEFAULTS: dict[str, dict] = {
              "mixing": (0.1, 1.5), "cell": False},
 }
 _OPTIMIZERS = ("BFGS", "LBFGS", "FIRE")
-PHASES = ("climb", "quench", "minimum")
 
 
 class SSW:
@@ -259,7 +258,7 @@ class SSW:
         """
         steps = check_int("steps", steps, 0)
         self.stopped_ = None
-        with _one_blas_thread():
+        with one_blas_thread():
             self._run(steps, callback)
         return self
 
@@ -304,17 +303,24 @@ class SSW:
         self._evals = self.n_evaluations_
         surface = self._surface(atoms)
         try:
-            self._relax(surface, self.fmax, self.quench_steps)
+            converged = self._relax(surface, self.fmax, self.quench_steps)
             energy = surface.true_energy_forces()[0]
         finally:
             self._evals += surface.n_evaluations
             self.n_evaluations_ = self._evals
+        if not converged:
+            raise EvaluationFailed(f"the start did not relax to fmax={self.fmax} within "
+                                   f"quench_steps={self.quench_steps} optimiser steps")
         self._bond = 1.5 * nearest_neighbour_distance(atoms)
+        start_reason = "start"
+        if is_fragmented(atoms, self._bond):
+            self.n_fragmented_ += 1
+            start_reason = "start (fragmented)"
         self._pending.append(self._snapshot(atoms, surface, 0, "minimum", True))
         self.archive_.add(atoms, energy, step=0, walker=self.walker, evaluations=self._evals)
         self._accept(atoms, energy, surface)
         self.history_.append({"step": 0, "evaluations": self._evals, "energy": energy,
-                              "accepted": True, "reason": "start", "new": True,
+                              "accepted": True, "reason": start_reason, "new": True,
                               "best_energy": self.best_energy_})
 
     def _step(self, k: int) -> None:
@@ -357,7 +363,8 @@ class SSW:
     def _climb_and_quench(self, surface: Surface, rng: np.random.Generator, k: int) -> bool:
         e0 = self.energy_
         reference = surface.atoms.positions.copy()  # the frame of every Gaussian of the step
-        n0 = self._direction(surface, rng)
+        n0 = random_direction(surface, rng, self.mixing,
+                              self.cell_mixing if self.cell else None)
         n = n0
         previous = e0
         for g in range(1, self.n_gaussians + 1):
@@ -376,8 +383,8 @@ class SSW:
             n, curvature, _ = biased_lowest_mode(hessian_vector, n0, start=n, bias=bias,
                                                  rotations=self.rotations,
                                                  project=surface.project, h_start=h_start)
-            # tall enough to turn the (biased) surface's curvature along n negative at the
-            # centre, so that the structure moves off by about ds, never below `height`
+            # tall enough to cancel (height_scale = 1) or reverse (> 1) the biased surface's
+            # curvature along n at the centre, so the structure moves off; never below `height`
             height = max(self.height, self.height_scale * curvature * self.width**2)
             surface.biases.append(GaussianBias(xc.copy(), n.copy(), height, self.width))
             surface.set_x(xc + self.width * n)
@@ -399,36 +406,6 @@ class SSW:
                 self._pending.append(self._snapshot(surface.atoms, surface, k, "quench", False))
 
         return self._relax(surface, self.fmax, self.quench_steps, observe)
-
-    def _direction(self, surface: Surface, rng: np.random.Generator) -> np.ndarray:
-        """``N⁰``: global + λ × local (+ cell strain), projected and normalised."""
-        atoms = surface.atoms
-        n_atoms = len(atoms)
-        masses = atoms.get_masses()
-        glob = rng.normal(size=(n_atoms, 3)) / np.sqrt(masses)[:, None]
-        glob /= np.linalg.norm(glob)
-        local = np.zeros((n_atoms, 3))
-        lam = rng.uniform(*self.mixing)
-        if n_atoms > 1:
-            a = int(rng.integers(n_atoms))
-            d = atoms.get_distances(a, range(n_atoms), mic=True, vector=True)
-            r = np.linalg.norm(d, axis=1)
-            r[a] = np.inf
-            near = np.flatnonzero(r < 1.5 * r.min())
-            b = int(near[rng.integers(len(near))])
-            u = d[b] / r[b]
-            local[a], local[b] = u, -u
-            local /= np.linalg.norm(local)
-        parts = [glob + lam * local]
-        if self.cell:
-            strain = rng.normal(size=(3, 3))
-            strain = 0.5 * (strain + strain.T)
-            parts.append(self.cell_mixing * strain / np.linalg.norm(strain))
-        n = surface.project(np.concatenate(parts).ravel())
-        norm = float(np.linalg.norm(n))
-        if norm < 1e-12:
-            raise ParameterError("every atom is fixed: SSW has no direction to walk")
-        return n / norm
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -505,26 +482,6 @@ class SSW:
 
 _COUNTERS = ("n_steps_", "n_accepted_", "n_evaluations_", "n_fragmented_", "n_unconverged_",
              "n_failed_")
-
-
-def _one_blas_thread():
-    """One BLAS thread while walking: the filter's and optimiser's 3×3 and 3N-sized linear
-    algebra runs 10–20× slower when two BLAS threads fight for busy cores (measured on the
-    variable-cell Cu walk), and nothing SSW itself does is large enough to gain from more.
-    OpenMP (torch's intra-op threads) is left alone."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def metropolis(delta: float, kt: float, rng: np.random.Generator) -> bool:
-    """Accept a move that changes the energy by ``delta`` (eV) at ``kt`` (eV): always when
-    ``delta ≤ 0``, else with probability ``exp(−delta / kt)`` (one uniform draw from ``rng``)."""
-    if delta <= 0:
-        return True
-    return bool(rng.random() < math.exp(-delta / kt))
 
 
 def _kind(atoms: Atoms) -> str:

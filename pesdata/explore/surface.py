@@ -12,7 +12,7 @@
 Its value is the true energy plus the sum of the :class:`GaussianBias` terms added so far, its
 gradient the true gradient plus theirs (analytic). ASE constraints apply: ``FixAtoms`` atoms get
 zero force and do not move, and :meth:`Surface.project` removes the components of a direction
-that the constraints (or, for a free cluster, a rigid translation) would undo.
+that the constraints (or, for a free cluster, a rigid translation or rotation) would undo.
 
 Every new evaluation of the calculator (energy and forces at a new ``x``) adds one to
 :attr:`Surface.n_evaluations`; at ``max_evaluations`` the next one raises
@@ -127,13 +127,20 @@ class Surface(Optimizable):
 
     def project(self, v: np.ndarray) -> np.ndarray:
         """``v`` without the components the constraints forbid (and, for a free cluster,
-        without its rigid translation); the cell block of a variable-cell vector is made
-        symmetric (no rigid rotation of the cell)."""
+        without its rigid translation and rotations); the cell block of a variable-cell
+        vector is made symmetric (no rigid rotation of the cell)."""
         v = np.array(v, dtype=float).reshape(-1, 3)
         n = len(self.atoms)
         atom_part = v[:n]
-        for constraint in self.atoms.constraints:
-            constraint.adjust_forces(self.atoms, atom_part)
+        if self.atoms.constraints:
+            # the linear part of the constraints' force adjustment: FixAtoms, FixCartesian,
+            # FixBondLength... are projections, but Hookean and ExternalForce *add* a force,
+            # which must not leak into a direction
+            offset = np.zeros_like(atom_part)
+            for constraint in self.atoms.constraints:
+                constraint.adjust_forces(self.atoms, atom_part)
+                constraint.adjust_forces(self.atoms, offset)
+            atom_part -= offset
         if self._free_cluster and n > 1:
             atom_part -= atom_part.mean(axis=0)
             basis = self._rotations()

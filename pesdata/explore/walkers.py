@@ -243,6 +243,9 @@ def _check_workdir(workdir: Path, atoms: Atoms, spec: ExploreCalculator) -> None
                     f"work directory {workdir} holds a run with another {key}; remove it or "
                     "choose another --workdir")
         return
+    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise ParameterError(f"work directory {workdir} exists and is not an explore run's "
+                             "(no run.json): give a new or empty --workdir")
     from ..atomic import atomic_write
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -353,15 +356,47 @@ def _run_processes(atoms, spec, steps, walkers, seed, workdir, params, on_event,
                 while pending:
                     _drain(events, on_event)
                     _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    for f in futures:  # the first walker error stops the run
+                    for k, f in enumerate(futures):  # the first walker error stops the run
                         if f.done() and not f.cancelled() and f.exception() is not None:
-                            raise f.exception()
+                            raise _named(f.exception(), k)
                 _drain(events, on_event)
             except BaseException:
+                # cancel() cannot stop a running walker: end the worker processes, so an
+                # error (or Ctrl-C) stops the run now, not when the healthy walkers finish
                 for f in futures:
                     f.cancel()
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
             return [f.result() for f in futures]
+
+
+def _named(exc: BaseException, k: int) -> BaseException:
+    """``exc`` with "walker k: " before its message (the same class when it allows it)."""
+    try:
+        named = type(exc)(f"walker {k}: {exc}")
+    except Exception:  # noqa: BLE001 - a class with another signature: raised as it is
+        return exc
+    named.__cause__ = exc
+    return named
+
+
+def clean_workdir(workdir: str | os.PathLike) -> None:
+    """Remove what a run wrote in ``workdir`` (``run.json``, ``walker-k.extxyz`` and
+    ``walker-k.json``), and the directory itself when nothing else is left in it."""
+    work = Path(workdir)
+    if not (work / RUN_FILE).is_file():
+        return
+    for path in work.iterdir():
+        name = path.name
+        if path.is_file() and (name == RUN_FILE or (name.startswith("walker-") and (
+                name.endswith(".extxyz") or name.endswith(".json")))):
+            path.unlink()
+    try:
+        work.rmdir()
+    except OSError:  # other files are there: they are not ours to remove
+        pass
 
 
 def _drain(events, on_event) -> None:
