@@ -233,14 +233,42 @@ def tag(
 @command
 def export(
     store: StoreArg,
-    out_file: Annotated[Path, typer.Argument(metavar="OUT", help="Output file (.xyz, .db...).")],
+    out_file: Annotated[Path, typer.Argument(
+        metavar="OUT", help="Output file (.xyz, .db...); with --to, a new directory.")],
     version: VersionOpt = None,
-    format: Annotated[str | None, typer.Option(help="ASE format name.")] = None,
+    format: Annotated[str | None, typer.Option(help="ASE format name (not with --to).")] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="Trainer target: mace, nequip, deepmd, aselmdb, pacemaker, gap or extxyz.",
+    )] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="With --to: write this split's train/test parts.")] = None,
+    fold: Annotated[int | None, typer.Option(
+        "--fold", help="With --split: which fold (default 0).")] = None,
+    e0: Annotated[str | None, typer.Option(
+        "--e0", help="With --to: isolated-atom energies: isolated, average or none (default).",
+    )] = None,
     json_: JsonOpt = False,
     traceback: TraceOpt = False,
 ) -> None:
-    """Write a version to extxyz, an ASE database or any format ASE writes."""
+    """Write a version to extxyz, an ASE database or any format ASE writes, or (--to) for a
+    trainer: a version or a split's fold, with pesdata-export.json."""
+    from ..errors import ParameterError
+
+    if to is None and (split is not None or fold is not None or e0 is not None):
+        raise ParameterError("--split, --fold and --e0 need --to TARGET")
+    if fold is not None and split is None:
+        raise ParameterError("--fold needs --split")
     st = open_store(store)
+    if to is not None:
+        with bar(json_) as progress_bar:
+            progress_bar.add_task(f"exporting for {to} to {out_file.name}", total=None)
+            manifest = st.export(out_file, version=version, format=format, to=to, split=split,
+                                 fold=fold or 0, e0=e0 or "none")
+        if json_:
+            print_json(manifest)
+        else:
+            _export_summary(manifest, out_file)
+        return
     with counting(json_, f"exporting to {out_file.name}") as progress:
         n = st.export(out_file, version=version, format=format, progress=progress)
     number = st.resolve(version)
@@ -248,6 +276,40 @@ def export(
         print_json({"version": number, "n_structures": n, "path": str(out_file)})
     else:
         out.print(f"wrote {n} structures of version {number} to {out_file}")
+
+
+def _export_summary(manifest: dict, where: Path) -> None:
+    """The Rich summary of ``export --to``: parts, E0s, missing labels, refused ids, notes."""
+    source = f"version {manifest['version']}"
+    if manifest["split"] is not None:
+        source += (f", split {manifest['split']!r} fold {manifest['fold']} "
+                   f"of {manifest['n_folds']}")
+    out.print(f"export --to {manifest['target']}: {source} → {where}", markup=False,
+              highlight=False)
+    table = Table()
+    table.add_column("part")
+    table.add_column("written", justify="right")
+    table.add_column("structures", justify="right")
+    table.add_column("files")
+    for part, info in manifest["parts"].items():
+        table.add_row(part, str(info["count"]), str(info["structures"]),
+                      ", ".join(info["files"][:4]) + (" ..." if len(info["files"]) > 4 else ""))
+    out.print(table)
+    e0 = ", ".join(f"{k} {v:.6f}" for k, v in manifest["e0"].items()) or "none"
+    out.print(f"E0 ({manifest['e0_mode']}, eV): {e0}", markup=False, highlight=False)
+    keys = ", ".join(f"{k} → {v}" for k, v in manifest["key_mapping"].items())
+    out.print(f"keys: {keys}", markup=False, highlight=False)
+    out.print(f"missing labels: {manifest['missing_labels']}", markup=False, highlight=False)
+    refused = manifest.get("refused", [])
+    if refused:
+        out.print(f"refused {len(refused)} structure(s):", style="yellow")
+        for r in refused[:10]:
+            out.print(f"  {r['id']}: {r['reason']}", markup=False, highlight=False)
+        if len(refused) > 10:
+            out.print(f"  ... and {len(refused) - 10} more (see pesdata-export.json)")
+    for note in manifest.get("notes", []):
+        out.print(note, markup=False, highlight=False)
+    out.print(f"manifest: {where / 'pesdata-export.json'}", markup=False, highlight=False)
 
 
 @app.command()
