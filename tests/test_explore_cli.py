@@ -260,3 +260,39 @@ def test_a_workdir_that_is_not_a_run_is_refused_and_never_deleted(tmp_path):
                  "--workdir", tmp_path / "wd2", "--out", tmp_path / "wd2" / "out.extxyz")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "wd2").iterdir()) == ["out.extxyz"]
+
+
+@pytest.mark.parametrize("name", ["walk.traj", "out.cif", "w.extxyz.gz"])
+def test_an_out_that_looks_like_another_file_format_is_refused(tmp_path, name):
+    start = _lj7(tmp_path / "lj7.xyz")
+    r = _explore(start, "-c", "lj", "--steps", 1, "--out", tmp_path / name)
+    assert r.exit_code != 0 and "--out" in r.output
+    assert not (tmp_path / name).exists()
+
+
+def test_an_out_directory_of_other_files_is_refused(tmp_path):
+    start = _lj7(tmp_path / "lj7.xyz")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    r = _explore(start, "-c", "lj", "--steps", 1, "--out", tmp_path / "mine")
+    assert r.exit_code != 0 and "not a store" in r.output
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_nan_positions_are_an_input_error_naming_the_field(tmp_path):
+    (tmp_path / "nan.xyz").write_text("2\n\nAr 0 0 0\nAr nan 0 1\n")
+    r = _explore(tmp_path / "nan.xyz", "-c", "lj", "--steps", 1, "--out", tmp_path / "o.xyz")
+    assert r.exit_code != 0 and "positions" in r.output and "NaN" in r.output
+    assert not (tmp_path / "o.xyz.ssw-work").exists()
+
+
+def test_a_walker_still_running_holds_its_files(tmp_path):
+    from pesdata.explore.walkers import _lock_walker
+
+    held = _lock_walker(tmp_path, 0)
+    try:
+        with pytest.raises(ParameterError, match="walker 0 .* still running"):
+            _lock_walker(tmp_path, 0)
+    finally:
+        held.close()
+    _lock_walker(tmp_path, 0).close()  # free again once the first is gone

@@ -420,3 +420,12 @@ def test_a_start_that_does_not_relax_is_refused_not_archived():
     with pytest.raises(EvaluationFailed, match="quench_steps=3"):
         walk.run(0)
     assert len(walk.archive_) == 0 and walk.n_evaluations_ > 0 and walk.stopped_
+
+
+def test_directions_of_an_unconstrained_crystal_carry_no_rigid_translation():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.calc = EMT()
+    for cell in (False, True):
+        v = Surface(atoms, variable_cell=cell).project(
+            np.random.default_rng(1).normal(size=3 * (len(atoms) + 3 * cell)))
+        assert np.allclose(v.reshape(-1, 3)[: len(atoms)].mean(axis=0), 0.0, atol=1e-12)

@@ -32,6 +32,11 @@ def _read_structure(path: Path):
                          ) from exc
     if len(atoms) == 0:
         raise InputError(f"{path}: the first frame holds no atoms")
+    import numpy as np
+
+    for name, values in (("positions", atoms.positions), ("cell", atoms.cell.array)):
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"{path}: frame 0, field {name!r}: holds NaN or inf")
     return atoms
 
 
@@ -47,14 +52,26 @@ def _default_workdir(target: str) -> Path:
 
 
 def _check_output(target: str) -> None:
-    """Fail before any work on an output that cannot be written."""
+    """Fail before any work on an output that cannot be written, or that looks like a file
+    of another format (``walk.traj``, ``out.cif``, ``x.extxyz.gz``) but would become a store,
+    or a directory of other files a store would be written into."""
     if _is_file_output(target):
         from ..atomic import check_output_path
 
         check_output_path(target)
-    elif "://" not in target and Path(target).exists() and not Path(target).is_dir():
+        return
+    if "://" in target:
+        return
+    p = Path(target)
+    if p.suffix:
+        raise OutputError(f"{target}: --out is a .xyz/.extxyz file or a store directory (a name "
+                          f"without a suffix); {p.suffix!r} is neither")
+    if p.exists() and not p.is_dir():
         raise OutputError(f"{target}: exists and is not a store directory; give a directory "
                           "(a store) or a .xyz/.extxyz file")
+    if p.is_dir() and any(p.iterdir()) and not (p / "_pesdata").is_dir():
+        raise OutputError(f"{target}: a directory of other files, not a store; give a new "
+                          "directory or an existing store")
 
 
 @app.command()
@@ -134,7 +151,10 @@ def explore(
         summary["curate"] = None
     else:
         summary["curate"] = _curate(out_target, frames, summary, structure, steps)
-    if not keep_work:
+    if summary["stopped"] and not keep_work:
+        err.print(f"[yellow]kept[/yellow] {work}: a walker stopped early; re-run with more "
+                  "--steps or --max-evaluations to continue it", highlight=False, soft_wrap=True)
+    elif not keep_work:
         clean_workdir(work)
         summary["workdir"] = None
     if json_:
@@ -202,7 +222,8 @@ def _print_summary(s: dict) -> None:
             first = c["first_quarantined"]
             why = "; ".join(r.get("message", "") for r in first.get("reasons", []))
             err.print(f"[yellow]quarantined[/yellow] {first.get('source')}: {why} (and "
-                      f"{c['quarantined'] - 1} more; `pesdata log` shows the curate report)",
+                      f"{c['quarantined'] - 1} more; the whole curate report is in "
+                      f"{s['out']}/artefacts/curate_report/)",
                       highlight=False, soft_wrap=True)
     for reason in s["stopped"]:
         err.print(f"[yellow]stopped early:[/yellow] {reason}", highlight=False, soft_wrap=True)

@@ -12,7 +12,8 @@
 Its value is the true energy plus the sum of the :class:`GaussianBias` terms added so far, its
 gradient the true gradient plus theirs (analytic). ASE constraints apply: ``FixAtoms`` atoms get
 zero force and do not move, and :meth:`Surface.project` removes the components of a direction
-that the constraints (or, for a free cluster, a rigid translation or rotation) would undo.
+that the constraints forbid or that cost no energy (a rigid translation of an unconstrained
+structure, a rigid rotation of a free cluster).
 
 Every new evaluation of the calculator (energy and forces at a new ``x``) adds one to
 :attr:`Surface.n_evaluations`; at ``max_evaluations`` the next one raises
@@ -100,7 +101,10 @@ class Surface(Optimizable):
         self.max_evaluations = max_evaluations
         # the last two evaluations: a dimer's trial point and the centre it returns to
         self._cache: list[tuple[np.ndarray, tuple[float, np.ndarray], dict]] = []
-        self._free_cluster = not any(atoms.pbc) and not atoms.constraints
+        # without constraints a rigid translation costs no energy (any cell) and so does a
+        # rotation (a cluster): directions must not be spent on them
+        self._free = not atoms.constraints
+        self._free_cluster = self._free and not any(atoms.pbc)
         # the coordinates as last set: FrechetCellFilter.get_positions takes a matrix log
         # (milliseconds), far more than a small calculator
         self._x = np.asarray(self.obj.get_positions(), dtype=float).ravel().copy()
@@ -126,8 +130,9 @@ class Surface(Optimizable):
         return iter([self.atoms])
 
     def project(self, v: np.ndarray) -> np.ndarray:
-        """``v`` without the components the constraints forbid (and, for a free cluster,
-        without its rigid translation and rotations); the cell block of a variable-cell
+        """``v`` without the components the constraints forbid, without a rigid translation
+        when nothing is constrained, and for a free cluster without its rigid rotations; the
+        cell block of a variable-cell
         vector is made symmetric (no rigid rotation of the cell)."""
         v = np.array(v, dtype=float).reshape(-1, 3)
         n = len(self.atoms)
@@ -141,8 +146,9 @@ class Surface(Optimizable):
                 constraint.adjust_forces(self.atoms, atom_part)
                 constraint.adjust_forces(self.atoms, offset)
             atom_part -= offset
-        if self._free_cluster and n > 1:
+        if self._free and n > 1:
             atom_part -= atom_part.mean(axis=0)
+        if self._free_cluster and n > 1:
             basis = self._rotations()
             atom_part -= ((basis @ atom_part.ravel()) @ basis).reshape(n, 3)
         if self.variable_cell:

@@ -137,11 +137,17 @@ def _walk(atoms: Atoms, spec: ExploreCalculator, steps: int, k: int, seed: int, 
     from .ssw import SSW
 
     work = Path(workdir)
+    parent = os.getppid() if events is not None and not callable(events) else None
+    if parent is not None:
+        _die_with_parent()
+    lock = _lock_walker(work, k)  # held until this process ends
     calc = spec.make(atoms)
     walk = SSW(atoms, calc, seed=seed, walker=k, trajectory=work / f"walker-{k}.extxyz",
                checkpoint=work / f"walker-{k}.json", **params)
 
     def send(w) -> None:
+        if parent is not None and os.getppid() != parent:
+            os._exit(1)  # the run's process is gone: stop at this step's checkpoint
         if events is None:
             return
         event = {"walker": k, "step": w.n_steps_ if w.atoms_ is not None else 0,
@@ -153,6 +159,7 @@ def _walk(atoms: Atoms, spec: ExploreCalculator, steps: int, k: int, seed: int, 
     done = walk.n_steps_ if walk.atoms_ is not None else 0
     if walk.atoms_ is None or done < steps:
         walk.run(steps - done, callback=send)
+    lock.close()
     return {
         "walker": k,
         "steps": walk.n_steps_,
@@ -166,6 +173,34 @@ def _walk(atoms: Atoms, spec: ExploreCalculator, steps: int, k: int, seed: int, 
         "minima": [(m.atoms, m.energy, m.step, m.walker, m.evaluations, m.visits)
                    for m in walk.archive_.minima],
     }
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the process that started it dies (a killed
+    ``pesdata explore`` must not leave walkers appending to their files behind a re-run)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the per-step parent check still applies
+        pass
+
+
+def _lock_walker(work: Path, k: int):
+    """An exclusive lock on walker ``k``'s files for the life of this walk; a walker of
+    another run still at work on them is an error, not a silent race."""
+    import fcntl
+
+    fh = open(work / f"walker-{k}.lock", "w")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        raise ParameterError(f"walker {k} in {work} is still running (another pesdata explore "
+                             "on the same work directory); wait for it or stop it") from exc
+    return fh
 
 
 # -- the merge -------------------------------------------------------------------------------------
@@ -232,6 +267,8 @@ def _check_workdir(workdir: Path, atoms: Atoms, spec: ExploreCalculator) -> None
     record = {"pesdata_explore_run": 1, "calculator": spec.spec,
               "structure": atoms_to_dict(atoms)}
     path = workdir / RUN_FILE
+    if path.is_file() and not any(workdir.glob("walker-*.json")):
+        path.unlink()  # a run that failed before its first checkpoint: nothing to resume
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
@@ -384,14 +421,14 @@ def _named(exc: BaseException, k: int) -> BaseException:
 
 def clean_workdir(workdir: str | os.PathLike) -> None:
     """Remove what a run wrote in ``workdir`` (``run.json``, ``walker-k.extxyz`` and
-    ``walker-k.json``), and the directory itself when nothing else is left in it."""
+    ``walker-k.json``, ``walker-k.lock``), and the directory itself when nothing else is left."""
     work = Path(workdir)
     if not (work / RUN_FILE).is_file():
         return
     for path in work.iterdir():
         name = path.name
         if path.is_file() and (name == RUN_FILE or (name.startswith("walker-") and (
-                name.endswith(".extxyz") or name.endswith(".json")))):
+                name.endswith(".extxyz") or name.endswith(".json") or name.endswith(".lock")))):
             path.unlink()
     try:
         work.rmdir()
@@ -426,7 +463,10 @@ def _summary(results: list[dict], frames: list[Atoms], archive: MinimaArchive,
         "steps": sum(r["steps"] for r in rows),
         "accepted": sum(r["accepted"] for r in rows),
         "evaluations": sum(r["evaluations"] for r in rows),
-        "lowest_energy": min(energies) if energies else None,
+        # the archive's lowest: a minimum that is written out (a walker's best_energy_ may
+        # be a revisit of an archived minimum, a hair lower, that is not written again)
+        "lowest_energy": (lowest.energy if lowest is not None
+                          else min(energies) if energies else None),
         "lowest_walker": None if lowest is None else lowest.walker,
         "distinct_minima": len(archive),
         "duplicate_minima": sum(dropped),
