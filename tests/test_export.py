@@ -342,3 +342,26 @@ def test_cli_end_to_end(st, tmp_path):
     assert plain.exit_code == 0, plain.output
     assert json.loads(plain.stdout)["n_structures"] == 33
     assert len(ase.io.read(tmp_path / "plain.xyz", ":")) == 33
+
+
+NOTE = "key_mapping:\n  REF_energy: total_energy  # [bold]not markup[/bold] " + "x" * 90
+
+
+def test_cli_summary_prints_refused_ids_and_notes_verbatim(st, tmp_path, monkeypatch):
+    from pesdata.export.extxyz import ExtxyzExporter
+
+    class Noted(ExtxyzExporter):
+        def write(self, parts, out, e0):
+            result = super().write(parts, out, e0)
+            first = parts["train"][0].info["id"]
+            result["refused"] = [{"id": first, "reason": "no forces [test]"}]
+            result["notes"] = [NOTE]
+            return result
+
+    monkeypatch.setitem(_base._EXPORTERS, "extxyz", Noted)
+    result = _cli(st.uri, tmp_path / "o", "--to", "extxyz", "--split", "h")
+    assert result.exit_code == 0, result.output
+    first = st.artefacts.load("split", "h")["folds"][0]["train"][0]
+    assert "refused 1 structure(s):" in result.stdout
+    assert f"{first}: no forces [test]" in result.stdout
+    assert NOTE in result.stdout

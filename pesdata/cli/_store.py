@@ -304,11 +304,12 @@ def _export_summary(manifest: dict, where: Path) -> None:
     if refused:
         out.print(f"refused {len(refused)} structure(s):", style="yellow")
         for r in refused[:10]:
-            out.print(f"  {r['id']}: {r['reason']}", markup=False, highlight=False)
+            out.print(f"  {r['id']}: {r['reason']}", markup=False, highlight=False,
+                      soft_wrap=True)
         if len(refused) > 10:
             out.print(f"  ... and {len(refused) - 10} more (see pesdata-export.json)")
     for note in manifest.get("notes", []):
-        out.print(note, markup=False, highlight=False)
+        out.print(note, markup=False, highlight=False, soft_wrap=True)  # copy-paste whole
     out.print(f"manifest: {where / 'pesdata-export.json'}", markup=False, highlight=False)
 
 
