@@ -280,6 +280,8 @@ def export(
 
 def _export_summary(manifest: dict, where: Path) -> None:
     """The Rich summary of ``export --to``: parts, E0s, missing labels, refused ids, notes."""
+    from rich.markup import escape
+
     source = f"version {manifest['version']}"
     if manifest["split"] is not None:
         source += (f", split {manifest['split']!r} fold {manifest['fold']} "
@@ -292,8 +294,8 @@ def _export_summary(manifest: dict, where: Path) -> None:
     table.add_column("structures", justify="right")
     table.add_column("files")
     for part, info in manifest["parts"].items():
-        table.add_row(part, str(info["count"]), str(info["structures"]),
-                      ", ".join(info["files"][:4]) + (" ..." if len(info["files"]) > 4 else ""))
+        files = ", ".join(info["files"][:4]) + (" ..." if len(info["files"]) > 4 else "")
+        table.add_row(part, str(info["count"]), str(info["structures"]), escape(files))
     out.print(table)
     e0 = ", ".join(f"{k} {v:.6f}" for k, v in manifest["e0"].items()) or "none"
     out.print(f"E0 ({manifest['e0_mode']}, eV): {e0}", markup=False, highlight=False)
