@@ -89,7 +89,11 @@ class PacemakerExporter(Exporter):
                 records.append(rec)
             columns = ["ase_atoms", "energy", "forces", "energy_corrected", "id", *_META,
                        "stress"] + (["w_energy", "w_forces"] if weighted else [])
-            df = pd.DataFrame(records, columns=columns)
+            # object columns: a missing config_type/group/method/stress stays None (pandas 3
+            # would otherwise infer a string dtype and turn None into NaN)
+            df = pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=object)
+                               if c in (*_META, "id", "stress") else [r[c] for r in records]
+                               for c in columns})
             name = f"{part}.pckl.gzip"
             df.to_pickle(out / name, compression="gzip", protocol=4)
             files[part], counts[part] = [name], len(records)
