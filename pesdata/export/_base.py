@@ -230,8 +230,8 @@ def export(store, out: str | os.PathLike, to: str, *, version=None, split: str |
     fold : int
         Which fold of the split.
     e0 : {"isolated", "average", "none"}
-        Isolated-atom energies (:func:`e0s`), recorded in the manifest and used by the
-        targets that take them.
+        Isolated-atom energies (:func:`e0s`) from the ``train`` part (or the whole version),
+        recorded in the manifest and used by the targets that take them.
     overwrite : bool
         Replace an existing ``out`` directory.
 
@@ -252,7 +252,11 @@ def export(store, out: str | os.PathLike, to: str, *, version=None, split: str |
     if out.exists() and not overwrite:
         raise OutputError(f"{out} exists; choose a new directory (or overwrite=True)")
     number, parts, source = gather(store, version, split, fold)
-    references = e0s([a for frames in parts.values() for a in frames], e0)
+    # E0s from the training part only (as MACE's E0s="average" does): test energies must not
+    # leak into the model through its reference energies
+    # (isolated-atom frames are references wherever the split put them)
+    every = [a for frames in parts.values() for a in frames]
+    references = e0s(every if e0 == "isolated" or "train" not in parts else parts["train"], e0)
     with atomic_dir(out) as stage:
         written = exporter.write(parts, stage, references)
         manifest = {

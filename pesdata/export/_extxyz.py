@@ -70,7 +70,7 @@ def write_frame(fh: IO[str], symbols: Iterable[str], positions: np.ndarray, cell
         props += [name, kind, str(width)]
     header: dict = {}
     if any(pbc) or np.any(cell):
-        header["Lattice"] = cell
+        header["Lattice"] = cell.T  # key_val_dict_to_str flattens Fortran-order, as ASE writes
     header["Properties"] = ":".join(props)
     header.update({k: v for k, v in info.items() if k not in ("Lattice", "Properties", "pbc")})
     header["pbc"] = np.array(pbc)

@@ -1,6 +1,6 @@
 """``--to extxyz``: plain extended XYZ with ASE's own keys, losslessly.
 
-``energy``, ``stress`` (Voigt, eV/Å³, ASE sign) and the other info keys on the comment line,
+``energy``, ``stress`` (3×3, eV/Å³, ASE sign) and the other info keys on the comment line,
 ``forces`` as a per-atom column, plus ``id``, ``config_type``, ``group`` and ``method``: what
 ``ase.io.read`` turns back into a calculator with the stored labels. Floats are written with
 :mod:`pesdata.export._extxyz` (exact round trip, unlike ASE's 8-decimal positions). A missing
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ase import Atoms
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from ._base import Exporter, labels
 from ._extxyz import write_frame
@@ -36,8 +37,8 @@ def write_part(path: Path, frames: list[Atoms], energy_key: str, forces_key: str
                          if k not in info and k not in _META and _scalar(v)})
             if "energy" in lab:
                 info[energy_key] = lab["energy"]
-            if "stress" in lab:
-                info[stress_key] = lab["stress"]
+            if "stress" in lab:  # 9 values: ASE's reader refuses a 6-value stress/virial
+                info[stress_key] = voigt_6_to_full_3x3_stress(lab["stress"]).ravel()
             if extra_info is not None:
                 info.update(extra_info(atoms, lab))
             arrays = {k: v for k, v in atoms.arrays.items() if k not in ("numbers", "positions")}
