@@ -346,3 +346,97 @@ def test_aselmdb_without_backend_is_a_parameter_error(exported, tmp_path, monkey
     with pytest.raises(ParameterError, match="pip install ase-db-backends"):
         export(exported["store"], tmp_path / "o", "aselmdb", version=exported["si_version"])
     assert not (tmp_path / "o").exists()
+
+
+def test_aselmdb_through_mace_lmdb_reader(exported):
+    """MACE's own LMDB reader (``mace.data.lmdb_dataset.LMDBDataset``): labels as stored, a
+    missing label weight 0, config_type and the extra per-atom array back in the Atoms."""
+    torch = pytest.importorskip("torch")
+    lmdb_dataset = pytest.importorskip("mace.data.lmdb_dataset")
+    from mace.tools import AtomicNumberTable
+
+    frames, ids = exported["frames"], exported["ids"]
+    out, parts = _parts(exported, "aselmdb")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    seen = set()
+    try:
+        for info in parts.values():
+            ds = lmdb_dataset.LMDBDataset(str(out / info["files"][0]), r_max=4.0,
+                                          z_table=AtomicNumberTable([8, 14, 22]))
+            assert len(ds) == info["count"]
+            for k in range(len(ds)):
+                atoms = ds.AseDB.get_atoms(ds.AseDB.ids[k])
+                fid = atoms.info["pesdata_id"]
+                ref = frames[fid]
+                lab = labels(ref)
+                assert atoms.info.get("config_type") == ref.info.get("config_type")
+                for key in set(ref.arrays) - {"numbers", "positions"}:
+                    np.testing.assert_array_equal(atoms.arrays[key], ref.arrays[key])
+                item = ds[k]
+                np.testing.assert_allclose(item.positions.numpy(), ref.positions, rtol=0,
+                                           atol=1e-10)
+                assert float(item.energy_weight) == (1.0 if "energy" in lab else 0.0)
+                assert float(item.forces_weight) == (1.0 if "forces" in lab else 0.0)
+                assert float(item.stress_weight) == (1.0 if "stress" in lab else 0.0)
+                if "energy" in lab:
+                    assert abs(float(item.energy) - lab["energy"]) < 1e-8
+                if "forces" in lab:
+                    np.testing.assert_allclose(item.forces.numpy(), lab["forces"], rtol=0,
+                                               atol=1e-10)
+                if "stress" in lab:
+                    np.testing.assert_allclose(item.stress.numpy()[0],
+                                               ref.get_stress(voigt=False), rtol=0, atol=1e-12)
+                seen.add(fid)
+    finally:
+        torch.set_default_dtype(default)
+    assert seen == set(frames)
+    assert ids["nof"] in seen and ids["cluster"] in seen
+
+
+def _labelled(atoms: Atoms, fid: str, **results) -> Atoms:
+    atoms.info["id"] = fid
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def test_deepmd_periodicity_edge_cases(tmp_path):
+    from pesdata.export.deepmd import DeepmdExporter
+
+    f = np.zeros((2, 3))
+    slab = _labelled(Atoms("Si2", positions=[[0, 0, 0], [1.2, 1.2, 1.2]],
+                           cell=[4.0, 4.0, 12.0], pbc=[True, True, False]), "slab",
+                     energy=-9.0, forces=f)
+    flat = _labelled(Atoms("Si2", positions=[[0, 0, 0], [1.2, 1.2, 0.0]],
+                           cell=[[4.0, 0, 0], [0, 4.0, 0], [0, 0, 0]], pbc=[True, True, False]),
+                     "flat", energy=-9.5, forces=f)
+    mol = _labelled(Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]], pbc=False), "mol",
+                    energy=-8.0, forces=f, stress=np.full(6, 0.01))
+    out = tmp_path / "o"
+    out.mkdir()
+    got = DeepmdExporter().write({"all": [slab, flat, mol]}, out, {})
+    assert got["refused"] == [{"id": "flat", "reason": got["refused"][0]["reason"]}]
+    assert "no volume" in got["refused"][0]["reason"]
+    assert got["counts"] == {"all": 2}
+    assert any("partly periodic" in n and "slab" in n for n in got["notes"])
+    assert any("stress of non-periodic" in n and "mol" in n for n in got["notes"])
+    assert not (out / "all/Si2-ef/nopbc").exists()
+    assert (out / "all/Si2-ef-nopbc/nopbc").exists()
+    assert not (out / "all/Si2-ef-nopbc/set.000/virial.npy").exists()
+    np.testing.assert_array_equal(np.load(out / "all/Si2-ef/set.000/box.npy")[0],
+                                  slab.cell.array.ravel())
+
+
+def test_aselmdb_metadata_ase_refuses_as_key_stays_in_data(tmp_path):
+    from pesdata.export.aselmdb import AselmdbExporter
+
+    a = _labelled(Atoms("Cu", positions=[[0, 0, 0]], cell=[2.5, 2.5, 2.5], pbc=True), "x1",
+                  energy=-3.0)
+    a.info.update(config_type="1", group="g")  # "1" reads as an int: ASE refuses it as a key
+    out = tmp_path / "o"
+    out.mkdir()
+    AselmdbExporter().write({"all": [a]}, out, {})
+    row = next(ase.db.connect(out / "all.aselmdb", readonly=True, use_lock_file=False).select())
+    assert row.key_value_pairs == {"pesdata_id": "x1", "group": "g"}
+    assert row.data["__info__"]["config_type"] == "1"
+    assert set(row.toatoms().calc.results) == {"energy"}
