@@ -29,6 +29,9 @@ Sources checked (DeePMD-kit ``bc902da``, dpdata 1.1.0):
   is a system without that ``.npy``: DeePMD skips that loss term for those frames.
 - ``deepmd/utils/data.py``: for a ``nopbc`` system ``box`` is set to None (a written
   ``box.npy`` is ignored), so the stored cell is kept there harmlessly.
+- ``deepmd/common.py`` ``expand_sys_str`` (used by ``deepmd/utils/data_system.py``
+  ``process_systems``): a directory given as ``systems`` is searched recursively for
+  directories holding ``type.raw`` — so ``"systems": "OUT/train"`` finds every system.
 - ``dpdata/formats/deepmd/comp.py``: the reader ``deepmd/npy`` loads exactly these files
   (``_load_set``, optional ``energy``/``force``/``virial`` per ``LabeledSystem.DTYPES``).
 
