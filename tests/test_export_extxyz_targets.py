@@ -93,12 +93,12 @@ def _check_frame(got: Atoms, want: Atoms) -> None:
     assert got.info.get("method") == "PBE"
 
 
-def _voigt(s) -> np.ndarray:
+def _full(s) -> np.ndarray:
+    """A stress as the 3x3 tensor, from 6 Voigt (xx yy zz yz xz xy) or 9 values."""
     s = np.asarray(s, dtype=float).ravel()
     if s.size == 9:
-        m = s.reshape(3, 3)
-        s = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
-    return s
+        return s.reshape(3, 3)
+    return np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
 
 
 # -- mace ---------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_mace_round_trip_every_value(mace_out, ref):
             if "forces" in res:
                 np.testing.assert_allclose(a.arrays["REF_forces"], res["forces"], atol=1e-10)
             if "stress" in res:  # Voigt, ASE sign: the mlearn cells carry real stresses
-                np.testing.assert_allclose(a.info["REF_stress"], _voigt(res["stress"]),
+                np.testing.assert_allclose(_full(a.info["REF_stress"]), _full(res["stress"]),
                                            rtol=0, atol=1e-12)
             stored = want.info.get("config_type")
             if len(a) == 1:  # --e0 isolated: every isolated atom is MACE's IsolatedAtom
@@ -148,6 +148,18 @@ def test_mace_round_trip_every_value(mace_out, ref):
     assert {"no_forces", "no_energy", "IsolatedAtom", "atom"} <= seen
     assert any("--E0s '{8: -1.5, 14: -0.8123456789012345, 22: -2.3456789}'" in n
                for n in manifest["notes"])
+
+
+def _atomic_data(cls, conf, z_table):
+    """MACE's tensors in float64 (as ``--default_dtype float64``), the default restored."""
+    import torch
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return cls.from_config(conf, z_table=z_table, cutoff=3.0)
+    finally:
+        torch.set_default_dtype(before)
 
 
 def test_mace_own_loader_never_trains_on_a_missing_label(mace_out, ref):
@@ -176,21 +188,22 @@ def test_mace_own_loader_never_trains_on_a_missing_label(mace_out, ref):
             for label in ("energy", "forces", "stress"):
                 if label in res:
                     assert conf.property_weights[label] == 1.0
-                    np.testing.assert_allclose(np.asarray(conf.properties[label]).ravel(),
-                                               np.ravel(_voigt(res[label]) if label == "stress"
-                                                        else res[label]), atol=1e-10)
+                    got = np.asarray(conf.properties[label])
+                    want_value = _full(res[label]) if label == "stress" else res[label]
+                    if label == "stress":
+                        got = _full(got)
+                    np.testing.assert_allclose(got, want_value, rtol=0, atol=1e-10)
                 else:
                     assert conf.property_weights[label] == 0.0
                     assert conf.properties[label] is None
                     checked.add(label)
-            data = AtomicData.from_config(conf, z_table=z_table, cutoff=3.0)
+            data = _atomic_data(AtomicData, conf, z_table)
             assert float(data.forces_weight) == (1.0 if "forces" in res else 0.0)
             assert float(data.energy_weight) == (1.0 if "energy" in res else 0.0)
             assert float(data.stress_weight) == (1.0 if "stress" in res else 0.0)
             if "stress" in res:  # MACE's 3x3 from the Voigt 6: the stored tensor, ASE sign
-                s = _voigt(res["stress"])
-                full = [[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]]
-                np.testing.assert_allclose(data.stress.numpy()[0], full, atol=1e-10)
+                np.testing.assert_allclose(data.stress.numpy()[0], _full(res["stress"]),
+                                           rtol=0, atol=1e-10)
     assert checked == {"energy", "forces", "stress"}
 
 
@@ -252,7 +265,7 @@ def test_nequip_one_file_per_label_set(st, tmp_path, ref):
                     np.testing.assert_allclose(a.arrays["REF_forces"], res["forces"],
                                                atol=1e-10)
                 if "stress" in res:
-                    np.testing.assert_allclose(a.info["REF_stress"], _voigt(res["stress"]),
+                    np.testing.assert_allclose(_full(a.info["REF_stress"]), _full(res["stress"]),
                                                atol=1e-12)
             written += file_ids
         assert sorted(written) == sorted(ids)
@@ -286,9 +299,7 @@ def test_gap_energy_forces_virial_and_isolated_atoms(st, tmp_path, ref):
             if "forces" in res:
                 np.testing.assert_allclose(calc["forces"], res["forces"], atol=1e-10)
             if "stress" in res:  # virial = -stress * volume (eV), QUIP's sign
-                s = _voigt(res["stress"])
-                sigma = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]],
-                                  [s[4], s[3], s[2]]])
+                sigma = _full(res["stress"])
                 np.testing.assert_allclose(a.info["virial"], -sigma * want.get_volume(),
                                            rtol=1e-13, atol=1e-12)
                 assert np.trace(a.info["virial"]) * np.trace(sigma) < 0
