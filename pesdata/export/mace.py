@@ -2,10 +2,10 @@
 
 What is written (one ``<part>.xyz`` per part: ``train.xyz``, ``test.xyz`` or ``all.xyz``):
 
-* ``REF_energy`` (eV) and ``REF_stress`` (6 Voigt values xx yy zz yz xz xy, eV/Å³, ASE sign)
-  on the comment line, ``REF_forces`` (eV/Å) as a per-atom column; plain ``energy``,
-  ``forces`` and ``stress`` are never written, so ASE ≥ 3.23 cannot turn them into a
-  calculator and MACE never takes its legacy-key path;
+* ``REF_energy`` (eV) and ``REF_stress`` (the 3×3 tensor as 9 values, eV/Å³, ASE sign, as
+  :func:`~pesdata.export.extxyz.write_part` writes it) on the comment line, ``REF_forces``
+  (eV/Å) as a per-atom column; plain ``energy``, ``forces`` and ``stress`` are never written,
+  so ASE ≥ 3.23 cannot turn them into a calculator and MACE never takes its legacy-key path;
 * ``config_energy_weight``, ``config_forces_weight`` and ``config_stress_weight`` on every
   frame: 1.0 where the label is stored, 0.0 where it is missing — and a missing label's key is
   absent, never 0;
@@ -27,8 +27,8 @@ Checked against MACE's own source (mace-torch 0.3.16, ``mace/data/utils.py``,
 * ``config_from_atoms``: ``property_weights[name] = info.get(f"config_{name}_weight", 1.0)``
   for ``energy``, ``forces``, ``stress`` ... and 0.0 when the key is absent from
   ``info``/``arrays``;
-* ``voigt_to_matrix`` reads a 6-vector as ``[[0, 5, 4], [5, 1, 3], [4, 3, 2]]`` (ASE's Voigt
-  order); ``compute_forces_virials`` gives ``stress = (dE/dε)/V``, ASE's sign;
+* ``voigt_to_matrix`` takes 9 values as ``view(3, 3)`` (and 6 in ASE's Voigt order);
+  ``compute_forces_virials`` gives ``stress = (dE/dε)/V``, ASE's sign;
 * ``load_from_xyz(extract_atomic_energies=True)`` (training files only) takes a frame with one
   atom and ``config_type == "IsolatedAtom"`` as that element's E0 and drops it from training;
   otherwise ``--E0s`` must be ``average``, a ``{Z: E0}`` dict or a JSON file
@@ -110,7 +110,7 @@ class MaceExporter(Exporter):
             files[part] = [name]
         return {"files": files, "counts": counts, "key_mapping": dict(KEYS),
                 "units": {"energy": "eV", "forces": "eV/Å",
-                          "stress": "eV/Å³ (Voigt xx yy zz yz xz xy, ASE sign)",
+                          "stress": "eV/Å³ (the 3x3 tensor as 9 values, ASE sign)",
                           "positions": "Å"},
                 "missing_labels": "the REF_ key is absent and config_<label>_weight = 0 on "
                                   "that frame: MACE gives the label weight 0 (never a 0 target)",

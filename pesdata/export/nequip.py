@@ -7,8 +7,8 @@ has, ``train-no-stress.extxyz``, ``train-no-forces.extxyz``... for the others (t
 what they lack against the union of labels over all parts) and ``train-unlabelled.extxyz``
 for frames with none. Nothing is refused; a missing label is an absent key.
 
-Keys: ``REF_energy`` (eV) and ``REF_stress`` (Voigt, eV/Å³, ASE sign) on the comment line,
-``REF_forces`` (eV/Å) as a column, plus ``id``, ``config_type``, ``group``, ``method``; every
+Keys: ``REF_energy`` (eV) and ``REF_stress`` (3×3 as 9 values, eV/Å³, ASE sign) on the comment
+line, ``REF_forces`` (eV/Å) as a column, plus ``id``, ``config_type``, ``group``, ``method``; every
 float exact (:mod:`pesdata.export._extxyz`). They reach NequIP through the ``key_mapping``
 written to ``nequip-keys.yaml`` (and the manifest's ``notes``)::
 
@@ -22,7 +22,7 @@ Checked against NequIP's own source (mir-group/nequip, ``nequip/data/ase.py``,
   results, for the keys in ASE's ``all_properties`` plus ``key_mapping``'s keys, renaming by
   ``key_mapping`` (``energy`` → ``total_energy`` by default);
 * ``TOTAL_ENERGY_KEY = "total_energy"``, ``FORCE_KEY = "forces"``, ``STRESS_KEY = "stress"``;
-  a 6-vector stress is read with ASE's ``voigt_6_to_full_3x3_stress``;
+  a 9-value stress is reshaped to 3×3 (a 6-vector through ``voigt_6_to_full_3x3_stress``);
 * the stress sign is ASE's (``virial = -stress x volume``; positive = tensile);
 * ``ASEDataModule`` takes ``train_file_path``/``val_file_path``/``test_file_path`` and
   ``key_mapping``; E0s go to the model's ``per_type_energy_shifts`` (a dict per type).
@@ -82,7 +82,7 @@ class NequipExporter(Exporter):
         return {"files": files, "counts": counts,
                 "key_mapping": dict(KEYS),
                 "units": {"energy": "eV", "forces": "eV/Å",
-                          "stress": "eV/Å³ (Voigt xx yy zz yz xz xy, ASE sign)",
+                          "stress": "eV/Å³ (the 3x3 tensor as 9 values, ASE sign)",
                           "positions": "Å"},
                 "missing_labels": "the key is absent and the frame goes to a file of its own "
                                   "label set (<part>-no-<label>.extxyz, <part>-unlabelled."
