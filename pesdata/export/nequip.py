@@ -73,9 +73,10 @@ class NequipExporter(Exporter):
                  + "{" + ", ".join(f"{KEYS[k]}: {NEQUIP[k]}" for k in KEYS) + "}"]
         notes += [f"{name}: {n} structure(s) with {', '.join(have) or 'no labels'}"
                   for name, n, have in table]
-        notes.append("NequIP cannot batch frames with different label sets (batched_from_list: "
-                     "'Found inconsistent keys'): train on one file per run or give the "
-                     "others to a separate stage")
+        if len(table) > len(files):
+            notes.append("NequIP cannot batch frames with different label sets "
+                         "(batched_from_list: 'Found inconsistent keys'): train on one file "
+                         "per run or give the others to a separate stage")
         if e0:
             notes.append("E0s for the model's per_type_energy_shifts: "
                          + ", ".join(f"{s}: {v!r}" for s, v in sorted(e0.items())))
