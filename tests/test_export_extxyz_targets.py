@@ -234,6 +234,7 @@ def test_nequip_one_file_per_label_set(st, tmp_path, ref):
     assert snippet["train_file_path"] == "train.extxyz"
     assert snippet["test_file_path"] == "test.extxyz"
     assert manifest["refused"] == []
+    assert any("cannot batch" in n for n in manifest["notes"])
     sets = set()
     for part, ids in parts.items():
         names = manifest["parts"][part]["files"]
