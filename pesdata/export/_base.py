@@ -257,6 +257,7 @@ def export(store, out: str | os.PathLike, to: str, *, version=None, split: str |
     # (isolated-atom frames are references wherever the split put them)
     every = [a for frames in parts.values() for a in frames]
     references = e0s(every if e0 == "isolated" or "train" not in parts else parts["train"], e0)
+    exporter.e0_mode = e0  # how the E0s were found (mace marks isolated-atom frames for it)
     with atomic_dir(out) as stage:
         written = exporter.write(parts, stage, references)
         manifest = {
