@@ -365,3 +365,71 @@ def test_cli_summary_prints_refused_ids_and_notes_verbatim(st, tmp_path, monkeyp
     assert "refused 1 structure(s):" in result.stdout
     assert f"{first}: no forces [test]" in result.stdout
     assert NOTE in result.stdout
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+
+def test_e0_average_refuses_elements_the_training_part_lacks(st, tmp_path):
+    from pesdata.export import export
+
+    make_split(st, "by_group", "logo", group_by="group", version=2)
+    folds = st.artefacts.load("split", "by_group")["folds"]
+    snap = st.read(2)
+    row = {i: k for k, i in enumerate(snap.ids)}
+
+    def has_ti(ids):
+        return any("Ti" in a.get_chemical_symbols() for a in snap.take([row[i] for i in ids]))
+
+    fold = next(k for k, f in enumerate(folds) if has_ti(f["test"]) and not has_ti(f["train"]))
+    with pytest.raises(ParameterError, match=r"no E0 for O, Ti"):
+        export(st, tmp_path / "o", "mace", split="by_group", fold=fold, e0="average")
+    assert not (tmp_path / "o").exists()  # the reservation of OUT is given back
+
+
+def test_an_out_being_written_by_another_export_is_refused(st, tmp_path, monkeypatch):
+    """OUT is claimed (mkdir) before the work: a second export to it fails at once."""
+    from pesdata.export import export
+
+    seen = {}
+
+    def second(*args, **kwargs):
+        with pytest.raises(OutputError, match="exists"):
+            export(st, tmp_path / "o", "extxyz")
+        seen["refused"] = True
+        return original(*args, **kwargs)
+
+    original = _base.gather
+    monkeypatch.setattr(_base, "gather", second)
+    manifest = export(st, tmp_path / "o", "extxyz")
+    assert seen["refused"] and manifest["store"] == str(st.uri if "://" in str(st.uri) else
+                                                         __import__("os").path.abspath(st.uri))
+
+
+def test_numeric_array_info_is_kept(tmp_path):
+    a = Atoms("Si2", positions=[[0, 0, 0], [1.4, 1.4, 1.4]], cell=[5.43] * 3, pbc=True)
+    a.calc = SinglePointCalculator(a, energy=-10.0, forces=np.zeros((2, 3)))
+    a.info["vec"] = np.array([1.5, 2.25, 1 / 3])
+    store = pesdata.open_store(tmp_path / "s", create=True)
+    store.curate([a], method="PBE")
+    store.export(tmp_path / "o", to="extxyz")
+    back = ase.io.read(tmp_path / "o" / "all.extxyz")
+    assert np.array_equal(back.info["vec"], a.info["vec"])
+
+
+def test_nequip_names_a_part_by_its_own_labels(st, tmp_path):
+    """A test part with energies and forces only is test.extxyz, even when train has stress."""
+    from pesdata.export import export
+
+    make_split(st, "by_group2", "logo", group_by="group", version=2)
+    folds = st.artefacts.load("split", "by_group2")["folds"]
+    snap = st.read(2)
+    row = {i: k for k, i in enumerate(snap.ids)}
+    for k, f in enumerate(folds):
+        test = snap.take([row[i] for i in f["test"]])
+        if all("stress" not in _base.labels(a) and "forces" in _base.labels(a)
+               and "energy" in _base.labels(a) for a in test):
+            m = export(st, tmp_path / "n", "nequip", split="by_group2", fold=k)
+            assert "test.extxyz" in m["parts"]["test"]["files"]
+            return
+    pytest.fail("no fold whose test part has energies and forces only")

@@ -240,10 +240,7 @@ def export(store, out: str | os.PathLike, to: str, *, version=None, split: str |
     dict
         The manifest (as written to ``OUT/pesdata-export.json``).
     """
-    from .. import __version__
-    from ..atomic import atomic_dir
     from ..errors import OutputError
-    from ..store._artefacts import validate
 
     exporter = get_exporter(to)()
     if e0 not in E0_MODES:
@@ -251,19 +248,53 @@ def export(store, out: str | os.PathLike, to: str, *, version=None, split: str |
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputError(f"{out} exists; choose a new directory (or overwrite=True)")
+    reserved = False
+    if not overwrite:  # claim OUT now: a concurrent export to it fails here, not overwrites
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.mkdir()
+            reserved = True
+        except FileExistsError as exc:
+            raise OutputError(f"{out} exists; choose a new directory") from exc
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot create it ({exc.strerror or exc})") from exc
+    try:
+        return _export(store, out, exporter, to, version, split, fold, e0)
+    except BaseException:
+        if reserved:
+            try:
+                out.rmdir()  # still our empty reservation: nothing was published
+            except OSError:
+                pass
+        raise
+
+
+def _export(store, out: Path, exporter: Exporter, to: str, version, split, fold,
+            e0: str) -> dict:
+    from .. import __version__
+    from ..atomic import atomic_dir
+    from ..store._artefacts import validate
+
     number, parts, source = gather(store, version, split, fold)
     # E0s from the training part only (as MACE's E0s="average" does): test energies must not
     # leak into the model through its reference energies
     # (isolated-atom frames are references wherever the split put them)
     every = [a for frames in parts.values() for a in frames]
     references = e0s(every if e0 == "isolated" or "train" not in parts else parts["train"], e0)
+    if references:
+        lacking = sorted({s for a in every for s in a.get_chemical_symbols()} - set(references))
+        if lacking:
+            raise ParameterError(
+                f"--e0 {e0}: no E0 for {', '.join(lacking)}, which the training part does not "
+                "hold (only the test part does); use --e0 isolated or a split whose training "
+                "part has every element")
     exporter.e0_mode = e0  # how the E0s were found (mace marks isolated-atom frames for it)
     with atomic_dir(out) as stage:
         written = exporter.write(parts, stage, references)
         manifest = {
             "pesdata_export": 1,
             "target": to,
-            "store": str(store.uri) if hasattr(store, "uri") else str(store),
+            "store": _where(store),
             "version": int(number),
             **source,
             "e0_mode": e0,
@@ -285,3 +316,10 @@ def export(store, out: str | os.PathLike, to: str, *, version=None, split: str |
 
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _where(store) -> str:
+    """The store's URI, absolute for a local path (the manifest must be traceable from
+    anywhere)."""
+    uri = str(getattr(store, "uri", store))
+    return uri if "://" in uri else os.path.abspath(uri)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -50,7 +51,14 @@ def write_part(path: Path, frames: list[Atoms], energy_key: str, forces_key: str
 
 
 def _scalar(v) -> bool:
-    return isinstance(v, (str, bool, int, float))
+    """Info values the comment line holds exactly: strings, bools, numbers, and numeric
+    arrays (ASE writes those as quoted number lists and reads them back as arrays)."""
+    if isinstance(v, (str, bool, int, float, np.integer, np.floating)):
+        return True
+    if isinstance(v, (list, tuple, np.ndarray)):
+        a = np.asarray(v)
+        return a.dtype.kind in "fiub" and 0 < a.size and a.ndim <= 2
+    return False
 
 
 class ExtxyzExporter(Exporter):

@@ -114,21 +114,40 @@ class MaceExporter(Exporter):
                           "positions": "Å"},
                 "missing_labels": "the REF_ key is absent and config_<label>_weight = 0 on "
                                   "that frame: MACE gives the label weight 0 (never a 0 target)",
-                "notes": _notes(files, e0, isolated)}
+                "notes": _notes(files, e0 or _fitted_e0(parts), isolated, fitted=not e0)}
 
 
-def _notes(files: dict[str, list[str]], e0: dict[str, float], isolated: bool) -> list[str]:
+def _fitted_e0(parts) -> dict[str, float]:
+    """For ``--e0 none``: E0s fitted on the labelled training frames, to give MACE as a dict —
+    MACE's own ``--E0s average`` turns a training frame without energy into NaN E0s."""
+    from ..errors import ParameterError
+    from ._base import e0s
+
+    try:
+        return e0s(parts.get("train", parts.get("all", [])), "average")
+    except ParameterError:
+        return {}
+
+
+def _notes(files: dict[str, list[str]], e0: dict[str, float], isolated: bool,
+           fitted: bool = False) -> list[str]:
     train = files.get("train", files.get("all", ["all.xyz"]))[0]
     command = (f"mace_run_train --name model --train_file {train} "
                + (f"--valid_file {files['validation'][0]} " if "validation" in files
                   else "--valid_fraction 0.1 ")
                + (f"--test_file {files['test'][0]} " if "test" in files else "")
                + "--energy_key REF_energy --forces_key REF_forces --stress_key REF_stress "
-               + (f"--E0s '{e0_dict(e0)}'" if e0 else "--E0s average")
+               + (f"--E0s '{e0_dict(e0)}'" if e0 else "--E0s <a dict Z: E0>")
                + " --r_max 5.0 --max_num_epochs 100 --device cpu")
     notes = [f"train with: {command}"]
     if e0:
-        notes.append(f"E0s (eV, by atomic number) for --E0s: {e0_dict(e0)}")
+        notes.append(f"E0s (eV, by atomic number) for --E0s: {e0_dict(e0)}"
+                     + (" — a least-squares fit on the labelled training frames (--e0 none "
+                        "records none in the manifest; MACE's own --E0s average would turn a "
+                        "frame without energy into NaN E0s)" if fitted else ""))
+    else:
+        notes.append("no E0s could be fitted (too few labelled training compositions): give "
+                     "--E0s yourself, or export with --e0 isolated")
     if isolated:
         notes.append("isolated-atom frames are written with config_type=IsolatedAtom: MACE "
                      "reads its E0s from those in the training file (and leaves them out of "

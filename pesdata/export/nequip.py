@@ -57,9 +57,12 @@ class NequipExporter(Exporter):
         union = tuple(k for k in KEYS if any(k in s for ss in sets.values() for s in ss))
         files, counts, table = {}, {}, []
         for part, frames in parts.items():
+            # a part's own labels name its files: a test part of energies and forces only is
+            # test.extxyz even when the training part has stress
+            own = tuple(k for k in KEYS if any(k in s for s in sets[part]))
             groups: dict[str, list] = {}
             for atoms, have in zip(frames, sets[part], strict=True):
-                groups.setdefault(f"{part}{_suffix(have, union)}.extxyz", []).append(atoms)
+                groups.setdefault(f"{part}{_suffix(have, own)}.extxyz", []).append(atoms)
             files[part], counts[part] = [], 0
             for name in sorted(groups, key=lambda n: (n != f"{part}.extxyz", n)):
                 counts[part] += write_part(out / name, groups[name], KEYS["energy"],
