@@ -22,6 +22,7 @@ from pesdata.explore.ssw_explorer import SSWExplorer
 from pesdata.loop import run_loop
 
 from .conftest import emt_cells
+from .ssw_helpers import one_blas_thread  # noqa: F401 - autouse fixture
 
 #: small walks: few Gaussians, short relaxations
 FAST = {"n_gaussians": 3, "climb_steps": 10, "quench_steps": 150}
@@ -29,15 +30,6 @@ KEYS = {"explorer", "group", "config_type", "step", "ssw_step", "phase", "accept
         "seed_index", "walk_energy"}
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """FrechetCellFilter does many 3×3 linear-algebra calls: BLAS threads on a loaded
-    machine make them ~10× slower."""
-    import scipy.linalg  # noqa: F401 - load BLAS so that the limit applies to it
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
 
 
 def _cell() -> ase.Atoms:

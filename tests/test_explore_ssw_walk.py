@@ -35,29 +35,11 @@ from pesdata.explore.lj import LennardJonesCluster
 from pesdata.explore.ssw import SSW
 from pesdata.explore.surface import Surface
 
+from .ssw_helpers import one_blas_thread, random_cluster  # noqa: F401 - fixture
+
 LJ13_GM = -44.326801  # Wales & Doye, J. Phys. Chem. A 101, 5111 (1997)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """One BLAS thread: FrechetCellFilter's 3x3 matrix functions run 10-20x slower with
-    OpenBLAS threads competing for a busy 2-core machine."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
-
-
-def random_cluster(n: int, seed: int, dmin: float = 0.95) -> Atoms:
-    """``n`` atoms uniformly in a cube sized for LJ density, no pair closer than ``dmin``."""
-    rng = np.random.default_rng(seed)
-    side = 1.3 * n ** (1 / 3)
-    while True:
-        p = rng.uniform(0, side, size=(n, 3))
-        d = np.linalg.norm(p[:, None] - p[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        if d.min() > dmin:
-            return Atoms(f"Ar{n}", positions=p)
 
 
 def kabsch_rmsd(p: np.ndarray, q: np.ndarray) -> float:

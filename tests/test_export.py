@@ -32,6 +32,7 @@ from pesdata.export._base import Exporter
 from pesdata.split import make_split
 
 from .conftest import DATA, ROOT
+from .export_data import si_with_stress
 
 runner = CliRunner()
 SCHEMA = json.loads((ROOT / "schemas" / "export.json").read_text())
@@ -39,12 +40,9 @@ ISOLATED = {"Si": -0.8123456789012345, "Ti": -2.3456789, "O": -1.5}
 
 
 def _si_with_stress() -> list[Atoms]:
-    frames = ase.io.read(DATA / "mlearn" / "Si_test.extxyz", ":")
+    frames = si_with_stress()
     for a in frames:
-        vasp = np.asarray(a.info.pop("virial_stress_vasp_kB"), dtype=float)
-        stress = -vasp[[0, 1, 2, 4, 5, 3]] * 0.1 * units.GPa  # kbar → eV/Å³, Voigt, ASE sign
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
-                                       forces=a.get_forces(), stress=stress)
+        a.info["config_type"] = "si-" + a.info["group"].lower()
     return frames
 
 

@@ -19,13 +19,15 @@ import ase.db
 import ase.io
 import numpy as np
 import pytest
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 import pesdata
 from pesdata.errors import ParameterError
 from pesdata.export._base import export, labels
 from pesdata.split import make_split
+
+from .export_data import si_with_stress
 
 dpdata = pytest.importorskip("dpdata")
 pd = pytest.importorskip("pandas")
@@ -35,16 +37,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # as conftest.DA
 E0 = {"O": -1.5, "Si": -0.8, "Ti": -2.1}
 
 
-def _si_with_stress(data: Path) -> list[Atoms]:
-    out = []
-    for a in ase.io.read(data / "mlearn/Si_test.extxyz", ":"):
-        kb = np.asarray(a.info.pop("virial_stress_vasp_kB"), dtype=float)
-        # VASP: xx yy zz xy yz zx in kbar, positive = compressive (ase.io.vasp's conversion)
-        stress = -kb[[0, 1, 2, 4, 5, 3]] * 0.1 * units.GPa
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
-                                       forces=a.get_forces(), stress=stress)
-        out.append(a)
-    return out
 
 
 def _special(data: Path) -> dict[str, Atoms]:
@@ -84,7 +76,7 @@ def exported(tmp_path_factory):
         pytest.fail(f"real data set not found at {DATA}")
     root = tmp_path_factory.mktemp("dp_pace_lmdb")
     st = pesdata.open_store(root / "store", create=True)
-    st.curate(_si_with_stress(DATA), method="PBE")
+    st.curate(si_with_stress(), method="PBE")
     si_version = st.version
     sp = _special(DATA)
     special = [sp["nof"], sp["noe"], sp["none"], sp["rev"], sp["cluster"]]

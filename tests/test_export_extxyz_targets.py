@@ -14,32 +14,26 @@ import ase.io
 import numpy as np
 import pytest
 import yaml
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 import pesdata
 from pesdata.split import load_split, make_split
 
 from .conftest import DATA
+from .export_data import si_with_stress
 
 ISOLATED = {"Si": -0.8123456789012345, "Ti": -2.3456789, "O": -1.5}
 STORED_CT = {"Si": "IsolatedAtom", "Ti": "atom", "O": None}  # what the store holds for them
 
 
-def _si_with_stress() -> list[Atoms]:
-    frames = ase.io.read(DATA / "mlearn" / "Si_test.extxyz", ":")
-    for a in frames:
-        vasp = np.asarray(a.info.pop("virial_stress_vasp_kB"), dtype=float)
-        stress = -vasp[[0, 1, 2, 4, 5, 3]] * 0.1 * units.GPa  # kbar → eV/Å³, Voigt, ASE sign
-        a.calc = SinglePointCalculator(a, energy=a.get_potential_energy(),
-                                       forces=a.get_forces(), stress=stress)
-        a.info["config_type"] = "si-" + a.info["group"].lower()
-    return frames
 
 
 @pytest.fixture(scope="module")
 def st(tmp_path_factory):
-    si = _si_with_stress()
+    si = si_with_stress()
+    for a in si:
+        a.info["config_type"] = "si-" + a.info["group"].lower()
     tio2 = [ase.io.read(DATA / "tio2" / "TiO2_aenet_subset.extxyz", i)
             for i in (0, 1, 67, 100, 183, 400, 650, 922)]
     for k, a in enumerate(tio2):

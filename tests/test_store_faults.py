@@ -128,8 +128,8 @@ def test_an_unsafe_artefact_name_is_a_parameter_error(store, name):
 
 
 def test_an_unknown_artefact_kind_is_a_parameter_error_listing_the_kinds(store):
-    known = ("curate_report, descriptor_config, export, loop, loop_config, model_card, queue, selection, "
-             "split, trust")
+    known = ("curate_report, descriptor_config, export, loop, loop_config, model_card, queue, "
+             "selection, split, trust")
     for call in (
         lambda: store.artefacts.save("ledger", "a", _report_doc()),
         lambda: store.artefacts.load("ledger", "a"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ import ase
 from .._lazy import load_registered
 from ..errors import ParameterError
 
-__all__ = ["Explorer", "explorers", "get_explorer", "register_explorer"]
+__all__ = ["Explorer", "check_inputs", "explorers", "get_explorer", "register_explorer"]
 
 
 class Explorer:
@@ -58,6 +59,38 @@ class Explorer:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
         return f"{type(self).__name__}({params})"
+
+
+def check_inputs(calculator, seeds, seed) -> tuple[list[ase.Atoms], int]:
+    """What every :meth:`Explorer.explore` checks first: an ASE calculator, one or more
+    non-empty ``ase.Atoms`` (a single Atoms counts as one seed) and a seed ≥ 0.
+
+    Returns
+    -------
+    seeds : list of ase.Atoms
+    seed : int
+
+    Raises
+    ------
+    ParameterError
+        Naming the bad argument and value.
+    """
+    if calculator is None or not hasattr(calculator, "get_potential_energy"):
+        raise ParameterError(f"calculator={calculator!r} is not an ASE calculator")
+    if isinstance(seeds, ase.Atoms):
+        seeds = [seeds]
+    try:
+        seeds = list(seeds)
+    except TypeError as exc:
+        raise ParameterError(f"seeds={seeds!r} is not a sequence of ase.Atoms") from exc
+    if not seeds:
+        raise ParameterError("seeds=[] is empty: give at least one structure")
+    for i, atoms in enumerate(seeds):
+        if not isinstance(atoms, ase.Atoms) or len(atoms) == 0:
+            raise ParameterError(f"seeds[{i}]={atoms!r} is not a non-empty ase.Atoms")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise ParameterError(f"seed={seed!r} must be an integer ≥ 0")
+    return seeds, int(seed)
 
 
 _EXPLORERS: dict[str, str | type] = {

@@ -40,7 +40,7 @@ import ase
 import numpy as np
 
 from ..errors import ParameterError
-from ._base import Explorer
+from ._base import Explorer, check_inputs
 
 __all__ = ["MDExplorer"]
 
@@ -178,20 +178,7 @@ class MDExplorer(Explorer):
             A parameter, the calculator, the seeds or ``seed`` is invalid.
         """
         temps = self._check_params()
-        if calculator is None or not hasattr(calculator, "get_forces"):
-            raise ParameterError(f"calculator={calculator!r} is not an ASE calculator")
-        if isinstance(seeds, ase.Atoms):
-            seeds = [seeds]
-        try:
-            seeds = list(seeds)
-        except TypeError as exc:
-            raise ParameterError(f"seeds={seeds!r} is not a sequence of ase.Atoms") from exc
-        if not seeds:
-            raise ParameterError("seeds=[] is empty: give at least one structure")
-        for i, atoms in enumerate(seeds):
-            if not isinstance(atoms, ase.Atoms) or len(atoms) == 0:
-                raise ParameterError(f"seeds[{i}]={atoms!r} is not a non-empty ase.Atoms")
-        _integer(seed, "seed", lo=0)
+        seeds, seed = check_inputs(calculator, seeds, seed)
         self.n_calls_ = 0
         self.stopped_ = []
         return self._run(calculator, seeds, temps, int(seed))

@@ -46,7 +46,7 @@ import numpy as np
 
 from .._params import check_int
 from ..errors import ParameterError
-from ._base import Explorer
+from ._base import Explorer, check_inputs
 
 __all__ = ["SSWExplorer"]
 
@@ -181,20 +181,7 @@ class SSWExplorer(Explorer):
             is invalid.
         """
         self._check_params()
-        if calculator is None or not hasattr(calculator, "get_potential_energy"):
-            raise ParameterError(f"calculator={calculator!r} is not an ASE calculator")
-        if isinstance(seeds, ase.Atoms):
-            seeds = [seeds]
-        try:
-            seeds = list(seeds)
-        except TypeError as exc:
-            raise ParameterError(f"seeds={seeds!r} is not a sequence of ase.Atoms") from exc
-        if not seeds:
-            raise ParameterError("seeds=[] is empty: give at least one structure")
-        for i, atoms in enumerate(seeds):
-            if not isinstance(atoms, ase.Atoms) or len(atoms) == 0:
-                raise ParameterError(f"seeds[{i}]={atoms!r} is not a non-empty ase.Atoms")
-        seed = check_int("seed", seed, 0)
+        seeds, seed = check_inputs(calculator, seeds, seed)
         walks = self._walks(calculator, seeds, seed)
         self.n_calls_ = 0
         self.stopped_: list[dict] = []
