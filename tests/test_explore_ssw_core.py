@@ -409,3 +409,13 @@ def test_directions_of_an_unconstrained_crystal_carry_no_rigid_translation():
         v = Surface(atoms, variable_cell=cell).project(
             np.random.default_rng(1).normal(size=3 * (len(atoms) + 3 * cell)))
         assert np.allclose(v.reshape(-1, 3)[: len(atoms)].mean(axis=0), 0.0, atol=1e-12)
+
+
+def test_a_flattened_or_blown_up_cell_is_degenerate():
+    from pesdata.explore.archive import is_degenerate_cell
+
+    fcc = bulk("Cu", "fcc", a=3.6)  # primitive: heights 2.08 Å, nearest neighbour 2.55 Å
+    assert not is_degenerate_cell(fcc, 2.55, fcc.get_volume())
+    flat = Atoms("Cu", cell=[[4, 0, 0], [0, 4, 0], [1.0, 1.0, 0.5]], pbc=True)
+    assert is_degenerate_cell(flat, 2.55, fcc.get_volume())
+    assert is_degenerate_cell(fcc * (3, 3, 3), 2.55, fcc.get_volume())  # 27× the volume

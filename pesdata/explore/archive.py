@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Minimum", "MinimaArchive", "distance_fingerprint", "is_fragmented",
+__all__ = ["Minimum", "MinimaArchive", "distance_fingerprint", "is_degenerate_cell",
+           "is_fragmented",
            "nearest_neighbour_distance"]
 
 
@@ -64,6 +65,17 @@ def is_fragmented(atoms, bond: float) -> bool:
     adjacency = squareform(pdist(atoms.positions)) < bond
     n_parts, _ = connected_components(adjacency, directed=False)
     return n_parts > 1
+
+
+def is_degenerate_cell(atoms, nearest: float, start_volume: float) -> bool:
+    """True for a variable cell gone bad: its thinnest height below half the nearest-neighbour
+    distance ``nearest`` (a flattened cell, whose neighbour lists need countless periodic
+    images), or a volume above ten times ``start_volume``."""
+    cell = np.asarray(atoms.cell)
+    volume = abs(float(np.linalg.det(cell)))
+    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    return bool(volume <= 0 or (volume / areas).min() < 0.5 * nearest
+                or volume > 10 * start_volume)
 
 
 @dataclass

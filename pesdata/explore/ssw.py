@@ -53,7 +53,7 @@ from ase import Atoms, units
 from .._params import check_float, check_int
 from ..errors import ParameterError
 from . import _ssw_state as state_io
-from .archive import MinimaArchive, is_fragmented, nearest_neighbour_distance
+from .archive import MinimaArchive, is_degenerate_cell, is_fragmented, nearest_neighbour_distance
 from .dimer import biased_lowest_mode
 from .moves import metropolis, one_blas_thread, random_direction
 from .surface import BudgetExhausted, EvaluationFailed, GaussianBias, Surface
@@ -341,6 +341,9 @@ class SSW:
             elif is_fragmented(atoms, self._bond):
                 reason = "fragmented"
                 self.n_fragmented_ += 1
+            elif self._degenerate(atoms):
+                reason = "degenerate cell"
+                self.n_failed_ += 1
         except EvaluationFailed as exc:
             reason = f"failed: {exc}"
             self.n_failed_ += 1
@@ -397,6 +400,8 @@ class SSW:
             energy = surface.true_energy_forces()[0]
             if self.record_climb and g % self.record_climb == 0:
                 self._pending.append(self._snapshot(surface.atoms, surface, k, "climb", False))
+            if self._degenerate(surface.atoms):  # a cell flattening away: quench from here
+                break
             if energy < e0 or (self.descent_stop and energy < previous):
                 break
             previous = energy
@@ -427,6 +432,10 @@ class SSW:
         frame.info.update({"ssw_step": k, "phase": phase, "accepted": accepted,
                            "walker": self.walker, "config_type": f"ssw-{phase}"})
         return frame
+
+    def _degenerate(self, atoms: Atoms) -> bool:
+        return self.cell and is_degenerate_cell(atoms, self._bond / 1.5,
+                                                abs(float(np.linalg.det(self._start.cell))))
 
     def _accept(self, atoms: Atoms, energy: float, surface: Surface) -> None:
         surface.true_energy_forces()  # atoms.calc.results are those of this geometry
