@@ -26,9 +26,12 @@ from ase import Atoms
 from .._lazy import load_registered
 from ..errors import ParameterError
 
-__all__ = ["E0_MODES", "Exporter", "export", "exporters", "e0s", "get_exporter", "labels"]
+__all__ = ["E0_MODES", "UNITS", "Exporter", "export", "exporters", "e0s", "get_exporter", "labels"]
 
 E0_MODES = ("isolated", "average", "none")
+#: The units every target writes in (ASE's): targets that write a virial or a 3×3 stress
+#: override the entry.
+UNITS = {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)", "positions": "Å"}
 MANIFEST = "pesdata-export.json"
 
 

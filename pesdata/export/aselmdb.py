@@ -33,7 +33,7 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..errors import OutputError, ParameterError
-from ._base import Exporter, labels
+from ._base import UNITS, Exporter, labels
 
 __all__ = ["AselmdbExporter"]
 
@@ -107,8 +107,7 @@ class AselmdbExporter(Exporter):
                                 "stress": "calculator stress",
                                 "id": "key_value_pairs pesdata_id, data __info__ id",
                                 "info": "data __info__", "arrays": "data __arrays__"},
-                "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)",
-                          "positions": "Å"},
+                "units": dict(UNITS),
                 "missing_labels": "absent from the row's calculator: MACE's LMDB reader gives "
                                   "it weight 0, fairchem's AtomsToGraphs raises rather than "
                                   "read 0",

@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from ._base import Exporter, labels
+from ._base import UNITS, Exporter, labels
 from ._extxyz import write_frame
 
 __all__ = ["ExtxyzExporter", "write_part"]
@@ -74,6 +74,5 @@ class ExtxyzExporter(Exporter):
             files[part] = [name]
         return {"files": files, "counts": counts,
                 "key_mapping": {"energy": "energy", "forces": "forces", "stress": "stress"},
-                "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)",
-                          "positions": "Å"},
+                "units": dict(UNITS),
                 "missing_labels": "the key is absent; ase.io.read gives no such property"}

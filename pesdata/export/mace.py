@@ -40,7 +40,7 @@ from __future__ import annotations
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from ._base import Exporter, is_isolated_atom, labels
+from ._base import UNITS, Exporter, is_isolated_atom, labels
 from .extxyz import write_part
 
 __all__ = ["MaceExporter", "isolated_mode"]
@@ -109,9 +109,7 @@ class MaceExporter(Exporter):
                                       extra_info=lambda a, lab: _weights(a, lab, isolated))
             files[part] = [name]
         return {"files": files, "counts": counts, "key_mapping": dict(KEYS),
-                "units": {"energy": "eV", "forces": "eV/Å",
-                          "stress": "eV/Å³ (the 3x3 tensor as 9 values, ASE sign)",
-                          "positions": "Å"},
+                "units": {**UNITS, "stress": "eV/Å³ (the 3x3 tensor as 9 values, ASE sign)"},
                 "missing_labels": "the REF_ key is absent and config_<label>_weight = 0 on "
                                   "that frame: MACE gives the label weight 0 (never a 0 target)",
                 "notes": _notes(files, e0 or _fitted_e0(parts), isolated, fitted=not e0)}

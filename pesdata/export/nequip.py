@@ -30,7 +30,7 @@ Checked against NequIP's own source (mir-group/nequip, ``nequip/data/ase.py``,
 
 from __future__ import annotations
 
-from ._base import Exporter, labels
+from ._base import UNITS, Exporter, labels
 from .extxyz import write_part
 
 __all__ = ["NequipExporter"]
@@ -85,9 +85,7 @@ class NequipExporter(Exporter):
                          + ", ".join(f"{s}: {v!r}" for s, v in sorted(e0.items())))
         return {"files": files, "counts": counts,
                 "key_mapping": dict(KEYS),
-                "units": {"energy": "eV", "forces": "eV/Å",
-                          "stress": "eV/Å³ (the 3x3 tensor as 9 values, ASE sign)",
-                          "positions": "Å"},
+                "units": {**UNITS, "stress": "eV/Å³ (the 3x3 tensor as 9 values, ASE sign)"},
                 "missing_labels": "the key is absent and the frame goes to a file of its own "
                                   "label set (<part>-no-<label>.extxyz, <part>-unlabelled."
                                   "extxyz): NequIP cannot batch mixed label sets",

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from ._base import Exporter, labels
+from ._base import UNITS, Exporter, labels
 
 __all__ = ["PacemakerExporter"]
 
@@ -114,8 +114,7 @@ class PacemakerExporter(Exporter):
                 "key_mapping": {"energy": "energy (energy_corrected = energy - ΣE0)",
                                 "forces": "forces", "stress": "stress (not fitted)",
                                 "structure": "ase_atoms", "id": "id"},
-                "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)",
-                          "positions": "Å"},
+                "units": dict(UNITS),
                 "missing_labels": "frames without energy are refused; frames without forces "
                                   "get zero placeholder forces with w_forces = 0 (uniform "
                                   "w_energy/w_forces columns in every part)",
