@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._names import check_name
 from .errors import ArtefactError, ArtefactNotFound, InputError, ParameterError
 
 __all__ = ["LoopStopped", "history", "load_config", "run_loop"]
@@ -92,6 +93,10 @@ def load_config(path: str | os.PathLike) -> dict:
         text = str(exc).split(" invalid at ", 1)[-1]
         field, _, message = text.partition(": ")
         raise InputError(f"invalid config: {message}", path=str(p), field=field) from exc
+    try:
+        check_name(doc.get("name"), "loop name")
+    except ParameterError as exc:
+        raise InputError(str(exc), path=str(p), field="name") from exc
     base = p.resolve().parent
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
     for key, value in doc.items():

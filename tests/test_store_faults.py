@@ -119,9 +119,9 @@ def test_artefact_save_is_atomic_and_leaves_no_temp_file(store):
 
 @pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "", "a\\b", "nul\0"])
 def test_an_unsafe_artefact_name_is_a_parameter_error(store, name):
-    with pytest.raises(ParameterError, match=rf"invalid artefact name {re.escape(repr(name))}"):
+    with pytest.raises(ParameterError, match=rf"invalid curate_report artefact name {re.escape(repr(name))}"):
         store.artefacts.save("curate_report", name, _report_doc())
-    with pytest.raises(ParameterError, match="invalid artefact name"):
+    with pytest.raises(ParameterError, match="invalid curate_report artefact name"):
         store.artefacts.load("curate_report", name)
     assert not (Path(store.root) / "artefacts" / "x.json").exists()
     assert store.artefacts.list("curate_report") == []

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._names import check_name
 from ..atomic import atomic_dir, atomic_write, check_output_path
 from ..errors import ArtefactError, InputError, OutputError, ParameterError
 
@@ -163,8 +164,7 @@ def write_queue(
     p = check_output_path(path, directory=True)
     if p.is_dir() and any(p.iterdir()):
         raise OutputError(f"{p}: exists and is not empty; give a new queue directory")
-    if not isinstance(selection, str) or not selection:
-        raise ParameterError(f"selection must be a non-empty name, got {selection!r}")
+    check_name(selection, "selection name")
     if isinstance(reference_version, bool) or not isinstance(
             reference_version, (int, np.integer)) or reference_version < 0:
         raise ParameterError(

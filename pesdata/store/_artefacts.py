@@ -26,6 +26,7 @@ from pathlib import Path
 import fsspec
 import jsonschema
 
+from .._names import check_name
 from ..atomic import atomic_write
 from ..errors import ArtefactError, ArtefactNotFound, ParameterError
 
@@ -142,12 +143,7 @@ class ArtefactStore:
 
     def _path(self, kind: str, name: str) -> str:
         _check_kind(kind)
-        if (not isinstance(name, str) or not name or "/" in name or "\\" in name
-                or name.startswith(".") or "\0" in name):
-            raise ParameterError(
-                f"invalid artefact name {name!r}: a name is one non-empty file name without "
-                "'/', '\\' or NUL that does not start with '.'"
-            )
+        check_name(name, f"{kind} artefact name")
         return f"{self.root}/{kind}/{name}.json"
 
     def save(self, kind: str, name: str, document: dict, *, overwrite: bool = False) -> str:

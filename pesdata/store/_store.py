@@ -12,6 +12,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from .._names import check_name
 from ..atomic import atomic_write
 from ..errors import (
     ParameterError,
@@ -302,7 +303,8 @@ class Store:
         VersionNotFound
             ``version`` does not exist.
         """
-        if not isinstance(name, str) or not name or name.lstrip("-").isdigit():
+        check_name(name, "tag name")
+        if name.isdigit():
             raise ParameterError(f"invalid tag name {name!r}: use a name that is not a number")
         number = self.resolve(version)
         ds = self.table.dataset()

@@ -10,6 +10,7 @@ import ase
 import numpy as np
 import pandas as pd
 
+from .._names import check_name
 from .._where import structure_name
 from ..errors import ParameterError, ValidationError
 from .checkpoint import check_model_dir, save_model
@@ -189,7 +190,11 @@ def train(
     card = save_model(fitted, out, **card)
     # the store keeps a copy, so a version knows the models trained on it
     stamp = "".join(c for c in card["created"][:26] if c.isalnum())  # to the microsecond
-    stem = out.resolve().name.lstrip(".") or "model"
+    stem = out.resolve().name.lstrip(".-").strip()[:80] or "model"
+    try:
+        check_name(stem)
+    except ParameterError:  # a directory name that is no safe artefact name: a plain one
+        stem = "model"
     store.artefacts.save("model_card", f"{stem}-v{snap.version}-{stamp}",
                          {**card, "path": str(out.resolve())})
     return card
