@@ -473,76 +473,13 @@ class Store:
         fold: int = 0,
         e0: str = "none",
     ) -> int | dict:
-        """Write a version to ``out`` (extxyz, ASE db, any format ASE writes), or for a trainer.
+        """Write a version to ``out`` (extxyz, ASE db, any format ASE writes), or for a trainer
+        (``to="mace"``, ...): see :func:`pesdata.store._export.export_store` for the parameters,
+        the return value and the errors."""
+        from ._export import export_store
 
-        Parameters
-        ----------
-        out : path-like
-            Output file (a regular file or a new path; compressed when it ends in ``.gz``,
-            ``.bz2`` or ``.xz``), written atomically; with ``to``, a new directory that appears
-            whole or not at all.
-        version : int, str or None
-            As for :meth:`resolve` (default the latest; with ``split``, the split's own).
-        format : str, optional
-            ASE format name (default: from the file name); not with ``to``.
-        progress : callable, optional
-            Called as ``progress(done, total)`` as structures are written (not with ``to``).
-        to : str, optional
-            A trainer target (``mace``, ``nequip``, ``deepmd``, ``aselmdb``, ``pacemaker``,
-            ``gap``, ``extxyz``): see :func:`pesdata.export.export`.
-        split : str, optional
-            With ``to``: write fold ``fold`` of this split's ``train``/``test`` parts.
-        fold : int
-            With ``split``: which fold.
-        e0 : {"none", "isolated", "average"}
-            With ``to``: the isolated-atom energies (:func:`pesdata.export.e0s`).
-
-        Returns
-        -------
-        int or dict
-            The number of structures written; with ``to``, the manifest
-            (``out/pesdata-export.json``).
-
-        Raises
-        ------
-        VersionNotFound
-            No such version or tag.
-        ParameterError
-            ``format`` with ``to``; ``split``, ``fold`` or ``e0`` without ``to``; ``fold``
-            without ``split``; an unknown target, fold or E0 mode; ``version`` other than the
-            split's.
-        OutputError
-            ``out`` is a device, FIFO, socket, symlink or directory; with ``to``, ``out``
-            exists.
-        """
-        if to is not None:
-            from ..errors import OutputError
-            from ..export import export as export_to
-
-            if format is not None:
-                raise ParameterError(f"format={format!r}: to={to!r} chooses its own files")
-            if split is None and fold != 0:
-                raise ParameterError(f"fold={fold!r} needs a split")
-            if os.path.lexists(out):
-                raise OutputError(f"{out} exists; export --to writes a new directory")
-            return export_to(self, out, to, version=version, split=split, fold=fold, e0=e0)
-        if split is not None or fold != 0 or e0 != "none":
-            raise ParameterError("split, fold and e0 need a trainer target (to=...): a plain "
-                                 "export writes the whole version to one file")
-        from ..io import write_atoms
-
-        snap = self.read(version)
-        total = len(snap)
-
-        def images():
-            for done, atoms in enumerate(snap, 1):
-                yield atoms
-                if progress is not None and done % 256 == 0:
-                    progress(done, total)
-            if progress is not None:
-                progress(total, total)
-
-        return write_atoms(out, images(), format=format)
+        return export_store(self, out, version, format, progress, to=to, split=split, fold=fold,
+                            e0=e0)
 
     def optimize(self) -> int:
         """Compact fragments and (re)build the BTREE indices on ``id`` and ``geometry_hash``.
