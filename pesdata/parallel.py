@@ -157,8 +157,9 @@ def _windows(items: Iterable, size: int) -> Iterator[list]:
 def _local(func, items, spec: str, n: int, window: int) -> Iterator:
     """Windows of ``dask.delayed`` tasks over one pool; the next window computes while the
     caller consumes the current one (so at most two windows of results exist)."""
-    import dask
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    import dask
 
     if spec == "synchronous":
         for chunk in _windows(items, window):

@@ -61,6 +61,8 @@ def curate(
     lock_timeout: float = 600.0,
     progress: Callable[[int, str], None] | None = None,
     sources: Sequence[str] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> CurateReport:
     """Ingest structure files into ``store`` as one new version.
 
@@ -100,6 +102,14 @@ def curate(
     sources : sequence of str, optional
         For structures in memory: where each came from (``file#frame``), stored in the
         ``source`` column and quoted in the report instead of ``<memory>#i``.
+    scheduler : str, optional
+        Run parsing, validation and hashing as Dask tasks, one per input file:
+        ``synchronous``, ``threads``, ``processes`` or ``tcp://HOST:PORT`` (see
+        :mod:`pesdata.parallel`). Classification, deduplication and the commit stay here, in
+        input order, so the report and the rows equal the serial run's. ``None`` (default):
+        serial. Structures in memory are always curated serially.
+    workers : int, optional
+        Local Dask workers (default one per core).
 
     Returns
     -------
@@ -134,6 +144,11 @@ def curate(
         inputs = paths
         for p in paths:  # fail fast, before taking the lock, on missing/empty/unknown files
             detect_format(p, format)
+    from ..parallel import check_scheduler, check_workers
+
+    scheduler, workers = check_scheduler(scheduler), check_workers(workers)
+    if paths == [MEMORY]:
+        scheduler = None
     frame_checks, population_checks = validators or default_validators()
     keys = LabelKeys(energy=energy_key, forces=forces_key, stress=stress_key, virial=virial_key)
     options = {
@@ -162,7 +177,7 @@ def curate(
             positions = _ingest(
                 store, ds, spool, inputs, report, frame_checks, keys,
                 dict(format=format, method=method, config_type=config_type, group=group),
-                batch_size, progress, unmapped,
+                batch_size, progress, unmapped, (scheduler, workers),
             )
             report.warnings = unmapped.warnings()
             _population(positions, population_checks, spool, report)
@@ -290,7 +305,8 @@ def _frames(source, keys: LabelKeys, meta: dict) -> Iterator[Frame]:
 
 
 def _ingest(
-    store, ds, spool, inputs, report, frame_checks, keys, meta, batch_size, progress, unmapped
+    store, ds, spool, inputs, report, frame_checks, keys, meta, batch_size, progress, unmapped,
+    parallel=(None, None),
 ):
     """Read, validate and classify every frame; spool the rows to commit.
 
@@ -336,6 +352,11 @@ def _ingest(
         if progress is not None:
             progress(report.read, current["path"])
 
+    if parallel[0] is not None:
+        for batch, checked in _parallel_batches(inputs, keys, meta, batch_size, frame_checks,
+                                                parallel, current):
+            process(batch, checked)
+        return stats
     # validation of one batch (numpy, scipy's KD-tree: mostly outside the GIL) runs in a worker
     # thread while the next batch is parsed; batches are still processed in order
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pesdata-validate") as pool:
@@ -348,6 +369,41 @@ def _ingest(
         if pending is not None:
             process(pending[0], pending[1].result())
     return stats
+
+
+def _read_and_check(task: tuple) -> tuple[list[Frame], list[list[Issue]]]:
+    """A Dask task: parse, hash and validate every frame of one file."""
+    path, keys, meta, batch_size, frame_checks = task
+    frames: list[Frame] = []
+    checked: list[list[Issue]] = []
+    for batch in iter_batches(read_frames(path, keys=keys, **meta), batch_size):
+        frames.extend(batch)
+        checked.extend(validate_batch(batch, frame_checks))
+    return frames, checked
+
+
+def _parallel_batches(inputs, keys, meta, batch_size, frame_checks, parallel, current):
+    """The (frames, issues) batches of the serial path, computed as one Dask task per file.
+
+    Results come back in input order and are cut into the same ``batch_size`` batches as the
+    serial path's, so classification (and so the report and the committed rows) is identical.
+    """
+    from ..parallel import stream_map
+
+    scheduler, workers = parallel
+    tasks = ((p, keys, meta, batch_size, frame_checks) for p in inputs)
+    frames: list[Frame] = []
+    checked: list[list[Issue]] = []
+    for path, (f, c) in zip(inputs, stream_map(_read_and_check, tasks, scheduler=scheduler,
+                                               workers=workers), strict=True):
+        current["path"] = path
+        frames.extend(f)
+        checked.extend(c)
+        while len(frames) >= batch_size:
+            yield frames[:batch_size], checked[:batch_size]
+            del frames[:batch_size], checked[:batch_size]
+    if frames:
+        yield frames, checked
 
 
 _GEOMETRY_FIELDS = ("positions", "cell", "pbc")

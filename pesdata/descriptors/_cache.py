@@ -76,10 +76,15 @@ def describe(
     version: int | str | None = None,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Compute and cache per-atom descriptors for every structure of a version.
 
-    Only structures whose ``id`` is not cached yet are computed.
+    Only structures whose ``id`` is not cached yet are computed. The version's ids are read in
+    batches and the segments computed one batch at a time, so memory stays flat with the
+    number of structures; what grows is the set of cached ids (fixed-width bytes, one entry
+    per cached structure).
 
     Parameters
     ----------
@@ -93,6 +98,13 @@ def describe(
         Structures per computed (and written) segment, ≥ 1.
     progress : callable, optional
         Called as ``progress(done, total)`` after every segment.
+    scheduler : str, optional
+        Compute the segments as Dask tasks (``synchronous``, ``threads``, ``processes`` or
+        ``tcp://HOST:PORT``, see :mod:`pesdata.parallel`): each task reads its rows of the
+        version, computes and writes its segment and index file (never the table). ``None``
+        (default): here, one segment after another. The segments hold the same rows either way.
+    workers : int, optional
+        Local Dask workers (default one per core).
 
     Returns
     -------
@@ -104,17 +116,23 @@ def describe(
     ------
     ParameterError
         ``batch_size`` is not a positive integer, ``descriptor`` is not a
-        :class:`~pesdata.descriptors.Descriptor` or ``progress`` is not callable.
+        :class:`~pesdata.descriptors.Descriptor`, ``progress`` is not callable or the
+        scheduler is unknown or unreachable.
     SchemaError
         The version holds elements the descriptor's species lack (nothing is written).
     """
+    from ..parallel import check_scheduler, check_workers, stream_map
+
     batch_size = check_int("batch_size", batch_size)
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be callable, got {progress!r:.200}")
+    scheduler, workers = check_scheduler(scheduler), check_workers(workers)
     root = _group_dir(store, descriptor)
     snap = store.read(version)
-    present = np.unique(snap.to_arrays(columns=("numbers",))["numbers"]).tolist()
-    missing = sorted(set(present) - set(descriptor.species))
+    present: set[int] = set()
+    for batch in snap._ds.to_batches(columns=["numbers"], batch_size=_SCAN_ROWS):
+        present.update(np.unique(batch.column(0).values.to_numpy()).tolist())
+    missing = sorted(present - set(descriptor.species))
     if missing:  # checked before anything is written
         names = ", ".join(chemical_symbols[z] for z in missing)
         raise SchemaError(
@@ -124,29 +142,78 @@ def describe(
     (root / "index").mkdir(parents=True, exist_ok=True)
     group = zarr.open_group(root, mode="a")
     group.attrs["config"] = descriptor.config()
-    done = set(_read_index(root).column("id").to_pylist())
-    ids = snap.ids
-    todo = [k for k, i in enumerate(ids) if i not in done]
-    n_atoms = 0
-    for start in range(0, len(todo), batch_size):
-        rows = todo[start : start + batch_size]
-        images = snap.take(rows)
-        with torch.no_grad():
-            feats = descriptor.compute(images).to("cpu").numpy()
-        counts = np.array([len(a) for a in images], dtype=np.int64)
-        _write_segment(root, group, feats, [ids[k] for k in rows], counts)
-        n_atoms += int(counts.sum())
+    done = _cached_ids(root)
+    total = sum(len(rows) for rows, _ in _uncached(snap, done, _SCAN_ROWS))
+    tasks = ((store.uri, None, snap.version, descriptor, str(root), rows, ids)
+             for rows, ids in _uncached(snap, done, batch_size))
+    computed = n_atoms = 0
+    for n_structures, atoms in stream_map(_segment_task, tasks, scheduler=scheduler,
+                                          workers=workers):
+        computed += n_structures
+        n_atoms += atoms
         if progress is not None:
-            progress(start + len(rows), len(todo))
+            progress(computed, total)
     return {
         "config_hash": descriptor.config_hash,
         "version": snap.version,
-        "n_structures": len(ids),
-        "computed": len(todo),
-        "cached": len(ids) - len(todo),
+        "n_structures": len(snap),
+        "computed": computed,
+        "cached": len(snap) - computed,
         "n_atoms": n_atoms,
         "path": str(root),
     }
+
+
+_SCAN_ROWS = 65536  # ids (or numbers) read per batch when scanning a version
+
+
+def _cached_ids(root: Path) -> np.ndarray:
+    """The ids the cache holds, sorted, as fixed-width bytes (compact: no str objects)."""
+    ids = _read_index(root).column("id").combine_chunks()
+    return np.unique(np.asarray(ids.to_numpy(zero_copy_only=False), dtype="S"))
+
+
+def _uncached(snap, done: np.ndarray, size: int):
+    """(rows, ids) of the version's structures not in ``done``, ``size`` at a time, in row
+    order (streamed: the version's ids are never all in memory)."""
+    rows: list[int] = []
+    ids: list[str] = []
+    offset = 0
+    for batch in snap._ds.to_batches(columns=["id"], batch_size=_SCAN_ROWS):
+        col = batch.column(0).to_numpy(zero_copy_only=False)
+        new = np.flatnonzero(~np.isin(np.asarray(col, dtype="S"), done))
+        for k in new:
+            rows.append(offset + int(k))
+            ids.append(str(col[k]))
+            if len(rows) >= size:
+                yield rows, ids
+                rows, ids = [], []
+        offset += len(col)
+    if rows:
+        yield rows, ids
+
+
+_SNAPSHOTS: dict = {}  # per process: (uri, version) → Snapshot, reused by the tasks
+
+
+def _segment_task(task: tuple) -> tuple[int, int]:
+    """A describe task: read ``rows`` of the version, compute, write one segment + index."""
+    uri, storage_options, version, descriptor, root, rows, ids = task
+    key = (uri, version)
+    snap = _SNAPSHOTS.get(key)
+    if snap is None:
+        from ..store import open_store
+
+        snap = open_store(uri, **(storage_options or {})).read(version)
+        _SNAPSHOTS.clear()
+        _SNAPSHOTS[key] = snap
+    images = snap.take(rows)
+    with torch.no_grad():
+        feats = descriptor.compute(images).to("cpu").numpy()
+    counts = np.array([len(a) for a in images], dtype=np.int64)
+    root = Path(root)
+    _write_segment(root, zarr.open_group(root, mode="a"), feats, ids, counts)
+    return len(rows), int(counts.sum())
 
 
 def _write_segment(root: Path, group, feats: np.ndarray, ids: list[str], counts) -> None:
