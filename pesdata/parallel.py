@@ -195,10 +195,12 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def connect(address: str, timeout: float = CONNECT_TIMEOUT):
-    """A ``distributed.Client`` for ``tcp://HOST:PORT``; a clear error when none answers."""
+def connect(address: str, timeout: float | None = None):
+    """A ``distributed.Client`` for ``tcp://HOST:PORT``; a clear error when none answers
+    within ``timeout`` seconds (default :data:`CONNECT_TIMEOUT`)."""
     from distributed import Client
 
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
     try:
         return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:
