@@ -195,3 +195,41 @@ def test_describe_refuses_bad_scheduler_before_writing(cu_store):
     desc = from_config(CU_ACSF_SMALL_CONFIG)
     with pytest.raises(PesdataError, match="scheduler"):
         describe(cu_store, desc, scheduler="tcp://nowhere")
+
+
+# -- select -----------------------------------------------------------------------------------
+
+
+def _selection(st, scheduler):
+    from pesdata.select import _select
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_select, "SCORE_CHUNK", 6)  # 25 candidates → 5 scoring tasks
+        return _select.select(st, [str(DATA / "mlearn" / "Si_test.extxyz")], budget=6, seed=3,
+                              method="PBE",
+                              name="sel-" + "".join(c if c.isalnum() else "-"
+                                                    for c in scheduler or "serial"),
+                              scheduler=scheduler, workers=2)
+
+
+@pytest.fixture(scope="module")
+def si_serial(tmp_path_factory):
+    """A Si store and its serial selection (which leaves the reference's descriptors cached)."""
+    st = pesdata.open_store(tmp_path_factory.mktemp("si") / "store", create=True)
+    curate(st, [str(DATA / "mlearn" / "Si_training.extxyz")], method="PBE")
+    return st, _selection(st, None)
+
+
+def test_select_equals_serial(si_serial, tmp_path, scheduler):
+    import shutil
+
+    si_store, want = si_serial
+    copy = tmp_path / "store"
+    shutil.copytree(si_store.root, copy)
+    got = _selection(pesdata.open_store(copy), scheduler)
+    assert list(got.selected["id"]) == list(want.selected["id"])
+    assert len(want.selected) == 6
+    cols = ["id", "decision", "rank", "reason", "novelty", "novelty_distance", "atom_distances"]
+    assert got.ledger[cols].to_dict("list") == want.ledger[cols].to_dict("list")
+    assert np.array_equal(np.stack(got.ledger["fingerprint"]), np.stack(want.ledger["fingerprint"]))
+    assert got.summary["criteria"] == want.summary["criteria"]

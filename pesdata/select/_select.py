@@ -129,17 +129,61 @@ def _descriptor(descriptor, species: list[int]):
     return from_config(descriptor)
 
 
-def _environments(descriptor, images: list, progress: Progress | None,
-                  batch: int = 64) -> Environments:
-    """Per-atom descriptor rows of ``images``, computed in batches."""
+def _describe_task(task: tuple) -> np.ndarray:
+    """A Dask task: the descriptor rows of one batch of candidate images."""
     import torch
 
+    descriptor, images = task
+    with torch.no_grad():
+        return descriptor.compute(images).cpu().numpy()
+
+
+def _score_task(task: tuple) -> pd.DataFrame:
+    """A Dask task: a fitted criterion's scores of one chunk of candidates."""
+    crit, candidates = task
+    return crit.score(candidates)
+
+
+#: Candidate frames per scoring task (novelty, error, committee) when a scheduler is given.
+SCORE_CHUNK = 512
+
+
+def _frames_of(env: Environments, a: int, b: int) -> Environments:
+    """Frames ``a..b-1`` of ``env`` (its rows are in frame order), renumbered from 0."""
+    lo, hi = np.searchsorted(env.structure, [a, b])
+    return Environments(env.features[lo:hi], env.numbers[lo:hi], env.structure[lo:hi] - a,
+                        b - a, env.feature_names)
+
+
+def _scores(crit, candidates, n: int, parallel: tuple) -> pd.DataFrame:
+    """``crit.score(candidates)``; with a scheduler, as Dask tasks over chunks of
+    :data:`SCORE_CHUNK` frames (each frame's score depends on that frame alone)."""
+    from ..parallel import stream_map
+
+    if parallel[0] is None or n <= SCORE_CHUNK:
+        return crit.score(candidates)
+    if isinstance(candidates, Environments):
+        pieces = (_frames_of(candidates, a, min(a + SCORE_CHUNK, n))
+                  for a in range(0, n, SCORE_CHUNK))
+    else:
+        pieces = (candidates[a:a + SCORE_CHUNK] for a in range(0, n, SCORE_CHUNK))
+    parts = list(stream_map(_score_task, ((crit, p) for p in pieces), scheduler=parallel[0],
+                            workers=parallel[1]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _environments(descriptor, images: list, progress: Progress | None,
+                  batch: int = 64, parallel: tuple = (None, None)) -> Environments:
+    """Per-atom descriptor rows of ``images``, computed in batches (Dask tasks with a
+    scheduler)."""
+    from ..parallel import stream_map
+
     feats = []
-    for start in range(0, len(images), batch):
-        with torch.no_grad():
-            feats.append(descriptor.compute(images[start:start + batch]).cpu().numpy())
+    tasks = ((descriptor, images[start:start + batch]) for start in range(0, len(images), batch))
+    for rows in stream_map(_describe_task, tasks, scheduler=parallel[0], workers=parallel[1]):
+        feats.append(rows)
         if progress is not None:
-            progress("describe candidates", min(start + batch, len(images)), len(images))
+            progress("describe candidates", min(len(feats) * batch, len(images)), len(images))
     n = np.array([len(a) for a in images], dtype=int)
     f = (np.concatenate(feats) if feats
          else np.zeros((0, descriptor.n_features)))
@@ -150,20 +194,23 @@ def _environments(descriptor, images: list, progress: Progress | None,
 
 
 def _candidate_environments(desc, cands: Candidates, valid: np.ndarray,
-                            progress: Progress | None) -> Environments:
+                            progress: Progress | None,
+                            parallel: tuple = (None, None)) -> Environments:
     """Descriptors of the valid candidates: from the Zarr cache of candidate stores (computed
     there once, kept for the next selection), computed in memory for candidate files."""
     from ..descriptors import describe, load_descriptors
 
     if not cands.stores or sum(len(s[0].read(s[1])) for s in cands.stores) != len(cands):
-        return _environments(desc, [cands.images[k] for k in valid], progress)
+        return _environments(desc, [cands.images[k] for k in valid], progress,
+                             parallel=parallel)
     parts = []
     for store, version, first in cands.stores:
         def store_progress(done, total):
             if progress is not None:
                 progress("describe candidates", done, total)
 
-        describe(store, desc, version, progress=store_progress)
+        describe(store, desc, version, progress=store_progress, scheduler=parallel[0],
+                 workers=parallel[1])
         env = Environments.from_cache(load_descriptors(store, desc, version))
         parts.append(Environments(env.features, env.numbers, env.structure + first,
                                   first + env.n_frames))
@@ -214,6 +261,8 @@ def select(
     name: str | None = None,
     out: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> Selection:
     """Pick the candidate frames worth labelling; keep the ledger; optionally write a queue.
 
@@ -263,15 +312,25 @@ def select(
         Queue directory to write the selected frames to.
     progress : callable, optional
         ``progress(stage, done, total)``.
+    scheduler : str, optional
+        Run the per-candidate work as Dask tasks (``synchronous``, ``threads``,
+        ``processes`` or ``tcp://HOST:PORT``, see :mod:`pesdata.parallel`): descriptors of
+        the reference and the candidates, novelty and error / committee scores over chunks of
+        candidates. The decision (thresholds, diversity, ledger) stays here; the ledger equals
+        the serial one. ``None`` (default): serial.
+    workers : int, optional
+        Local Dask workers (default one per core).
 
     Returns
     -------
     Selection
     """
+    from ..parallel import check_scheduler, check_workers
     from .checks import invalid_reasons, label_reasons
     from .fingerprint import element_scaling, structure_fingerprints
 
     policy = check_policy(budget, diversity, group_cap, seed, near_duplicate)
+    parallel = (check_scheduler(scheduler), check_workers(workers))
     if model is not None and committee is not None:
         raise ParameterError("give --model or --committee, not both")
     if trust is not None and model is None and committee is None:
@@ -329,9 +388,10 @@ def select(
 
     ref = None
     if len(snap):
-        describe(store, desc, version, progress=ref_progress)
+        describe(store, desc, version, progress=ref_progress, scheduler=parallel[0],
+                 workers=parallel[1])
         ref = Environments.from_cache(load_descriptors(store, desc, version))
-    cand_env = _candidate_environments(desc, cands, valid, progress)
+    cand_env = _candidate_environments(desc, cands, valid, progress, parallel)
 
     criteria: dict[str, dict] = {}
     model_hash = None
@@ -341,7 +401,7 @@ def select(
                                         seed=seed, **top).fit(ref)
         if progress is not None:
             progress("novelty", 0, len(valid))
-        _place(df, valid, crit.score(cand_env))
+        _place(df, valid, _scores(crit, cand_env, len(valid), parallel))
         if progress is not None:
             progress("novelty", len(valid), len(valid))
         criteria["novelty"] = crit.thresholds_
@@ -356,7 +416,7 @@ def select(
             raise ParameterError("--model compares predictions with the candidates' labels, "
                                  "but no candidate carries an energy or forces; use "
                                  "--committee for unlabelled candidates")
-        scores = crit.score([images[k] for k in valid])
+        scores = _scores(crit, [images[k] for k in valid], len(valid), parallel)
         if progress is not None:
             progress(cname, len(valid), len(valid))
         _place(df, valid, scores)
