@@ -233,3 +233,30 @@ def test_select_equals_serial(si_serial, tmp_path, scheduler):
     assert got.ledger[cols].to_dict("list") == want.ledger[cols].to_dict("list")
     assert np.array_equal(np.stack(got.ledger["fingerprint"]), np.stack(want.ledger["fingerprint"]))
     assert got.summary["criteria"] == want.summary["criteria"]
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def test_cli_scheduler_options(tmp_path, inputs, serial_curate):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pesdata.cli import app
+
+    runner = CliRunner()
+    st = tmp_path / "st"
+    res = runner.invoke(app, ["curate", str(st), *inputs, "--method", "PBE", "--quarantine",
+                              "--scheduler", "threads", "--workers", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["added"] == serial_curate[0]["added"]
+    cfg = tmp_path / "acsf.json"
+    cfg.write_text(json.dumps({**CU_ACSF_SMALL_CONFIG, "species": ["Si"]}))
+    res = runner.invoke(app, ["describe", str(st), "-d", str(cfg), "--scheduler", "threads",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["computed"] == summary["added"]
+    res = runner.invoke(app, ["describe", str(st), "-d", str(cfg), "--scheduler", "thread"])
+    assert res.exit_code == 2 and "'thread'" in res.output

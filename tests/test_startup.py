@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import DATA
 
-HEAVY = ("torch", "sklearn", "zarr", "faiss", "matplotlib", "vesin")
+HEAVY = ("torch", "sklearn", "zarr", "faiss", "matplotlib", "vesin", "dask", "distributed")
 
 
 def _modules_after(argv: list[str], cwd) -> tuple[int, set[str], str]:

@@ -82,6 +82,10 @@ def select(
     rescore: Annotated[str | None, typer.Option(
         help="Decide a kept ledger again with new thresholds/budget (no recomputation).")
     ] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run on Dask: threads, processes, synchronous or tcp://HOST:PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Local Dask workers (default: one per core).")] = None,
     json_: JsonOpt = False,
     traceback: TraceOpt = False,
 ) -> None:
@@ -121,7 +125,7 @@ def select(
         options = {"novelty_threshold": novelty_threshold, "budget": budget,
                    "group_cap": group_cap, "name": name, "out": out_, "method": method,
                    "reference": reference, "descriptor": descriptor, "model": model,
-                   "committee": committee,
+                   "committee": committee, "scheduler": scheduler, "workers": workers,
                    "trust": None}
         if trust is not None or errors:
             from ..select.trust import TrustWindows

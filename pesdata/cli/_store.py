@@ -41,6 +41,10 @@ def curate(
     quarantine: Annotated[
         bool, typer.Option(help="Commit valid frames; list rejected ones in the report.")
     ] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run on Dask: threads, processes, synchronous or tcp://HOST:PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Local Dask workers (default: one per core).")] = None,
     json_: JsonOpt = False,
     traceback: TraceOpt = False,
 ) -> None:
@@ -48,7 +52,9 @@ def curate(
     from ..curate import curate_new
     from ..errors import ValidationError
     from ..io import detect_format
+    from ..parallel import check_scheduler, check_workers
 
+    scheduler, workers = check_scheduler(scheduler), check_workers(workers)
     for f in files:  # fail fast, before a store is created or locked
         detect_format(f, format)
     with bar(json_) as progress_bar:
@@ -62,7 +68,7 @@ def curate(
                 store, [str(f) for f in files], method=method, config_type=config_type, group=group,
                 message=message, format=format, energy_key=energy_key, forces_key=forces_key,
                 stress_key=stress_key, virial_key=virial_key, quarantine=quarantine,
-                progress=progress,
+                progress=progress, scheduler=scheduler, workers=workers,
             )
         except ValidationError as exc:
             if exc.report is not None and not json_:
@@ -118,6 +124,10 @@ def describe(
     version: VersionOpt = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 64,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run on Dask: threads, processes, synchronous or tcp://HOST:PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Local Dask workers (default: one per core).")] = None,
     json_: JsonOpt = False,
     traceback: TraceOpt = False,
 ) -> None:
@@ -129,7 +139,7 @@ def describe(
     desc = from_config(descriptor, device=device)
     with counting(json_, f"describing ({desc.name})") as progress:
         summary = run_describe(st, desc, version=version, batch_size=batch_size,
-                               progress=progress)
+                               progress=progress, scheduler=scheduler, workers=workers)
     if json_:
         print_json(summary)
     else:
