@@ -21,7 +21,7 @@ from ..errors import PesdataError
 
 __all__ = [
     "JsonOpt", "StoreArg", "TraceOpt", "VersionOpt", "app", "bar", "command", "counting", "err",
-    "open_store", "out", "print_json",
+    "one_line", "open_store", "out", "print_json",
 ]
 
 app = typer.Typer(
@@ -55,17 +55,29 @@ def command(fn):
         except PesdataError as exc:
             if trace:
                 raise
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {one_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None  # the message says it all
         except Exception as exc:  # noqa: BLE001 - anything else is still one line
             if trace:
                 raise
-            err.print(
-                f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True
-            )
+            err.print(f"[red]error:[/red] {type(exc).__name__}: {one_line(exc)}",
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An error message as one line of literal text for the console.
+
+    Line breaks become `` | `` (a message quoting a file's content may hold some) and rich
+    markup is escaped: ``[/]`` or ``[bold]`` in a file name, a value or a line quoted from a
+    file is printed as it is, never interpreted (an unbalanced closing tag would raise).
+    """
+    from rich.markup import escape
+
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return escape(" | ".join(lines))
 
 
 def print_json(obj) -> None:

@@ -158,11 +158,13 @@ class CellValidator:
         Minimum of ``sqrt(det G) / prod |v|`` over the periodic cell vectors ``v`` (``G`` their
         Gram matrix; for a fully periodic cell ``|det(cell)| / (|a||b||c|)``): 1 for orthogonal
         vectors, 0 for linearly dependent ones; default 1e-3. Periodic directions also need a
-        vector longer than 1e-3 Å.
+        vector longer than 1e-3 Å and no longer than :attr:`limit` (1e9 Å: beyond it the
+        volume overflows and the geometry hash's 1e-6 Å rounding no longer holds).
     """
 
     name = "cell"
     message = "{detail}"
+    limit = 1e9
 
     def __init__(self, threshold: float = 1e-3) -> None:
         self.threshold = threshold
@@ -173,6 +175,12 @@ class CellValidator:
         periodic = np.asarray(frame.cell, dtype=float)[frame.pbc]
         if not np.isfinite(periodic).all():
             return [Issue(self.name, "cell", "periodic cell vectors are not finite")]
+        huge = np.abs(periodic).max(axis=1) > self.limit
+        if huge.any():
+            k = int(np.flatnonzero(frame.pbc)[np.argmax(huge)])
+            detail = (f"periodic cell vector {k} has a component of "
+                      f"{np.abs(periodic[np.argmax(huge)]).max():.3g} Å (> {self.limit:g})")
+            return [Issue(self.name, "cell", self.message.format(detail=detail))]
         lengths = np.sqrt((periodic * periodic).sum(axis=1))
         short = [int(i) for i, k in zip(np.flatnonzero(frame.pbc), lengths, strict=True)
                  if k < 1e-3]
@@ -186,7 +194,7 @@ class CellValidator:
         else:  # the area (or length) the periodic vectors span: sqrt(det of their Gram matrix)
             volume = float(np.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0)))
         ratio = volume / float(np.prod(lengths))
-        if ratio < self.threshold:
+        if not ratio >= self.threshold:  # NaN too
             what = "|det|/(|a||b||c|)" if frame.pbc.all() else "sqrt(det G)/prod|v|"
             detail = f"cell is near-singular: {what} = {ratio:.2e} < {self.threshold}"
             return [Issue(self.name, "cell", self.message.format(detail=detail))]

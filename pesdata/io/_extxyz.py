@@ -16,10 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import lzma
 import os
-import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,8 @@ from ase.io.formats import get_compression, open_with_compression
 
 from ..errors import InputError
 from ..frames import AtomsParts
+from ._comment import key_val_str_to_dict
+from ._guards import HeaderError, check_atom_tokens, check_pbc, check_properties
 
 __all__ = ["VecFile", "iread_extxyz", "quote", "shorten"]
 
@@ -43,87 +43,16 @@ _DEFAULT_PROPERTIES = "species:S:1:pos:R:3"
 _NUMBERS = "\0numbers"  # parsed column of atomic numbers derived from 'species'
 
 
-# a comment line of plain tokens, whitespace apart: key=value, key="value" (or 'value', [value],
-# {value}: ASE's delimiters, content taken verbatim) or a bare key
-_PLAIN = r"[^\s=\"'\\\[\]{}]+"
-_TOKEN = re.compile(
-    rf"({_PLAIN})(?:=(?:\"([^\"\\]*)\"|'([^'\\]*)'|\[([^\]\\]*)\]|\{{([^}}\\]*)\}}|({_PLAIN})))?"
-    r"(?=\s|$)"
-)
-_STR_TO_BOOL = {"T": True, "F": False, "true": True, "false": False, "True": True,
-                "False": False, "TRUE": True, "FALSE": False}
-_SPLIT = re.compile(r"[^\s,]+")
-
-
-def _convert(key: str, value: str):
-    """One value as ``ase.io.extxyz.key_val_str_to_dict`` converts it (same rules, same order:
-    ints, else floats, arrays of them; special 3x3 keys; booleans; ``_JSON``; else the string)."""
-    if key.lower() in _ase_extxyz.UNPROCESSED_KEYS:
-        return value
-    parts = _SPLIT.findall(value)
-    out = value
-    try:
-        try:
-            num = np.array(parts, dtype=int)
-        except (ValueError, OverflowError):
-            num = np.array(parts, dtype=float)
-        out = num[0] if len(num) == 1 else num
-    except (ValueError, OverflowError):
-        pass
-    if key in _ase_extxyz.SPECIAL_3_3_KEYS:
-        if not isinstance(out, np.ndarray) or out.shape != (9,):
-            raise ValueError(
-                f"Got info item {key}, expecting special 3x3 matrix, but value is not in the "
-                "form of a 9-long numerical vector"
-            )
-        out = np.array(out).reshape((3, 3), order="F")
-    if isinstance(out, str):
-        try:
-            flags = [_STR_TO_BOOL[v] for v in parts]
-            out = flags[0] if len(flags) == 1 else flags
-        except KeyError:
-            if out.startswith("_JSON "):
-                d = json.loads(out.replace("_JSON ", "", 1))
-                out = np.array(d)
-                if out.dtype.kind not in ["i", "f", "b"]:
-                    out = d
-    return out
-
-
-def key_val_str_to_dict(comment: str) -> dict:
-    """ASE's ``key_val_str_to_dict`` for an extxyz comment line, fast on plain lines.
-
-    ASE parses the line character by character in Python (~0.1 ms a frame, a fifth of ingest
-    time on a 200k-atom file). A line made only of ``key=value``, ``key="quoted value"`` and
-    bare keys separated by whitespace (values may be delimited by ``"``, ``'``, ``[]`` or ``{}``
-    as ASE allows; no escapes, nesting or stray ``=``) is
-    split with one regular expression and its values converted by ASE's rules
-    (:func:`_convert`); any other line goes to ASE's parser. A test checks both give the same
-    dict on every comment line of the shared data sets and on crafted edge cases.
-    """
-    text = comment.strip()
-    out: dict = {}
-    pos = 0
-    for m in _TOKEN.finditer(text):
-        if text[pos : m.start()].strip():  # something the pattern does not cover: ASE decides
-            return _ase_extxyz.key_val_str_to_dict(comment)
-        pos = m.end()
-        key, *values = m.groups()
-        value = next((v for v in values if v is not None), None)
-        if value is None:
-            value = "T"  # a bare key
-        elif value == "":
-            return _ase_extxyz.key_val_str_to_dict(comment)
-        out[key] = _convert(key, value)
-    if text[pos:].strip():
-        return _ase_extxyz.key_val_str_to_dict(comment)
-    return out
-
-
 def _header(comment: str) -> tuple[dict, str]:
+    """The info dict and Properties string of a comment line, checked (see :mod:`._guards`)."""
     info = key_val_str_to_dict(comment) if comment.strip() else {}
     props = info.get("Properties", _DEFAULT_PROPERTIES)
-    return info, props if isinstance(props, str) else ""
+    if "pbc" in info:
+        check_pbc(info["pbc"])
+    if isinstance(props, str):
+        check_properties(props)
+        return info, props
+    return info, ""
 
 
 def _parse_block(text: str, dtype: np.dtype, n_total: int) -> dict | None:
@@ -229,8 +158,17 @@ def _species_numbers(species: np.ndarray) -> np.ndarray:
 
 
 def _slow(comment: str, lines: list[bytes] | list[str], natoms: int) -> AtomsParts:
-    """One frame through ASE's own reader (its behaviour and errors)."""
+    """One frame through ASE's own reader (its behaviour and errors), after the checks of
+    :mod:`._guards`: a header that lies raises :class:`HeaderError` before ASE trusts it."""
     text = [ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines]
+    try:
+        _, props = _header(comment)
+    except HeaderError:
+        raise
+    except Exception:  # noqa: BLE001 - a comment line ASE refuses: ASE's own error below
+        props = ""
+    if props:
+        check_atom_tokens(text, check_properties(props))
     return AtomsParts.from_atoms(_ase_extxyz._read_xyz_frame(iter([comment, *text]), natoms))
 
 

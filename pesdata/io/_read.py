@@ -15,6 +15,7 @@ from ase.io.formats import UnknownFileTypeError, filetype, get_compression, iofo
 from ..errors import FormatError, InputError
 from ..frames import AtomsParts, Frame, LabelKeys
 from ._extxyz import VecFile, iread_extxyz, shorten
+from ._guards import HeaderError, check_outcar, check_poscar, check_vasp_xml
 from ._xsf_aenet import is_aenet_xsf, read_aenet_xsf
 
 __all__ = ["detect_format", "iter_atoms", "read_frames"]
@@ -53,11 +54,19 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
         The format is unknown or cannot be guessed.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError("no such file", path=str(p))
+    try:
+        st = p.stat()
+    except OSError as exc:  # missing, a dangling link, a symlink loop, a name too long
+        what = "no such file" if isinstance(exc, FileNotFoundError) else (
+            f"cannot open ({exc.strerror or type(exc).__name__})")
+        if p.is_symlink() and isinstance(exc, FileNotFoundError):
+            what = "a symbolic link to nothing"
+        raise InputError(what, path=str(p)) from exc
     if p.is_dir():
         raise InputError("is a directory, not a structure file", path=str(p))
-    if p.stat().st_size == 0:
+    if not p.is_file():
+        raise InputError("is not a regular file (a FIFO, socket or device)", path=str(p))
+    if st.st_size == 0:
         raise InputError("file is empty", path=str(p))
     if format is not None:
         if format not in ioformats and format not in EXTRA_FORMATS:
@@ -144,6 +153,14 @@ def iter_atoms(
     """
     fmt = detect_format(path, format)
     p = str(path)
+    precheck = _PRECHECKS.get(fmt)
+    if precheck is not None:
+        try:
+            precheck(p)
+        except HeaderError as exc:
+            raise InputError(str(exc), path=p, frame=0, field=exc.field) from exc
+        except _STREAM_ERRORS:
+            pass  # the reader below names the damage
     if fmt == AENET_XSF:
         it = read_aenet_xsf(Path(p))
     elif fmt == "extxyz" and parts:
@@ -158,6 +175,8 @@ def iter_atoms(
             break
         except InputError:  # the vectorised reader's own errors name file, frame and line
             raise
+        except HeaderError as exc:  # a header that lies (see ._guards)
+            raise InputError(str(exc), path=p, frame=frame, field=exc.field) from exc
         except Exception as exc:  # ASE parsers raise anything from IndexError to AssertionError
             text = str(exc).strip()
             msg = shorten(text.splitlines()[0]) if text else type(exc).__name__
@@ -177,6 +196,10 @@ def iter_atoms(
         frame += 1
     if frame == 0:
         raise InputError(f"no frames could be read as format {fmt!r}", path=p)
+
+
+# format checks before ASE's reader trusts a header (see ._guards)
+_PRECHECKS = {"vasp": check_poscar, "vasp-out": check_outcar, "vasp-xml": check_vasp_xml}
 
 
 def _extxyz(path: str) -> Iterator[Atoms | AtomsParts]:
