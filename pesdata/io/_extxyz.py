@@ -223,9 +223,15 @@ def shorten(text: str, limit: int = 200, length: int | None = None) -> str:
 
 
 def quote(text: str, limit: int = 200, length: int | None = None) -> str:
-    """``repr`` of ``text`` cut to ``limit`` characters (see :func:`shorten`)."""
+    """``repr`` of ``text`` in at most about ``limit`` characters (see :func:`shorten`);
+    control characters, which ``repr`` writes as 4-character escapes, count as such."""
     length = len(text) if length is None else length
-    return repr(text) if length <= limit else f"{text[:limit]!r}... ({length} characters)"
+    k = min(len(text), limit)
+    while k and len(repr(text[:k])) > limit + 2:
+        k //= 2
+    if k == len(text) and length <= limit:
+        return repr(text)
+    return f"{text[:k]!r}... ({length} characters)"
 
 
 class _Lines:
