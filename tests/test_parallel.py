@@ -169,7 +169,19 @@ def cu_store(tmp_path_factory):
     return st
 
 
-def test_describe_equals_serial(cu_store, tmp_path, scheduler):
+@pytest.fixture(scope="module")
+def serial_describe(cu_store, tmp_path_factory):
+    import shutil
+
+    desc = from_config(CU_ACSF_SMALL_CONFIG)
+    serial_dir = tmp_path_factory.mktemp("serial-describe") / "store"
+    shutil.copytree(cu_store.root, serial_dir)
+    serial = pesdata.open_store(serial_dir)
+    describe(serial, desc, batch_size=7)
+    return load_descriptors(serial, desc)
+
+
+def test_describe_equals_serial(cu_store, serial_describe, tmp_path, scheduler):
     import shutil
 
     desc = from_config(CU_ACSF_SMALL_CONFIG)
@@ -180,13 +192,8 @@ def test_describe_equals_serial(cu_store, tmp_path, scheduler):
     assert out["computed"] == 31 and out["cached"] == 0
     assert out["n_atoms"] == 3178
     got = load_descriptors(st, desc)
-    serial_dir = tmp_path / "serial"
-    shutil.copytree(cu_store.root, serial_dir)
-    serial = pesdata.open_store(serial_dir)
-    describe(serial, desc, batch_size=7)
-    want = load_descriptors(serial, desc)
-    assert np.array_equal(got["features"], want["features"])
-    assert got["ids"] == want["ids"]
+    assert np.array_equal(got["features"], serial_describe["features"])
+    assert got["ids"] == serial_describe["ids"]
     again = describe(st, desc, scheduler=scheduler, workers=2)
     assert again["computed"] == 0 and again["cached"] == 31
 
