@@ -10,7 +10,7 @@ and a non-zero exit code. The ``pesdata`` script is :func:`pesdata.__main__.main
 
 from __future__ import annotations
 
-from . import _explore, _label, _loop, _model, _report, _select, _store  # noqa: F401 - register the commands
+from . import _explore, _housekeeping, _label, _loop, _model, _report, _select, _store  # noqa: F401, E501 - register the commands
 from ._common import app
 
 __all__ = ["app"]

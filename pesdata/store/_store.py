@@ -482,26 +482,19 @@ class Store:
                             e0=e0)
 
     def optimize(self) -> int:
-        """Compact fragments and (re)build the BTREE indices on ``id`` and ``geometry_hash``.
+        """Compact the table and rebuild its id indices (see :func:`pesdata.store.gc.optimize`)."""
+        from .gc import optimize
 
-        Makes new versions with the same rows.
+        return optimize(self)
 
-        Returns
-        -------
-        int
-            The latest version number.
+    def verify(self, **options) -> dict:
+        """Check the store (see :func:`pesdata.store.verify.verify` for options and result)."""
+        from .verify import verify
 
-        Raises
-        ------
-        ConcurrentWriteError
-            Another writer held the lock for more than 600 s.
-        """
-        with self.writing():
-            ds = self.table.dataset()
-            if ds.count_rows():
-                ds.optimize.compact_files()
-                ds = self.table.dataset()
-                for col in ("id", "geometry_hash"):
-                    ds.create_scalar_index(col, "BTREE", replace=True)
-                    ds = self.table.dataset()
-        return self.version
+        return verify(self, **options)
+
+    def gc(self, **options) -> dict:
+        """Remove what nothing needs (see :func:`pesdata.store.gc.gc` for options and result)."""
+        from .gc import gc
+
+        return gc(self, **options)
