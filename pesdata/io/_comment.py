@@ -73,6 +73,7 @@ def key_val_str_to_dict(comment: str) -> dict:
     """
     text = comment.strip()
     out: dict = {}
+    valued: set[str] = set()  # keys given with a value: given again, they are refused
     pos = 0
     for m in _TOKEN.finditer(text):
         if text[pos : m.start()].strip():  # something the pattern does not cover: ASE decides
@@ -80,13 +81,13 @@ def key_val_str_to_dict(comment: str) -> dict:
         pos = m.end()
         key, *values = m.groups()
         value = next((v for v in values if v is not None), None)
-        if value is None:
-            value = "T"  # a bare key
-        elif value == "":
+        if value == "":
             return _ase_key_val_str_to_dict(comment)
-        if key in out:
+        if key in out and (key in valued or value is not None):
             raise _duplicate(key)
-        out[key] = _convert(key, value)
+        if value is not None:
+            valued.add(key)
+        out[key] = _convert(key, "T" if value is None else value)  # a bare key is True
     if text[pos:].strip():
         return _ase_key_val_str_to_dict(comment)
     return out

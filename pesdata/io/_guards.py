@@ -106,7 +106,8 @@ _DELIMITERS = {"'": "'", '"': '"', "{": "}", "[": "]"}
 
 
 def duplicate_key(comment: str) -> str | None:
-    """The first key given twice on an extxyz comment line (ASE keeps the last silently).
+    """The first key given twice on an extxyz comment line, once at least with a value (ASE
+    keeps the last silently); a bare word repeated in a free-text comment is no duplicate.
 
     Tokenises as ``ase.io.extxyz.key_val_str_to_dict`` does, character by character.
     """
@@ -134,14 +135,14 @@ def duplicate_key(comment: str) -> str | None:
             pairs[-1].append([])
         else:
             pairs[-1][-1].append(char)
-    seen: set[str] = set()
+    seen: dict[str, bool] = {}  # key -> given with a value
     for pair in pairs:
         if not pair or pair == [[]]:
             continue
-        key = "".join(pair[0])
-        if key in seen:
+        key, valued = "".join(pair[0]), len(pair) > 1
+        if key in seen and (valued or seen[key]):
             return key
-        seen.add(key)
+        seen[key] = seen.get(key, False) or valued
     return None
 
 
