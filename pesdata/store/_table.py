@@ -28,6 +28,9 @@ MESSAGE_KEY = "__lance_commit_message"
 META_KEY = "pesdata"
 UNLABELLED = "target.energy IS NULL AND target.forces IS NULL"
 _U64 = 2**64 - 1  # Lance's V2 manifest naming: _versions/<u64::MAX - version>.manifest
+#: A commit leaving more fragments than this compacts the table (measured: 130 one-row
+#: fragments compact in 0.2 s; scanning the ids of 130 fragments takes 30 ms, of 2 fragments 1 ms).
+COMPACT_ABOVE = 64
 
 
 class StructureTable:
@@ -208,7 +211,9 @@ class StructureTable:
         Returns
         -------
         int
-            The new version number.
+            The new version number. When the commit leaves more than :data:`COMPACT_ABOVE`
+            fragments the table is compacted right after it (same rows and ids, a further
+            version) and that version's number is returned.
 
         Raises
         ------
@@ -254,7 +259,22 @@ class StructureTable:
         new = lance.LanceDataset.commit(
             self.uri, transaction, storage_options=self.storage_options
         )
-        return new.version
+        return self._compact_if_needed(new)
+
+    def _compact_if_needed(self, ds: lance.LanceDataset) -> int:
+        """Compact when fragments pile up (DESIGN §4); the caller holds the write lock. A
+        failed compaction leaves the committed version as it is (a warning, no error)."""
+        if len(ds.get_fragments()) <= COMPACT_ABOVE:
+            return ds.version
+        try:
+            ds.optimize.compact_files()
+        except (OSError, RuntimeError, ValueError) as exc:
+            import warnings
+
+            warnings.warn(f"{self.uri}: compaction after commit failed ({_short(exc)})",
+                          RuntimeWarning, stacklevel=3)
+            return ds.version
+        return self.latest_version()
 
     def _transaction(self, ds, reader: pa.RecordBatchReader, append_only: bool):
         """The uncommitted Lance transaction writing ``reader``'s rows (see :meth:`commit`)."""
@@ -280,6 +300,7 @@ class StructureTable:
         """One dict per version: version, timestamp (UTC), message, meta, n_structures."""
         ds = self.dataset()
         out = []
+        previous = None
         for v in ds.versions():
             number = v["version"]
             # versions written by other tools (or old Lance) may have no transaction: None
@@ -289,7 +310,9 @@ class StructureTable:
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=timezone.utc)
             meta = json.loads(props.get(META_KEY, "{}") or "{}")
-            message = props.get(MESSAGE_KEY) or meta.get("kind") or self._describe(number)
+            message = (props.get(MESSAGE_KEY) or meta.get("kind")
+                       or self._describe(number, previous))
+            previous = number
             out.append(
                 {
                     "version": number,
@@ -302,12 +325,13 @@ class StructureTable:
         return out
 
 
-    def _describe(self, number: int) -> str:
-        """A message for versions written without one (schema evolution, maintenance)."""
-        if number <= 1:
+    def _describe(self, number: int, previous: int | None) -> str:
+        """A message for versions written without one (schema evolution, maintenance);
+        ``previous`` is the version before it that still exists (gc may have removed some)."""
+        if previous is None:
             return ""
         new = self.dataset(number).schema.names
-        old = set(self.dataset(number - 1).schema.names)
+        old = set(self.dataset(previous).schema.names)
         added = [n for n in new if n not in old]
         if added:
             return "schema: add columns " + ", ".join(added)

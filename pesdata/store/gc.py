@@ -36,11 +36,10 @@ from pathlib import Path
 
 from ..atomic import atomic_write
 from ..errors import ParameterError
+from ._table import COMPACT_ABOVE  # fragments above which a commit or gc compacts the table
 
 __all__ = ["COMPACT_ABOVE", "gc", "optimize", "unindexed_segments"]
 
-#: Fragments in the latest version above which a commit or ``gc`` compacts the table.
-COMPACT_ABOVE = 64
 MIN_AGE = 3600.0
 
 

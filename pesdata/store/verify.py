@@ -345,15 +345,17 @@ def _digests(col: pa.Array) -> np.ndarray:
     return np.array(out, dtype="S16")
 
 
-def _check_unique(versions: dict, batch_size: int, problems: list) -> np.ndarray:
-    """Ids unique within each version; returns the sorted union of all versions' digests."""
+def _check_unique(versions: dict, batch_size: int, problems: list) -> np.ndarray | None:
+    """Ids unique within each version; returns the sorted union of all versions' digests
+    (None when some version's ids could not be read)."""
     union = np.array([], dtype="S16")
     for v, ds in sorted(versions.items()):
         try:
             parts = [_digests(b.column(0))
                      for b in ds.to_batches(columns=["id"], batch_size=batch_size)]
         except (OSError, pa.ArrowException, ValueError, RuntimeError, KeyError):
-            continue  # reported by the row scan
+            union = None  # reported by the row scan; the union is incomplete
+            continue
         ids = np.concatenate(parts) if parts else np.array([], dtype="S16")
         uniq, count = np.unique(ids, return_counts=True)
         dup = uniq[count > 1]
@@ -361,7 +363,8 @@ def _check_unique(versions: dict, batch_size: int, problems: list) -> np.ndarray
             problems.append(_problem(
                 "duplicate_id", f"version {v}",
                 f"{len(dup)} id(s) occur more than once, e.g. {dup[0].hex()}"))
-        union = np.union1d(union, uniq)
+        if union is not None:
+            union = np.union1d(union, uniq)
     return union
 
 
@@ -395,7 +398,7 @@ def _check_ledgers(store, problems: list) -> None:
                                      "warning"))
 
 
-def _check_descriptors(store, all_ids: np.ndarray, problems: list) -> None:
+def _check_descriptors(store, all_ids: np.ndarray | None, problems: list) -> None:
     from .gc import unindexed_segments
 
     base = Path(store.root) / "arrays"
@@ -417,7 +420,7 @@ def _segment_shape(path: Path) -> tuple | None:
         return None
 
 
-def _check_group(group: Path, all_ids: np.ndarray, problems: list) -> None:
+def _check_group(group: Path, all_ids: np.ndarray | None, problems: list) -> None:
     import pyarrow.parquet as pq
 
     for f in sorted((group / "index").glob("*.parquet")):
@@ -451,6 +454,8 @@ def _check_group(group: Path, all_ids: np.ndarray, problems: list) -> None:
                         "index_out_of_range", f,
                         f"entry {k} gives rows {first[k]}..{first[k] + n[k]} of {seg}, "
                         f"which has {shape[0]} rows"))
+        if all_ids is None:  # some version unreadable: no id is known to be unknown
+            continue
         ids = _digests(index.column("id"))
         unknown = ~np.isin(ids, all_ids)
         if unknown.any():
