@@ -266,6 +266,12 @@ class _Loop:
 
         name, queue = f"{self.name}-iter-{i}", d / "queue"
         s = self.cfg["select"]
+        if name not in self.store.artefacts.list("selection") and queue.exists():
+            # select writes the queue, then the ledger: a queue without its ledger is what a
+            # kill in between left; it is ours (the iteration's work directory), select again
+            import shutil
+
+            shutil.rmtree(queue)
         if name in self.store.artefacts.list("selection"):
             ledger, summary = load_ledger(self.store, name)
             if not (queue / "manifest.json").is_file():  # killed between ledger and queue
@@ -305,7 +311,10 @@ class _Loop:
             self.echo(f"  labelled {report.labelled} structures with {lab['calculator']}"
                       + (f" ({len(report.failed)} failed)" if report.failed else ""))
 
-    def commit(self, d: Path, i: int, queue: Path) -> dict:
+    def commit(self, d: Path, i: int, queue: Path, n_train: int) -> dict:
+        """Import the labels (once); ``added`` counts the rows the iteration added to the store
+        (its size now minus ``n_train``, its size when the iteration started), so a kill after
+        the import's commit but before the queue recorded it does not lose the count."""
         from .label import import_results, read_queue
 
         q = read_queue(queue)
@@ -325,8 +334,7 @@ class _Loop:
             return {"added": 0, "labelled": 0}
         if q.status != "imported":
             import_results(self.store, queue, method=self.method())
-        imports = read_queue(queue).manifest.get("imports", [])  # also after a resumed run
-        return {"added": int(sum(imp.get("added", 0) for imp in imports)),
+        return {"added": max(len(self.store.read()) - n_train, 0),
                 "labelled": len(q.labelled_ids())}
 
     # -- one iteration --------------------------------------------------------------------------
@@ -349,7 +357,7 @@ class _Loop:
         candidates = self.explore(d, i, model)
         ledger, queue = self.select(d, i, model, candidates)
         self.label(d, i, queue)
-        added = self.commit(d, i, queue)
+        added = self.commit(d, i, queue, n_train)
         self.tag(f"iter-{i}")
         decisions = ledger["decision"].value_counts()
         verdicts = ledger["error_verdict"].value_counts() if "error_verdict" in ledger else {}
