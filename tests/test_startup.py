@@ -58,6 +58,10 @@ def small_store(tmp_path_factory):
         ["report", "--help"],
         ["demo", "--help"],
         ["explore", "--help"],
+        ["verify", "--help"],
+        ["gc", "--help"],
+        ["verify", "{store}"],
+        ["gc", "{store}", "--dry-run"],
     ],
     ids=lambda a: "-".join(x.lstrip("-") for x in a if not x.startswith("{")),
 )
