@@ -7,7 +7,10 @@ parsing the bulk of ingest time. This reader gives the same frames as
 parses the atom lines of a run of frames that share one ``Properties`` string in a single
 pandas C-parser call. Any frame it cannot take whole (wrong token count, odd booleans or NaN
 spellings, constraints, VEC cell lines) goes through ASE's own ``_read_xyz_frame``, so edge
-cases behave and fail exactly as in ASE. A test compares the
+cases behave and fail as in ASE — except where ASE would trust a header that lies
+(:mod:`._guards`): a ``Properties`` count of 10¹¹ or 0, an atom line with more or fewer values
+than declared (ASE drops the extra ones), a ``pbc`` of words, a key given twice with a value
+(ASE keeps the last) are refused, naming the frame and the field. A test compares the
 two readers frame by frame on every extxyz file of the shared data sets.
 """
 
