@@ -43,14 +43,26 @@ def rng(name: str, trial: int) -> random.Random:
     return random.Random(f"pesdata-faults/{name}/{trial}")
 
 
-def spawn(code: str, *args, env: dict | None = None, cwd=None) -> subprocess.Popen:
-    """Run ``code`` in a new interpreter; it must ``print('READY', flush=True)`` before work."""
+def spawn(code: str, *args, env: dict | None = None, cwd=None,
+          gate: bool = False) -> subprocess.Popen:
+    """Run ``code`` in a new interpreter; it must ``print('READY', flush=True)`` before work.
+
+    With ``gate`` its stdin is a pipe: code that waits on ``sys.stdin.readline()`` after READY
+    starts when :func:`release` writes a line (so several processes start together).
+    """
     full = {**os.environ, **(env or {})}
     full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")])
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=full, cwd=cwd,
+        stderr=subprocess.PIPE, stdin=subprocess.PIPE if gate else subprocess.DEVNULL,
+        text=True, env=full, cwd=cwd,
     )
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Let a gated process (see :func:`spawn`) start its work."""
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
 
 
 def wait_ready(proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -83,6 +95,14 @@ def finish(proc: subprocess.Popen, timeout: float = 300.0) -> str:
     out, errs = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, errs
     return out
+
+
+def timed(proc: subprocess.Popen, timeout: float = 600.0) -> Timed:
+    """Run a spawned process to the end; the seconds from READY to its exit."""
+    wait_ready(proc)
+    t0 = time.perf_counter()
+    finish(proc, timeout)
+    return Timed(time.perf_counter() - t0)
 
 
 def copy_store(src: Path, dst: Path) -> Path:
