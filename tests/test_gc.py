@@ -154,6 +154,14 @@ def test_version_cleanup_never_touches_tagged_or_pinned_versions(copy):
     assert verify(copy)["problems"] == []  # the gaps gc left are recorded, not "missing"
 
 
+def test_an_unreadable_artefact_keeps_every_version(copy):
+    (Path(copy.root) / "artefacts" / "split" / "broken.json").write_text("{not json")
+    report = copy.gc(older_than=0)
+    assert report["versions"] == []
+    assert "broken.json" in report["kept_versions"][1]
+    assert set(copy.log()["version"]) == set(range(1, copy.version + 1))
+
+
 def test_versions_younger_than_the_window_are_kept(copy):
     report = copy.gc()  # default: only versions older than 7 days
     assert report["versions"] == []

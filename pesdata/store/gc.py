@@ -21,6 +21,7 @@ What ``gc`` removes (``dry_run=True`` lists the same things and removes nothing)
   cards, loop records, export manifests, curate reports, queues). Removed version numbers are
   recorded in ``_pesdata/gc.json`` (written before the removal) so that ``verify`` tells them
   from deleted manifests.
+  When an artefact is not valid JSON (its pins are unknown) no version is removed.
 * then, when the latest version has more than ``compact_above`` fragments, the table is
   compacted (:func:`optimize`: same rows and ids, fewer files, a new version).
 """
@@ -159,7 +160,12 @@ def _removable_versions(store, keep_versions: int, older_than: float | None) -> 
     ds = store.table.dataset()
     listed = sorted(ds.versions(), key=lambda v: v["version"])
     tagged = set(store.tags().values())
-    pinned = pinned_versions(store)
+    unreadable: list = []
+    pinned = pinned_versions(store, unreadable)
+    unreadable = [p for p in unreadable if "not valid JSON" in p["message"]]
+    if unreadable:  # an artefact gc cannot read may name any version: keep them all
+        why = f"{unreadable[0]['where']} is unreadable; run pesdata verify"
+        return [], {v["version"]: why for v in listed}
     newest = {v["version"] for v in listed[-keep_versions:]} if keep_versions else set()
     newest.add(ds.version)
     cutoff = None if older_than is None else datetime.now(timezone.utc) - timedelta(

@@ -334,15 +334,20 @@ def _not_ok(wide: np.ndarray | None) -> np.ndarray | None:
     return None if wide is None else (wide != 0) | np.isnan(wide)
 
 
+_HEX = np.zeros(256, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+
+
 def _digests(col: pa.Array) -> np.ndarray:
-    """16-byte digests of hex ids (other ids: the first 16 bytes of their UTF-8, padded)."""
-    out = []
-    for s in col.to_pylist():
-        try:
-            out.append(bytes.fromhex(s)[:16].ljust(16, b"\0") if s else b"")
-        except ValueError:
-            out.append(s.encode()[:16])
-    return np.array(out, dtype="S16")
+    """The 16-byte digests of 32-hex-character ids, vectorised (an id that is not 32 hex
+    characters maps to some digest: the rehash reports it as ``id_mismatch``)."""
+    text = np.asarray(col.to_numpy(zero_copy_only=False), dtype="S32")
+    if not len(text):
+        return np.array([], dtype="S16")
+    nibbles = _HEX[np.frombuffer(text.tobytes(), np.uint8).reshape(-1, 32)]
+    packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return np.ascontiguousarray(packed).view("S16").ravel()
 
 
 def _check_unique(versions: dict, batch_size: int, problems: list) -> np.ndarray | None:
