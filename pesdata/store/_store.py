@@ -26,6 +26,9 @@ from ._artefacts import ArtefactStore
 from ._lock import write_lock
 from ._snapshot import UPDATED, Snapshot
 from ._table import StructureTable
+from .gc import gc as _gc
+from .gc import optimize as _optimize
+from .verify import verify as _verify
 
 __all__ = ["Store", "open_store", "store_exists"]
 
@@ -483,18 +486,12 @@ class Store:
 
     def optimize(self) -> int:
         """Compact the table and rebuild its id indices (see :func:`pesdata.store.gc.optimize`)."""
-        from .gc import optimize
-
-        return optimize(self)
+        return _optimize(self)
 
     def verify(self, **options) -> dict:
-        """Check the store (see :func:`pesdata.store.verify.verify` for options and result)."""
-        from .verify import verify
-
-        return verify(self, **options)
+        """Check the store: :func:`pesdata.store.verify.verify` (options, result)."""
+        return _verify(self, **options)
 
     def gc(self, **options) -> dict:
-        """Remove what nothing needs (see :func:`pesdata.store.gc.gc` for options and result)."""
-        from .gc import gc
-
-        return gc(self, **options)
+        """Remove what nothing needs: :func:`pesdata.store.gc.gc` (options, result)."""
+        return _gc(self, **options)
