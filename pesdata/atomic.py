@@ -15,6 +15,10 @@ Only regular files (or new paths) are ever replaced: a device, FIFO, socket, sym
 directory in the way is refused with :class:`~pesdata.errors.OutputError`, so
 ``pesdata export STORE /dev/null`` cannot turn a device node into a regular file.
 
+A full disk or a read-only file system met while writing (by pesdata or by the library writing
+the temporary path) raises :class:`~pesdata.errors.DiskFull` or
+:class:`~pesdata.errors.StoreReadOnly` naming the target, after the temporary file is removed.
+
 >>> from pesdata.atomic import atomic_write
 >>> with atomic_write("out.json", "w") as fh:            # doctest: +SKIP
 ...     fh.write("{}")
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from ._interrupt import check as check_interrupt
-from .errors import OutputError, ParameterError
+from .errors import OutputError, ParameterError, from_os_error
 
 __all__ = ["atomic_dir", "atomic_path", "atomic_write", "check_output_path", "fsync_dir"]
 
@@ -144,27 +148,29 @@ def atomic_path(
     p = check_output_path(path)
     if exclusive and os.path.lexists(p):
         raise _exists(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=(p.suffix if suffix is None
-                                                              else suffix) + ".tmp", dir=p.parent)
+    with _translated(p, denied=True):  # the target's directory cannot take a file
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=(
+            p.suffix if suffix is None else suffix) + ".tmp", dir=p.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if tmp_path.is_file():
-            with open(tmp_path, "rb+") as fh:
-                os.fsync(fh.fileno())
-        check_interrupt()  # a Ctrl-C the CLI recorded stops here, before the file appears
-        if exclusive:
-            try:
-                os.link(tmp_path, p)  # fails if the name exists: no check-then-write race
-            except FileExistsError as exc:
-                raise _exists(p) from exc
-        else:
-            check_output_path(p)  # nothing special appeared there meanwhile
-            os.replace(tmp_path, p)
-        fsync_dir(p.parent)
+        with _translated(p):
+            yield tmp_path
+            if tmp_path.is_file():
+                with open(tmp_path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            check_interrupt()  # a Ctrl-C the CLI recorded stops here, before the file appears
+            if exclusive:
+                try:
+                    os.link(tmp_path, p)  # fails if the name exists: no check-then-write race
+                except FileExistsError as exc:
+                    raise _exists(p) from exc
+            else:
+                check_output_path(p)  # nothing special appeared there meanwhile
+                os.replace(tmp_path, p)
+            fsync_dir(p.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
@@ -240,28 +246,48 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         ``path`` exists and is not a directory (or is a symlink).
     """
     p = check_output_path(path, directory=True)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    with _translated(p, denied=True):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     try:
-        yield stage
-        stage.chmod(0o755)
-        for child in stage.rglob("*"):
-            if child.is_file():
-                with open(child, "rb") as fh:
-                    os.fsync(fh.fileno())
-        fsync_dir(stage)
-        check_interrupt()
-        if p.exists():
-            old = p.with_name(f".{p.name}.old-{os.getpid()}")
-            os.replace(p, old)
-            try:
-                os.replace(stage, p)
-            except BaseException:
-                os.replace(old, p)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, p)
-        fsync_dir(p.parent)
+        with _translated(p):
+            yield stage
+            _swap(stage, p)
     finally:
         shutil.rmtree(stage, ignore_errors=True)  # only left when something failed
+
+
+def _swap(stage: Path, p: Path) -> None:
+    """Put the finished staging directory ``stage`` in the place of ``p``."""
+    stage.chmod(0o755)
+    for child in stage.rglob("*"):
+        if child.is_file():
+            with open(child, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(stage)
+    check_interrupt()
+    if p.exists():
+        old = p.with_name(f".{p.name}.old-{os.getpid()}")
+        os.replace(p, old)
+        try:
+            os.replace(stage, p)
+        except BaseException:
+            os.replace(old, p)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, p)
+    fsync_dir(p.parent)
+
+
+@contextlib.contextmanager
+def _translated(path: Path, denied: bool = False) -> Iterator[None]:
+    """Raise DiskFull / StoreReadOnly naming ``path`` for a full disk or read-only file system
+    (and, with ``denied``, a permission error) raised inside the block."""
+    try:
+        yield
+    except OSError as exc:
+        new = from_os_error(exc, path, denied=denied)
+        if new is None:
+            raise
+        raise new from exc

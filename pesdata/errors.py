@@ -22,19 +22,27 @@ class                      builtin                       raised when
 :class:`StoreCorruptError` ``OSError``                   stored files are damaged or unreadable
 :class:`OutputError`       ``OSError``                   an output path cannot be written safely
 :class:`ConcurrentWriteError` ``TimeoutError``           the write lock was not released in time
+:class:`StoreReadOnly`     ``PermissionError``           a store or output is not writable
+:class:`DiskFull`          ``OSError``                   no space left on the device (or quota)
 =========================  ============================  ======================================
 
 Messages name the file, frame and field involved wherever there is one. Errors raised while
 handling another keep it as ``__cause__`` (``raise ... from exc``), so ``--traceback`` shows the
-root cause.
+root cause. :func:`from_os_error` turns the operating system's "read-only file system",
+"permission denied" and "no space left on device" (also when Lance or Arrow report them as
+text) into :class:`StoreReadOnly` and :class:`DiskFull` naming the path.
 """
 
 from __future__ import annotations
+
+import errno
+import re
 
 __all__ = [
     "ArtefactError",
     "ArtefactNotFound",
     "ConcurrentWriteError",
+    "DiskFull",
     "FormatError",
     "InputError",
     "OutputError",
@@ -44,9 +52,11 @@ __all__ = [
     "StoreCorruptError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "StoreReadOnly",
     "TagExistsError",
     "ValidationError",
     "VersionNotFound",
+    "from_os_error",
 ]
 
 
@@ -161,3 +171,72 @@ class ArtefactError(PesdataError, ValueError):
 
 class ArtefactNotFound(ArtefactError, LookupError):
     """No artefact of that kind and name."""
+
+
+class StoreReadOnly(PesdataError, PermissionError):
+    """A store (or an output path) cannot be written: a read-only file system or no write
+    permission. Nothing was written; the store is as it was."""
+
+
+class DiskFull(PesdataError, OSError):
+    """No space left on the device (or the disk quota is exhausted) while writing. What was
+    being written is discarded; the store is as it was."""
+
+
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_READ_ONLY = (errno.EROFS,)
+_DENIED = (errno.EACCES, errno.EPERM)
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust (Lance, object_store) reports errno
+_TEXT = {  # strerror texts for errors that carry no errno (Arrow's IOError, Lance's)
+    "no space left on device": errno.ENOSPC, "disk quota exceeded": _FULL[1],
+    "read-only file system": errno.EROFS, "permission denied": errno.EACCES,
+}
+
+
+def _errno(exc: BaseException) -> int | None:
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int):
+        return number
+    text = str(exc)
+    found = _OS_ERROR.search(text)
+    if found:
+        return int(found.group(1))
+    low = text.lower()
+    for words, number in _TEXT.items():
+        if words in low:
+            return number
+    return None
+
+
+def from_os_error(
+    exc: BaseException, path: object, *, denied: bool = True
+) -> PesdataError | None:
+    """The pesdata error for an OS error met while writing ``path``, or None.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error (an ``OSError`` with an errno, or any error whose text carries Rust's
+        ``(os error N)`` or the system's message, as Lance and Arrow raise them).
+    path : path-like or str
+        What was being written (the store, the file): quoted first in the message.
+    denied : bool
+        Also map "permission denied" (EACCES, EPERM). Turn it off where the error may come
+        from reading something else.
+
+    Returns
+    -------
+    DiskFull, StoreReadOnly or None
+        None when ``exc`` is none of these (or already a PesdataError); raise it
+        ``from exc``.
+    """
+    if isinstance(exc, PesdataError) or not isinstance(exc, Exception):
+        return None
+    number = _errno(exc)
+    if number in _FULL:
+        return DiskFull(f"{path}: no space left on device; nothing was written")
+    if number in _READ_ONLY:
+        return StoreReadOnly(f"{path}: read-only file system; nothing was written")
+    if denied and number in _DENIED:
+        return StoreReadOnly(f"{path}: permission denied (not writable); nothing was written")
+    return None

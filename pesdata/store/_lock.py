@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from ..errors import ConcurrentWriteError, StoreCorruptError
+from ..errors import ConcurrentWriteError, StoreCorruptError, from_os_error
 
 __all__ = ["write_lock"]
 
@@ -41,13 +41,24 @@ def write_lock(path: str | None, timeout: float = 600.0, poll: float = 0.05) -> 
     ------
     ConcurrentWriteError
         When another writer holds the lock for more than ``timeout`` seconds.
+    StoreReadOnly
+        The store is on a read-only file system or not writable by this user.
+    DiskFull
+        The lock file cannot be created: no space left on the device.
+    StoreCorruptError
+        Something else is where the lock belongs (a directory, an unreadable file).
     """
     if path is None:
         yield
         return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:  # a directory or unreadable file where the lock belongs
+    except OSError as exc:
+        store = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        known = from_os_error(exc, f"{store}: cannot write to the store (its write lock {path})")
+        if known is not None:  # a read-only store, or a full disk: not damage
+            raise known from exc
+        # a directory or unreadable file where the lock belongs
         raise StoreCorruptError(
             f"{path}: cannot open the store's write lock ({exc.strerror or exc})"
         ) from exc
