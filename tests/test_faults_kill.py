@@ -406,41 +406,43 @@ def test_loop_killed_at_random_moments(loop_case, tmp_path):
     _outcome(killed)
 
 
-def _killed_loop_at(tmp_path: Path, patch: str) -> tuple[Path, Path]:
+def _kill_loop_at(root: Path, config: Path, patch: str) -> None:
     """Run the loop in a child that SIGKILLs itself where ``patch`` says."""
-    config = _loop_dir(tmp_path)
     code = LOOP.replace('print("READY", flush=True)', patch + '\nprint("READY", flush=True)')
-    proc = spawn(code, config, cwd=tmp_path)
+    proc = spawn(code, config, cwd=root)
     out, errs = proc.communicate(timeout=300)
     assert proc.returncode == -9, errs
-    return tmp_path, config
 
 
-def test_loop_killed_after_the_import_commit_counts_the_rows(tmp_path):
-    """A kill after label import committed but before the queue recorded it: the resumed
-    loop must still count the rows the iteration added."""
+BETWEEN_QUEUE_AND_LEDGER = (
+    "import os, signal, pesdata.select.ledger as L\n"
+    "L.save_ledger = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)")
+AFTER_IMPORT_COMMIT = (
+    "import os, signal, pesdata.label.queue as Q\n"
+    "original = Q.Queue.update\n"
+    "def update(self, **changes):\n"
+    "    if 'imports' in changes:  # label import committed; the queue is not told yet\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    return original(self, **changes)\n"
+    "Q.Queue.update = update")
+
+
+def test_loop_killed_at_its_two_fragile_points_resumes_with_the_right_counts(tmp_path):
+    """Killed inside select after the queue is written but before the ledger, the resumed
+    loop selects again (it used to refuse its own queue directory); killed after label
+    import committed but before the queue recorded it, the resumed loop still counts the rows
+    the iteration added (it used to count 0)."""
     from pesdata.loop import run_loop
 
-    root, config = _killed_loop_at(tmp_path, (
-        "import os, signal, pesdata.label.queue as Q\n"
-        "original = Q.Queue.update\n"
-        "def update(self, **changes):\n"
-        "    if 'imports' in changes:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    return original(self, **changes)\n"
-        "Q.Queue.update = update"))
-    check_store(root / "store")
-    _check_loop(root, run_loop(config, echo=lambda s: None))
-
-
-def test_loop_killed_between_queue_and_ledger_resumes(tmp_path):
-    """A kill inside select after the queue is written, before the ledger: the resumed loop
-    selects again instead of refusing its own queue directory."""
-    from pesdata.loop import run_loop
-
-    root, config = _killed_loop_at(tmp_path, (
-        "import os, signal, pesdata.select.ledger as L\n"
-        "L.save_ledger = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)"))
-    assert (root / "work" / "iter-1" / "queue" / "manifest.json").is_file()
-    check_store(root / "store")
-    _check_loop(root, run_loop(config, echo=lambda s: None))
+    config = _loop_dir(tmp_path)
+    _kill_loop_at(tmp_path, config, BETWEEN_QUEUE_AND_LEDGER)
+    queue = tmp_path / "work" / "iter-1" / "queue"
+    assert (queue / "manifest.json").is_file()
+    assert not pesdata.open_store(tmp_path / "store").artefacts.list("selection")
+    check_store(tmp_path / "store")
+    _kill_loop_at(tmp_path, config, AFTER_IMPORT_COMMIT)
+    store = pesdata.open_store(tmp_path / "store")
+    assert len(store.read()) > 6 and json.loads((queue / "manifest.json").read_text())[
+        "status"] != "imported"  # committed, not recorded
+    check_store(tmp_path / "store")
+    _check_loop(tmp_path, run_loop(config, echo=lambda s: None))
