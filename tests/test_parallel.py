@@ -29,7 +29,8 @@ def cluster():
         yield lc.scheduler_address
 
 
-@pytest.fixture(params=[*LOCAL, "cluster"])
+@pytest.fixture(params=["synchronous", "threads",
+                        pytest.param("processes", marks=pytest.mark.slow), "cluster"])
 def scheduler(request):
     if request.param == "cluster":
         return request.getfixturevalue("cluster")
