@@ -21,6 +21,7 @@ from ..errors import (
     StoreNotFoundError,
     TagExistsError,
     VersionNotFound,
+    from_os_error,
 )
 from ._artefacts import ArtefactStore
 from ._lock import write_lock
@@ -319,6 +320,9 @@ class Store:
         try:
             ds.tags.create(name, number)
         except (ValueError, OSError, RuntimeError) as exc:
+            new = from_os_error(exc, self.root)
+            if new is not None:  # a read-only store or a full disk
+                raise new from exc
             if name in self.table.dataset().tags.list():  # a concurrent tagger won
                 raise TagExistsError(f"tag {name!r} was just created by another writer") from exc
             if any(c in name for c in "/\\ ") or name.startswith("."):

@@ -8,6 +8,7 @@ immutable; a crash before the commit leaves only unreferenced data files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from datetime import timezone
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 from lance.fragment import write_fragments
 
 from .._interrupt import check as check_interrupt
-from ..errors import SchemaError, StoreCorruptError, VersionNotFound
+from ..errors import SchemaError, StoreCorruptError, VersionNotFound, from_os_error
 from ..schema import structure_schema
 
 __all__ = ["StructureTable"]
@@ -231,7 +232,8 @@ class StructureTable:
                 grown = pa.schema(list(_without_metadata(ds.schema)) + missing)
                 for _ in _conform(batches(), grown):
                     pass
-            ds.add_columns(missing)
+            with self._os_errors():
+                ds.add_columns(missing)
             ds = self.dataset()
         target = ds.schema
         rows = batches() if callable(batches) else batches
@@ -246,7 +248,8 @@ class StructureTable:
 
         reader = pa.RecordBatchReader.from_batches(_without_metadata(target), conformed())
         try:
-            transaction = self._transaction(ds, reader, append_only)
+            with self._os_errors():
+                transaction = self._transaction(ds, reader, append_only)
         except Exception:
             if clash:
                 raise clash[0]  # noqa: B904 - keeps its Arrow cause; Lance's error is the context
@@ -256,10 +259,23 @@ class StructureTable:
         props[MESSAGE_KEY] = message
         transaction.transaction_properties = props
         check_interrupt()  # a Ctrl-C the CLI recorded: stop before the version exists
-        new = lance.LanceDataset.commit(
-            self.uri, transaction, storage_options=self.storage_options
-        )
+        with self._os_errors():
+            new = lance.LanceDataset.commit(
+                self.uri, transaction, storage_options=self.storage_options
+            )
         return self._compact_if_needed(new)
+
+    @contextlib.contextmanager
+    def _os_errors(self):
+        """A full disk or a read-only store met while writing: DiskFull / StoreReadOnly naming
+        the store (Lance reports them as text with Rust's ``(os error N)``)."""
+        try:
+            yield
+        except (OSError, RuntimeError, ValueError) as exc:
+            new = from_os_error(exc, self.uri.removesuffix("/structures.lance"), denied=False)
+            if new is not None:
+                raise new from exc
+            raise
 
     def _compact_if_needed(self, ds: lance.LanceDataset) -> int:
         """Compact when fragments pile up (DESIGN §4); the caller holds the write lock. A
