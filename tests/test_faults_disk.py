@@ -309,3 +309,32 @@ def test_enospc_in_a_writer_is_a_one_line_disk_full_error(ro_store, monkeypatch,
     with pytest.raises(DiskFull) as err:
         _run(path, point)
     _one_line(err.value, path, "no space left on device")
+
+
+@pytest.mark.parametrize(("error", "cls", "words"), [
+    (OSError(errno.ENOSPC, "No space left on device"), DiskFull, "no space left on device"),
+    (OSError(errno.EROFS, "Read-only file system"), StoreReadOnly, "read-only file system"),
+    (PermissionError(errno.EACCES, "Permission denied"), StoreReadOnly, "permission denied"),
+    (OSError("LanceError(IO): Unable to create dir /s/_refs/tags: Read-only file system "
+             "(os error 30), rust/lance/src/dataset/refs.rs:162:28"), StoreReadOnly,
+     "read-only file system"),
+    (OSError("Error writing bytes to file. Detail: [errno 28] No space left on device"),
+     DiskFull, "no space left on device"),
+    (RuntimeError("LanceError(IO): write failed: Disk quota exceeded (os error 122)"), DiskFull,
+     "no space left on device"),
+])
+def test_os_errors_become_one_line_pesdata_errors_naming_the_path(error, cls, words):
+    from pesdata.errors import from_os_error
+
+    new = from_os_error(error, "/data/store")
+    assert type(new) is cls and isinstance(new, OSError)
+    _one_line(new, "/data/store", words)
+
+
+def test_other_os_errors_are_left_alone():
+    from pesdata.errors import from_os_error
+
+    assert from_os_error(OSError(errno.ENOENT, "No such file or directory"), "/s") is None
+    assert from_os_error(OSError(errno.EACCES, "Permission denied"), "/s", denied=False) is None
+    assert from_os_error(DiskFull("/s: no space left on device"), "/s") is None
+    assert from_os_error(ValueError("os error 28 is not in this text"), "/s") is None
