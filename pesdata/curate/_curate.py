@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from ase import Atoms
 
-from ..errors import InputError, ParameterError, ValidationError
+from ..errors import InputError, ParameterError, ValidationError, from_os_error
 from ..frames import Frame, LabelKeys, chemical_formula, frames_to_table, reduced_formula
 from ..io import detect_format, read_frames
 from ._report import CurateReport
@@ -171,14 +172,16 @@ def curate(
             version=ds.version, previous_version=ds.version, files=paths, message=message,
             quarantine=quarantine, options=options,
         )
-        spool = Spool(store.tmp_dir())
+        with _disk_errors(store):
+            spool = Spool(store.tmp_dir())
         unmapped = UnmappedLabels(keys)
         try:
-            positions = _ingest(
-                store, ds, spool, inputs, report, frame_checks, keys,
-                dict(format=format, method=method, config_type=config_type, group=group),
-                batch_size, progress, unmapped, (scheduler, workers),
-            )
+            with _disk_errors(store):
+                positions = _ingest(
+                    store, ds, spool, inputs, report, frame_checks, keys,
+                    dict(format=format, method=method, config_type=config_type, group=group),
+                    batch_size, progress, unmapped, (scheduler, workers),
+                )
             report.warnings = unmapped.warnings()
             _population(positions, population_checks, spool, report)
             if report.rejected and not quarantine:
@@ -201,6 +204,19 @@ def curate(
         name = f"v{report.version:06d}-{report.created.replace(':', '').replace('+', 'Z')}"
         store.artefacts.save("curate_report", name, report.to_dict())
     return report
+
+
+@contextlib.contextmanager
+def _disk_errors(store):
+    """A full disk or a read-only store met while spooling: DiskFull / StoreReadOnly naming the
+    store (the spool is removed by the caller's ``finally``)."""
+    try:
+        yield
+    except OSError as exc:
+        new = from_os_error(exc, store.root, denied=False)
+        if new is not None:
+            raise new from exc
+        raise
 
 
 def curate_new(

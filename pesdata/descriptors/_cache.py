@@ -19,6 +19,7 @@ deleted segment, an unreadable index file) is corruption and raises
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -33,7 +34,13 @@ from ase.data import chemical_symbols
 
 from .._params import check_int
 from ..atomic import atomic_path
-from ..errors import ArtefactNotFound, ParameterError, SchemaError, StoreCorruptError
+from ..errors import (
+    ArtefactNotFound,
+    ParameterError,
+    SchemaError,
+    StoreCorruptError,
+    from_os_error,
+)
 from ._base import Descriptor
 
 __all__ = ["describe", "load_descriptors"]
@@ -139,9 +146,11 @@ def describe(
             f"version {snap.version} has element(s) {names} that the {descriptor.name} "
             f"descriptor's species {[chemical_symbols[z] for z in descriptor.species]} lack"
         )
-    (root / "index").mkdir(parents=True, exist_ok=True)
-    group = zarr.open_group(root, mode="a")
-    group.attrs["config"] = descriptor.config()
+    with _disk_errors(root):
+        (root / "index").mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(root, mode="a")
+        if group.attrs.get("config") != descriptor.config():  # a cached group is not rewritten
+            group.attrs["config"] = descriptor.config()
     done = _cached_ids(root)
     total = sum(len(rows) for rows, _ in _uncached(snap, done, _SCAN_ROWS))
     tasks = ((store.uri, None, snap.version, descriptor, str(root), rows, ids)
@@ -212,8 +221,22 @@ def _segment_task(task: tuple) -> tuple[int, int]:
         feats = descriptor.compute(images).to("cpu").numpy()
     counts = np.array([len(a) for a in images], dtype=np.int64)
     root = Path(root)
-    _write_segment(root, zarr.open_group(root, mode="a"), feats, ids, counts)
+    with _disk_errors(root):
+        _write_segment(root, zarr.open_group(root, mode="a"), feats, ids, counts)
     return len(rows), int(counts.sum())
+
+
+@contextlib.contextmanager
+def _disk_errors(root: Path):
+    """A full disk or a read-only store met while writing the cache: DiskFull / StoreReadOnly
+    naming the cache directory."""
+    try:
+        yield
+    except OSError as exc:
+        new = from_os_error(exc, root)
+        if new is not None:
+            raise new from exc
+        raise
 
 
 def _write_segment(root: Path, group, feats: np.ndarray, ids: list[str], counts) -> None:

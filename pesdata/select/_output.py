@@ -38,14 +38,14 @@ def keep(store, name: str, decided: pd.DataFrame, summary: dict, write_queue) ->
     """Write the queue (if asked), then keep the ledger; a failure of either leaves neither."""
     import shutil
 
-    from ..errors import OutputError
+    from ..errors import OutputError, PesdataError
 
     queue = None
     if write_queue is not None:
         try:
             queue = write_queue()
         except OSError as exc:
-            if isinstance(exc, OutputError):
+            if isinstance(exc, PesdataError):  # OutputError, DiskFull, StoreReadOnly
                 raise
             raise OutputError(f"cannot write the queue directory: {exc}") from exc
     try:
