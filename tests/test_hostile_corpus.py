@@ -357,6 +357,19 @@ def test_cli_message_with_markup_is_printed_as_it_is(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_cli_quarantine_report_prints_markup_in_values_as_it_is(tmp_path):
+    """A quarantined frame whose energy reads ``[/]``: the report quotes it, no MarkupError."""
+    from pesdata.cli import app
+
+    path = tmp_path / "markup.xyz"
+    frame = '2\nProperties=species:S:1:pos:R:3 energy={} pbc="F F F"\nCu 0 0 0\nCu 0 0 2.5\n'
+    path.write_text(frame.format('"[/]"') + frame.format("-1.0"))
+    result = CliRunner().invoke(app, ["curate", str(tmp_path / "s"), str(path), "--quarantine"])
+    assert result.exit_code == 0, result.output
+    assert f"rejected {path}#0: energy: energy value '[/]' is not a number" in result.output
+    assert pesdata.open_store(tmp_path / "s").info()["n_structures"] == 1
+
+
 def test_cli_in_a_subprocess_never_hangs_on_a_fifo_or_a_huge_header(tmp_path):
     """The console script, with a hard timeout: a FIFO given as input and a POSCAR claiming
     10⁹ atoms each end in one line on stderr (exit 2) and leave no store behind."""

@@ -18,6 +18,7 @@ from ._common import (
     command,
     counting,
     err,
+    one_line,
     open_store,
     out,
     print_json,
@@ -87,7 +88,7 @@ def curate(
 def _warnings(report) -> None:
     """The report's warnings (e.g. label-like keys that were not mapped), one line each."""
     for text in getattr(report, "warnings", None) or []:
-        err.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/yellow] {one_line(text)}", highlight=False, soft_wrap=True)
 
 
 def _report_table(report) -> None:
@@ -104,14 +105,16 @@ def _report_table(report) -> None:
     table.add_row("conflicts", str(len(report.conflicts)))
     table.add_row("rejected", str(len(report.rejected)))
     for reason, count in report.rejected_by_reason.items():
-        table.add_row(f"  rejected: {reason}", str(count))
+        table.add_row(f"  rejected: {one_line(reason)}", str(count))
     out.print(table)
     for c in report.conflicts[:5]:
         kept, incoming = c["sources"]
-        out.print(f"conflict {c['id'][:12]}: {kept} vs {incoming}", soft_wrap=True)
+        out.print(f"conflict {c['id'][:12]}: {one_line(kept)} vs {one_line(incoming)}",
+                  soft_wrap=True)
     for r in report.rejected[:5]:
         reasons = "; ".join(f"{x['field']}: {x['message']}" for x in r["reasons"])
-        out.print(f"rejected {r['source']}: {reasons}", soft_wrap=True, highlight=False)
+        out.print(f"rejected {one_line(r['source'])}: {one_line(reasons)}", soft_wrap=True,
+                  highlight=False)
 
 
 @app.command()
