@@ -47,7 +47,10 @@ Cu8 EMT with a variable cell ≈ 110. If every run spent its whole budget: LJ38 
 80,000 ≈ 2,000 CPU s, LJ13 10 seeds × 25,000 ≈ 670 CPU s, the two Cu8 walks of 10,000 ≈ 180
 CPU s — about 2,850 CPU s, i.e. ≈ 24 min wall at ``--jobs 2`` on 2 quiet cores; runs that find
 the global minimum stop there, so a real run is shorter. ``--quick`` takes ≈ 1.5 min of CPU.
-Results go to ``<out>/bench_ssw.json``; a markdown table is printed at the end.
+Results go to ``<out>/bench_ssw.json``; a markdown table is printed at the end. Each finished
+run is also kept in ``<out>/runs/``; ``--resume`` reads those instead of running them again, so an
+interrupted invocation (MinimaHopping's LJ38 runs take ~30 min each here) is completed with the
+same settings.
 """
 
 from __future__ import annotations
@@ -317,6 +320,10 @@ def run_task(task: tuple) -> dict:
     return run_crystal(*args) if kind == "crystal" else run_lj(*args)
 
 
+def _keyed_task(task: tuple) -> tuple[tuple, dict]:
+    return task, run_task(task)
+
+
 # -- measurements of the settings -----------------------------------------------------------------
 
 
@@ -413,6 +420,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-crystal", action="store_true")
     ap.add_argument("--time-lj38", type=int, metavar="BUDGET",
                     help="only time one LJ38 run per method at this budget (evaluations/s)")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the runs an interrupted invocation finished (<out>/runs/)")
     ap.add_argument("--quench-costs", action="store_true",
                     help="only measure evaluations per quench of FIRE, BFGS and LBFGS")
     args = ap.parse_args(argv)
@@ -443,13 +452,27 @@ def main(argv=None) -> int:
     print(f"bench_ssw: {len(tasks)} runs on {args.jobs} processes ({os.cpu_count()} cores); "
           f"seeds {seeds}, budgets {budgets}, crystal budget {crystal_budget}", flush=True)
     t0 = time.perf_counter()
+    runs = out / "runs"  # one file per finished run: --resume skips them
+    runs.mkdir(exist_ok=True)
+
+    def saved(task):
+        return runs / ("-".join(map(str, task)) + ".json")
+
     rows = []
+    n_total = len(tasks)
+    if args.resume:
+        rows = [json.loads(saved(t).read_text()) for t in tasks if saved(t).exists()]
+        tasks = [t for t in tasks if not saved(t).exists()]
+        print(f"  resumed: {len(rows)} runs read from {runs}", flush=True)
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for row in pool.imap_unordered(run_task, tasks):
+        for task, row in pool.imap_unordered(_keyed_task, tasks):
+            tmp = saved(task).with_suffix(".tmp")
+            tmp.write_text(json.dumps(row))
+            os.replace(tmp, saved(task))
             rows.append(row)
             what = (f"found after {row['evaluations_to_gm']:,}" if row.get("found")
                     else f"{row['evaluations']:,} evaluations")
-            print(f"  [{len(rows)}/{len(tasks)}] {row['cluster']} {row['method']} seed "
+            print(f"  [{len(rows)}/{n_total}] {row['cluster']} {row['method']} seed "
                   f"{row['seed']}: {what}, {row['wall_s']:.1f} s", flush=True)
     wall = time.perf_counter() - t0
     if args.time_lj38:
