@@ -8,8 +8,7 @@ the Zarr segment write, an artefact's fsync, the ledger's Parquet file.
 
 Every case checks that the store is intact (verify ok, the same versions and rows, no
 temporary file left behind); the one-line ``StoreReadOnly`` / ``DiskFull`` error naming the
-store or file is checked separately, strictly xfailed where the writer is another engineer's
-file (requests in /tmp/brief/requests19.md).
+store or file is checked separately.
 """
 
 from __future__ import annotations
@@ -139,11 +138,6 @@ def _artefact(store):
 
 WRITES = {"curate": _curate, "label import": _label_import, "tag": _tag,
           "describe": _describe, "artefact": _artefact}
-PENDING = {  # writers whose error is still a bare OSError (another engineer's file)
-    "tag": "H1: Store.tag lets Lance's OSError through (pesdata/store/_store.py)",
-    "describe": "H3: describe lets the OSError of mkdir/Zarr through "
-                "(pesdata/descriptors/_cache.py)",
-}
 
 
 @pytest.mark.parametrize("what", list(WRITES))
@@ -159,9 +153,7 @@ def test_a_read_only_store_is_left_intact(ro_store, what):
     _intact(path, before)
 
 
-@pytest.mark.parametrize("what", [
-    pytest.param(w, marks=pytest.mark.xfail(strict=True, reason=PENDING[w]))
-    if w in PENDING else w for w in WRITES])
+@pytest.mark.parametrize("what", list(WRITES))
 def test_a_read_only_store_is_a_one_line_error_naming_it(ro_store, what):
     path, _ = ro_store
     store = pesdata.open_store(path)
@@ -208,8 +200,6 @@ def test_a_full_tmpfs_leaves_the_store_intact(tiny_disk):
     check_store(path)
 
 
-@pytest.mark.xfail(strict=True, reason="H3: the curate spool's ENOSPC is a bare OSError "
-                   "(pesdata/curate/_curate.py / _spool.py)")
 def test_a_full_tmpfs_is_a_one_line_disk_full_error(tiny_disk):
     path, _ = tiny_disk
     with pytest.raises(DiskFull) as err:
@@ -277,13 +267,6 @@ def _run(path, point: str):
 
 
 POINTS = ["spool", "lance commit", "lance fragments", "zarr segment", "artefact", "ledger"]
-PENDING_FULL = {
-    "spool": "H3: the spool's OSError is not translated (pesdata/curate/_curate.py)",
-    "lance commit": "H1: Lance's ENOSPC text is not translated (pesdata/store/_table.py)",
-    "lance fragments": "H1: Lance's ENOSPC text is not translated (pesdata/store/_table.py)",
-    "zarr segment": "H3: the Zarr segment's OSError is not translated "
-                    "(pesdata/descriptors/_cache.py)",
-}
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -300,9 +283,7 @@ def test_enospc_in_a_writer_leaves_the_store_intact(ro_store, monkeypatch, point
     check_store(path)
 
 
-@pytest.mark.parametrize("point", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PENDING_FULL[p]))
-    if p in PENDING_FULL else p for p in POINTS])
+@pytest.mark.parametrize("point", POINTS)
 def test_enospc_in_a_writer_is_a_one_line_disk_full_error(ro_store, monkeypatch, point):
     path, _ = ro_store
     _inject(monkeypatch, point)
