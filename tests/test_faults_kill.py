@@ -14,7 +14,6 @@ set is ``PESDATA_FAULT_TRIALS=20 pytest tests/test_faults_kill.py``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -218,11 +217,7 @@ def test_select_killed_at_random_moments(select_case, tmp_path):
         check_store(path)
         store = pesdata.open_store(path)
         state = _ledger_state(path, queue)
-        if state == "queue-only":
-            # a kill between the queue and the ledger: see the strict xfail below; the
-            # orphan queue is set aside so that this trial checks everything else
-            shutil.rmtree(queue)
-        if state != "whole":
+        if state != "whole":  # a re-run replaces a queue orphaned before its ledger
             select(store, [SI / "Si_test.extxyz"], descriptor=ACSF, name="round1", out=queue,
                    budget=5, method="PBE")
         df, summary = load_ledger(store, "round1")
@@ -243,9 +238,6 @@ KILL_BEFORE_LEDGER = SELECT.replace(
     'print("READY", flush=True)')
 
 
-@pytest.mark.xfail(strict=True, reason="select refuses its own orphan queue after a kill "
-                   "between the queue and the ledger (requested of H3: pesdata/select/_output.py"
-                   " check_queue_path / keep, /tmp/brief/requests19.md)")
 def test_select_rerun_after_a_kill_between_queue_and_ledger(select_case, tmp_path):
     from pesdata.select import select
 
@@ -259,6 +251,27 @@ def test_select_rerun_after_a_kill_between_queue_and_ledger(select_case, tmp_pat
     sel = select(pesdata.open_store(path), [SI / "Si_test.extxyz"], descriptor=ACSF,
                  name="round1", out=queue, budget=5, method="PBE")
     assert sel.counts == ref.counts
+    from pesdata.label import read_queue
+
+    assert read_queue(queue).ids == list(ref.selected["id"])
+
+
+def test_select_never_replaces_a_queue_it_did_not_write(select_case, tmp_path):
+    """Another selection's queue, or one whose ledger exists, is still refused."""
+    from pesdata.errors import OutputError
+    from pesdata.select import select
+
+    base, _, _ = select_case
+    path = copy_store(base, tmp_path / "s")
+    queue = tmp_path / "q"
+    proc = spawn(KILL_BEFORE_LEDGER, path, SI / "Si_test.extxyz", queue, json.dumps(ACSF))
+    proc.wait(timeout=120)
+    assert proc.returncode == -9
+    before = sorted(p.name for p in queue.rglob("*"))
+    with pytest.raises(OutputError, match="exists and is not empty"):
+        select(pesdata.open_store(path), [SI / "Si_test.extxyz"], descriptor=ACSF,
+               name="another", out=queue, budget=5, method="PBE")
+    assert sorted(p.name for p in queue.rglob("*")) == before
 
 
 # -- label import -------------------------------------------------------------------------------

@@ -340,9 +340,10 @@ def select(
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ParameterError(f"name must be a non-empty string, got {name!r}")
     name = name or new_name()
-    if out is not None:
-        check_queue_path(out)
     _ledger.check_name(store, name)
+    orphan = None  # the queue of this selection left by a run killed before its ledger
+    if out is not None and check_queue_path(out, store, name):
+        orphan = Path(out)
     version = store.resolve(reference)
     snap = store.read(version)
     if len(snap) == 0 and novelty:
@@ -455,5 +456,5 @@ def select(
                                   for z, s in scale.items()}},
     }
     queue = keep(store, name, decided, summary, None if out is None else
-                 lambda: write_selected(store, out, cands, decided, summary))
+                 lambda: write_selected(store, out, cands, decided, summary), replace=orphan)
     return Selection(name, decided, summary, queue)
