@@ -219,3 +219,44 @@ def test_cli_gc_dry_run_json_and_plain(copy):
     assert not orphans["segments"].exists()
     result = runner.invoke(app, ["gc", copy.root, "--keep", "0"])
     assert result.exit_code != 0 and "keep_versions" in result.output
+
+
+def test_an_artefact_that_does_not_validate_keeps_every_version(copy):
+    doc = copy.artefacts.load("split", "holdout")
+    (Path(copy.root) / "artefacts" / "split" / "odd.json").write_text(
+        json.dumps({**doc, "version": "three"}))
+    report = copy.gc(older_than=0)
+    assert report["versions"] == []
+    assert set(copy.log()["version"]) == set(range(1, copy.version + 1))
+
+
+def test_curate_reports_do_not_pin_and_verify_accepts_them_after_gc(tmp_path):
+    """A store built by curates alone: its old versions can go (their curate reports are
+    history, not a need) and verify stays clean."""
+    store = pesdata.open_store(tmp_path / "s", create=True)
+    for seed in range(3):
+        store.curate(emt_cells(2, seed=seed), method="EMT")
+    latest = store.version
+    report = store.gc(older_than=0)
+    assert report["versions"] == [v for v in range(1, latest)]
+    assert set(store.log()["version"]) == {latest}
+    assert len(store.read()) == 6
+    assert verify(store)["ok"] and verify(store)["problems"] == []
+
+
+def test_version_ages_are_not_shifted_by_the_time_zone(tmp_path, monkeypatch):
+    """Lance gives naive local times: far from UTC, a version superseded seconds ago must not
+    look hours old (it was removed by ``--older-than 0.25`` at UTC−8)."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        store = pesdata.open_store(tmp_path / "s", create=True)
+        store.curate(emt_cells(2, seed=1), method="EMT")
+        store.curate(emt_cells(2, seed=2), method="EMT")
+        report = store.gc(older_than=0.25)
+        assert report["versions"] == []
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -238,3 +238,53 @@ def test_cli_verify_exit_codes_and_json(pristine, copy):
     result = runner.invoke(app, ["verify", copy.root])
     assert result.exit_code == 1
     assert "manifest_missing" in result.output and "version 2" in result.output
+
+
+def test_quick_verify_rehashes_every_fragment_of_the_latest_version(copy):
+    """A lying row written in an older version and still in the latest one: ``--quick``
+    (the latest version's fragments only) finds it too (it used to rehash only the fragments
+    new in the latest version)."""
+    ds = copy.table.dataset()
+    bad = ds.to_table(limit=1).set_column(0, "id", pa.array(["1" * 32], pa.string()))
+    lance.write_dataset(bad.cast(ds.schema), copy.table.uri, mode="append")
+    copy.curate(emt_cells(1, seed=9), method="EMT")  # the latest version still holds it
+    for full in (True, False):
+        assert "id_mismatch" in kinds(verify(copy, full=full)), full
+
+
+def test_a_segment_with_a_missing_chunk_is_named(copy):
+    """Zarr reads a missing chunk as its fill value without a word; verify does not."""
+    group = _group(copy)
+    seg = sorted(group.glob("seg-*"))[0]
+    chunks = [p for p in seg.rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert chunks
+    for p in chunks:
+        p.unlink()
+    report = verify(copy)
+    assert kinds(report) == {"segment_incomplete"}
+    assert report["problems"][0]["where"] == str(seg)
+
+
+def test_a_segment_of_another_width_is_named(copy):
+    import zarr
+
+    group = _group(copy)
+    segs = sorted(group.glob("seg-*"))
+    assert len(segs) >= 2
+    old = zarr.open_array(segs[0], mode="r")
+    shutil.rmtree(segs[0])
+    arr = zarr.open_group(group, mode="a").create_array(
+        segs[0].name, shape=(old.shape[0], old.shape[1] + 1), dtype=old.dtype)
+    arr[:] = 0.0
+    assert kinds(verify(copy)) == {"segment_invalid"}
+
+
+def test_verify_and_gc_refuse_an_object_store_url():
+    from pesdata.errors import ParameterError
+    from pesdata.store import gc
+
+    store = pesdata.open_store("memory://pesdata-verify-test", create=True)
+    with pytest.raises(ParameterError, match="local store directory"):
+        verify(store)
+    with pytest.raises(ParameterError, match="local store directory"):
+        gc(store)

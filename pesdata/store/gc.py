@@ -155,33 +155,39 @@ def _orphans(store, min_age: float, now: float) -> dict[str, list[Path]]:
 
 def _removable_versions(store, keep_versions: int, older_than: float | None) -> tuple:
     """(versions gc may remove, versions it keeps and why)."""
-    from .verify import pinned_versions
+    from .verify import RECORD_ONLY, pinned_versions
 
     ds = store.table.dataset()
     listed = sorted(ds.versions(), key=lambda v: v["version"])
     tagged = set(store.tags().values())
     unreadable: list = []
     pinned = pinned_versions(store, unreadable)
-    unreadable = [p for p in unreadable if "not valid JSON" in p["message"]]
-    if unreadable:  # an artefact gc cannot read may name any version: keep them all
-        why = f"{unreadable[0]['where']} is unreadable; run pesdata verify"
+    if unreadable:  # an artefact gc cannot read or validate may name any version: keep all
+        why = f"{unreadable[0]['where']} is invalid; run pesdata verify"
         return [], {v["version"]: why for v in listed}
+    pinned = {v: names for v, names in pinned.items()
+              if not all(n.startswith(RECORD_ONLY) for n in names)}
     newest = {v["version"] for v in listed[-keep_versions:]} if keep_versions else set()
     newest.add(ds.version)
-    cutoff = None if older_than is None else datetime.now(timezone.utc) - timedelta(
-        days=older_than)
+    now = datetime.now(timezone.utc)
+    cutoff = None if older_than is None else now - timedelta(days=older_than)
     remove, kept = [], {}
-    for v in listed:
-        number, ts = v["version"], v["timestamp"]
-        ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts
+    for k, v in enumerate(listed):
+        number = v["version"]
+        # a version stopped being the latest when the next one was made: a reader that opened it
+        # as the latest may still be reading it until then + older_than (Lance gives naive
+        # local times)
+        after = listed[k + 1]["timestamp"] if k + 1 < len(listed) else None
+        superseded = None if after is None else (
+            after.astimezone(timezone.utc) if after.tzinfo is None else after)
         if number in newest:
             kept[number] = "recent"
         elif number in tagged:
             kept[number] = "tagged"
         elif number in pinned:
             kept[number] = "named by " + ", ".join(sorted(pinned[number]))
-        elif cutoff is not None and ts > cutoff:
-            kept[number] = "younger than the keep window"
+        elif cutoff is not None and (superseded is None or superseded > cutoff):
+            kept[number] = "superseded less than the keep window ago"
         else:
             remove.append(number)
     return remove, kept
@@ -252,6 +258,8 @@ def gc(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not value >= 0):
             raise ParameterError(f"{name} must be a number ≥ 0, not {value!r}")
+    if store.lock_path is None:  # no write lock there: Lance's cleanup could race a writer
+        raise ParameterError(f"gc needs a local store directory, not {store.uri!r}")
     with store.writing(timeout=lock_timeout):
         now = time.time()
         found = _orphans(store, min_age, now)

@@ -45,7 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._hash import _quantize, geometry_hash, structure_id
-from ..errors import StoreCorruptError, VersionNotFound
+from ..errors import ParameterError, StoreCorruptError, VersionNotFound
 
 __all__ = ["PINS", "pinned_versions", "verify"]
 
@@ -59,6 +59,10 @@ PINS: dict[str, tuple[str, ...]] = {
     "export": ("version",),
     "queue": ("reference_version", "imports[].version"),
 }
+
+#: Artefact kinds that record what happened to a version without needing it later: ``gc`` may
+#: remove the versions they name (``verify`` then finds those in :data:`GC_RECORD`).
+RECORD_ONLY = ("curate_report/",)
 
 GC_RECORD = "_pesdata/gc.json"
 _BATCH = 8192
@@ -160,6 +164,8 @@ def verify(store, *, full: bool = True, batch_size: int = _BATCH) -> dict:
         scanned), ``rows_checked`` (distinct fragment rows read), ``problems`` (list of dicts
         with ``kind``, ``severity``, ``where``, ``message``).
     """
+    if store.lock_path is None:
+        raise ParameterError(f"verify needs a local store directory, not {store.uri!r}")
     problems: list[dict] = []
     table = store.table
     manifests = table._manifests()
@@ -183,11 +189,15 @@ def verify(store, *, full: bool = True, batch_size: int = _BATCH) -> dict:
     for v, names in sorted(pins.items()):
         if v not in versions:
             for name in names:
+                if name.startswith(RECORD_ONLY) and v in removed:
+                    continue  # a curate report of a version gc removed: history, not a need
                 problems.append(_problem(
                     "artefact_version_missing", f"artefacts/{name}.json",
                     f"{name} is pinned to version {v}, which the store does not have"))
     _check_ledgers(store, problems)
-    _check_descriptors(store, all_ids, problems)
+    from ._verify_arrays import check_descriptors
+
+    check_descriptors(store, all_ids, problems)
     return {
         "ok": not any(p["severity"] == "error" for p in problems),
         "versions_checked": len(versions),
@@ -248,6 +258,12 @@ def _check_rows(versions: dict, latest, full: bool, batch_size: int, problems: l
     digests: dict = {}
     layout: dict = {}
     n = 0
+    newest: set = set()  # the latest version's fragments: rehashed even with full=False
+    if latest is not None:
+        try:
+            newest = {_fragment_key(f.metadata) for f in versions[latest].get_fragments()}
+        except (OSError, ValueError, RuntimeError):  # reported when the version is scanned
+            pass
     for v, ds in sorted(versions.items()):
         if not _check_schema(v, ds.schema, problems):
             layout[v] = None
@@ -256,12 +272,12 @@ def _check_rows(versions: dict, latest, full: bool, batch_size: int, problems: l
         for frag in ds.get_fragments():
             meta = frag.metadata
             files = tuple(d.path for d in meta.files)
-            key = (meta.id, files, repr(meta.deletion_file))
+            key = _fragment_key(meta)
             layout[v].append(key)
             if key in digests:
                 continue
             where = f"version {v} fragment {meta.id} ({', '.join(files)})"
-            rehash = full or v == latest
+            rehash = full or key in newest
             parts = []
             try:
                 for batch in frag.to_batches(batch_size=batch_size):
@@ -276,13 +292,21 @@ def _check_rows(versions: dict, latest, full: bool, batch_size: int, problems: l
     return n, digests, layout
 
 
+def _fragment_key(meta) -> tuple:
+    """A fragment's identity across versions: id, data files and deletion file."""
+    return (meta.id, tuple(d.path for d in meta.files), repr(meta.deletion_file))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
 
 
 def _offsets(col: pa.Array) -> np.ndarray:
-    return col.offsets.to_numpy() - col.offset if len(col) else np.zeros(1, np.int64)
+    if not len(col):
+        return np.zeros(1, np.int64)
+    offsets = col.offsets.to_numpy()  # a sliced array keeps its parent's offsets
+    return offsets - offsets[0]
 
 
 def _flat(col) -> np.ndarray:
@@ -427,72 +451,6 @@ def _check_ledgers(store, problems: list) -> None:
             problems.append(_problem("ledger_orphan", f"artefacts/selection/{f.name}",
                                      f"{f.name} has no summary {f.stem}.json (gc removes it)",
                                      "warning"))
-
-
-def _check_descriptors(store, all_ids: np.ndarray | None, problems: list) -> None:
-    from .gc import unindexed_segments
-
-    base = Path(store.root) / "arrays"
-    if not base.is_dir():
-        return
-    for group in sorted(p for p in base.iterdir() if p.is_dir()):
-        _check_group(group, all_ids, problems)
-        for seg in unindexed_segments(group):
-            problems.append(_problem(
-                "segment_unindexed", seg, f"{seg.name} has no index entry (an orphan of a "
-                "killed describe, or one still running; gc removes old ones)", "warning"))
-
-
-def _segment_shape(path: Path) -> tuple | None:
-    try:
-        meta = json.loads((path / "zarr.json").read_text())
-        return tuple(meta["shape"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _check_group(group: Path, all_ids: np.ndarray | None, problems: list) -> None:
-    import pyarrow.parquet as pq
-
-    for f in sorted((group / "index").glob("*.parquet")):
-        if f.name.startswith("."):
-            continue
-        try:
-            index = pq.read_table(f, columns=["id", "segment", "first_row", "n_atoms"])
-        except (OSError, KeyError, pa.ArrowException) as exc:
-            problems.append(_problem("index_unreadable", f, _first_line(exc)))
-            continue
-        shapes: dict[str, tuple | None] = {}
-        for seg in set(index.column("segment").to_pylist()):
-            shapes[seg] = _segment_shape(group / seg)
-            if shapes[seg] is None:
-                problems.append(_problem("segment_missing", group / seg,
-                                         f"segment named by {f.name} is missing or unreadable"))
-            elif len(shapes[seg]) != 2:
-                problems.append(_problem("segment_invalid", group / seg,
-                                         f"segment has shape {shapes[seg]}, expected 2-D"))
-        segs = index.column("segment").to_pylist()
-        first = index.column("first_row").to_numpy(zero_copy_only=False)
-        n = index.column("n_atoms").to_numpy(zero_copy_only=False)
-        bad = 0
-        for k, seg in enumerate(segs):
-            shape = shapes.get(seg)
-            if shape and len(shape) == 2 and (first[k] < 0 or n[k] < 0
-                                              or first[k] + n[k] > shape[0]):
-                bad += 1
-                if bad <= 3:
-                    problems.append(_problem(
-                        "index_out_of_range", f,
-                        f"entry {k} gives rows {first[k]}..{first[k] + n[k]} of {seg}, "
-                        f"which has {shape[0]} rows"))
-        if all_ids is None:  # some version unreadable: no id is known to be unknown
-            continue
-        unknown = ~np.isin(_prefix(_digests(index.column("id"))), all_ids)
-        if unknown.any():
-            problems.append(_problem(
-                "index_unknown_ids", f,
-                f"{int(unknown.sum())} id(s) in no version of the store (their versions may "
-                "have been removed by gc)", "warning"))
 
 
 def format_problems(report: dict) -> list[str]:
