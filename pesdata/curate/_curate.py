@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,8 +14,10 @@ from ase import Atoms
 from ..errors import InputError, ParameterError, ValidationError, from_os_error
 from ..frames import Frame, LabelKeys, chemical_formula, frames_to_table, reduced_formula
 from ..io import detect_format, read_frames
+from ._batches import _parallel_batches, iter_batches, validate_batch
 from ._report import CurateReport
 from ._spool import Spool
+from ._stats import RunStats, SeenIndex
 from ._unmapped import UnmappedLabels
 from ._validators import Issue, default_validators
 from .dedup import ENERGY_TOL, FORCE_TOL, Seen, classify
@@ -328,11 +330,8 @@ def _ingest(
 
     Returns the per-spooled-row statistics used by the population validators.
     """
-    seen: dict[str, Seen] = {}
-    stats: dict[str, list] = {
-        "pos": [], "group": [], "fmax": [], "energy_per_atom": [], "source": [], "kind": [],
-        "populations": {},
-    }
+    seen = SeenIndex()
+    stats = RunStats()
     schema = ds.schema
     current = {"path": ""}
 
@@ -387,102 +386,15 @@ def _ingest(
     return stats
 
 
-def _read_and_check(task: tuple) -> tuple[list[Frame], list[list[Issue]]]:
-    """A Dask task: parse, hash and validate every frame of one file."""
-    path, keys, meta, batch_size, frame_checks = task
-    frames: list[Frame] = []
-    checked: list[list[Issue]] = []
-    for batch in iter_batches(read_frames(path, keys=keys, **meta), batch_size):
-        frames.extend(batch)
-        checked.extend(validate_batch(batch, frame_checks))
-    return frames, checked
-
-
-def _parallel_batches(inputs, keys, meta, batch_size, frame_checks, parallel, current):
-    """The (frames, issues) batches of the serial path, computed as one Dask task per file.
-
-    Results come back in input order and are cut into the same ``batch_size`` batches as the
-    serial path's, so classification (and so the report and the committed rows) is identical.
-    """
-    from ..parallel import stream_map
-
-    scheduler, workers = parallel
-    tasks = ((p, keys, meta, batch_size, frame_checks) for p in inputs)
-    frames: list[Frame] = []
-    checked: list[list[Issue]] = []
-    for path, (f, c) in zip(inputs, stream_map(_read_and_check, tasks, scheduler=scheduler,
-                                               workers=workers), strict=True):
-        current["path"] = path
-        frames.extend(f)
-        checked.extend(c)
-        while len(frames) >= batch_size:
-            yield frames[:batch_size], checked[:batch_size]
-            del frames[:batch_size], checked[:batch_size]
-    if frames:
-        yield frames, checked
-
-
-_GEOMETRY_FIELDS = ("positions", "cell", "pbc")
-
-
-def validate_batch(frames: list[Frame], checks) -> list[list[Issue]]:
-    """Errors of the per-frame validators for each of ``frames``.
-
-    Validators run in order. Shape problems stop the later checks for that frame (they assume
-    the shapes are right); once positions or cell are rejected (non-finite, degenerate cell,
-    absurd coordinates), validators that need a sound geometry (``needs_geometry``, e.g. the
-    overlap search) are skipped for the frame. A validator with a ``check_batch`` method
-    (the overlap search) gets all the frames still to check at once.
-
-    Parameters
-    ----------
-    frames : list of Frame
-        One batch.
-    checks : sequence of validators
-        Per-frame validators (each with ``name`` and ``check(frame) -> list[Issue]``).
-
-    Returns
-    -------
-    list of list of Issue
-        The error-severity issues of each frame, in order; empty for a valid frame.
-    """
-    issues: list[list[Issue]] = [[] for _ in frames]
-    stopped = [False] * len(frames)
-    for check in checks:
-        todo = [
-            k for k in range(len(frames))
-            if not stopped[k] and not (
-                getattr(check, "needs_geometry", False)
-                and any(i.severity == "error" and i.field in _GEOMETRY_FIELDS for i in issues[k])
-            )
-        ]
-        if hasattr(check, "check_batch"):
-            found = check.check_batch([frames[k] for k in todo])
-        else:
-            found = [check.check(frames[k]) for k in todo]
-        for k, new in zip(todo, found, strict=True):
-            issues[k].extend(new)
-            if issues[k] and check.name == "shape":
-                stopped[k] = True  # later checks assume the shapes are right
-    return [[i for i in found if i.severity == "error"] for found in issues]
-
-
-def _record(stats: dict, frame: Frame, pos: tuple[int, int], kind: str) -> None:
+def _record(stats: RunStats, frame: Frame, pos: tuple[int, int], kind: str) -> None:
     """Keep the scalars the population (outlier) validators need for a spooled row."""
     fmax = np.nan
     if frame.forces is not None and frame.n_atoms:
         fmax = float(np.sqrt((frame.forces**2).sum(axis=1)).max())
-    stats["pos"].append(pos)
-    stats["kind"].append(kind)
     key = _group_key(frame)
-    stats["group"].append(key)
-    if key not in stats["populations"]:
-        stats["populations"][key] = _population_of(frame)
-    stats["source"].append(frame.source)
-    stats["fmax"].append(fmax)
-    stats["energy_per_atom"].append(
-        frame.energy / frame.n_atoms if frame.energy is not None else np.nan
-    )
+    population = stats.populations.get(key) or _population_of(frame)
+    stats.record(pos, kind, key, population, fmax,
+                 frame.energy / frame.n_atoms if frame.energy is not None else np.nan)
 
 
 def _existing(store, ds, ids: list[str]) -> dict[str, dict]:
@@ -500,52 +412,23 @@ def _existing(store, ds, ids: list[str]) -> dict[str, dict]:
 
 def _population(stats, population_checks, spool, report) -> None:
     """Run the outlier validators over the spooled rows; reject and drop the outliers."""
-    if not stats["pos"] or not population_checks:
+    if not len(stats) or not population_checks:
         return
-    arrays = {
-        "group": np.array(stats["group"], dtype=object),
-        "fmax": np.array(stats["fmax"], dtype=float),
-        "energy_per_atom": np.array(stats["energy_per_atom"], dtype=float),
-        "populations": stats["populations"],
-    }
+    arrays = stats.arrays()
     flagged: dict[int, list[Issue]] = {}
     for check in population_checks:
         for idx, issue in check.check_population(arrays).items():
             flagged.setdefault(idx, []).append(issue)
     for idx in sorted(flagged):
-        pos = stats["pos"][idx]
+        pos, kind = stats.row(idx)
         if pos in spool.dropped:
             continue
+        source = spool.labels(pos)[3]
         spool.drop(pos)
-        if stats["kind"][idx] == "added":
+        if kind == "added":
             report.added -= 1
         else:
             report.relabelled -= 1
         report.rejected.append(
-            {"source": stats["source"][idx], "reasons": [i.to_dict() for i in flagged[idx]]}
+            {"source": source, "reasons": [i.to_dict() for i in flagged[idx]]}
         )
-
-
-def iter_batches(items: Iterable, size: int) -> Iterable[list]:
-    """Yield lists of at most ``size`` items.
-
-    Parameters
-    ----------
-    items : iterable
-        Anything, consumed lazily.
-    size : int
-        Largest batch.
-
-    Yields
-    ------
-    list
-        Consecutive batches; only the last may be shorter.
-    """
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

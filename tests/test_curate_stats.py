@@ -1,0 +1,51 @@
+"""The compact per-row memory of a curate run (pesdata.curate._stats) keeps exactly what the
+Python objects it replaced kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pesdata.curate._stats import RunStats, SeenIndex
+from pesdata.curate.dedup import Seen
+
+
+@pytest.mark.parametrize("pos, labelled, kind", [
+    ((0, 0), False, "added"), ((3, 511), True, "relabelled"),
+    ((70_000, 2**32 - 1), True, "added"), ((2**20, 7), False, "relabelled")])
+def test_seen_index_round_trips(pos, labelled, kind):
+    seen = SeenIndex()
+    sid = "0123456789abcdef" * 2
+    assert seen.get(sid) is None and sid not in seen
+    seen[sid] = Seen(pos, labelled, kind)
+    assert seen.get(sid) == Seen(pos, labelled, kind) and sid in seen and len(seen) == 1
+    del seen[sid]
+    assert seen.get(sid) is None and len(seen) == 0
+
+
+def test_seen_index_keeps_ids_that_are_not_hex():
+    seen = SeenIndex()
+    seen["not-hex"] = Seen((1, 2), True, "added")
+    assert seen.get("not-hex") == Seen((1, 2), True, "added")
+
+
+def test_seen_index_refuses_what_it_cannot_pack():
+    with pytest.raises(ValueError, match="out of range"):
+        SeenIndex()["ab"] = Seen((0, 2**32), True, "added")
+    with pytest.raises(ValueError):
+        SeenIndex()["ab"] = Seen((0, 1), True, "superseded")
+
+
+def test_run_stats_arrays_and_rows():
+    stats = RunStats()
+    rows = [((0, 0), "added", "EMT Cu", 0.5, -3.5), ((0, 1), "relabelled", "EMT Au", np.nan, -3.9),
+            ((1, 0), "added", "EMT Cu", 1.5, np.nan)]
+    for pos, kind, key, fmax, e in rows:
+        stats.record(pos, kind, key, {"method": key.split()[0]}, fmax, e)
+    assert len(stats) == 3
+    assert [stats.row(i) for i in range(3)] == [(p, k) for p, k, *_ in rows]
+    arrays = stats.arrays()
+    assert list(arrays["group"]) == ["EMT Cu", "EMT Au", "EMT Cu"]
+    np.testing.assert_array_equal(arrays["fmax"], [0.5, np.nan, 1.5])
+    np.testing.assert_array_equal(arrays["energy_per_atom"], [-3.5, -3.9, np.nan])
+    assert arrays["populations"] == {"EMT Cu": {"method": "EMT"}, "EMT Au": {"method": "EMT"}}
