@@ -95,6 +95,8 @@ def load_config(path: str | os.PathLike) -> dict:
         raise InputError(f"invalid config: {message}", path=str(p), field=field) from exc
     try:
         check_name(doc.get("name"), "loop name")
+        # its ledgers are named NAME-iter-N: that name must fit too
+        check_name(f"{doc['name']}-iter-{10**5}", "loop name + '-iter-N' (a ledger's name)")
     except ParameterError as exc:
         raise InputError(str(exc), path=str(p), field="name") from exc
     base = p.resolve().parent

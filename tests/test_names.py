@@ -168,3 +168,12 @@ class _Payload:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_a_loop_name_too_long_for_its_ledgers_is_refused_before_any_work(tmp_path):
+    from pesdata.loop import load_config
+
+    cfg = tmp_path / "loop.yaml"
+    cfg.write_text(f"name: {'n' * (MAX_BYTES - 5)}\nstore: store\n")
+    with pytest.raises(InputError, match="iter-N"):
+        load_config(cfg)

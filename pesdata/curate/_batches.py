@@ -3,6 +3,7 @@ Dask tasks that parse, hash and validate whole input files for a parallel curate
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from ..frames import Frame
@@ -32,11 +33,19 @@ def _parallel_batches(inputs, keys, meta, batch_size, frame_checks, parallel, cu
     from ..parallel import stream_map
 
     scheduler, workers = parallel
+    # paths as given (they become the frames' sources, as in the serial run): dask.distributed
+    # workers must see the same file system from the same working directory
     tasks = ((p, keys, meta, batch_size, frame_checks) for p in inputs)
+    results = stream_map(_read_and_check, tasks, scheduler=scheduler, workers=workers)
+    with contextlib.closing(results):  # an error in the caller shuts the pool down at once
+        yield from _rebatch(inputs, results, batch_size, current)
+
+
+def _rebatch(inputs, results, batch_size: int, current: dict):
+    """Cut the per-file results into the serial path's batches."""
     frames: list[Frame] = []
     checked: list[list[Issue]] = []
-    for path, (f, c) in zip(inputs, stream_map(_read_and_check, tasks, scheduler=scheduler,
-                                               workers=workers), strict=True):
+    for path, (f, c) in zip(inputs, results, strict=True):
         current["path"] = path
         frames.extend(f)
         checked.extend(c)

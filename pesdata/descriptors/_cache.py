@@ -153,15 +153,17 @@ def describe(
             group.attrs["config"] = descriptor.config()
     done = _cached_ids(root)
     total = sum(len(rows) for rows, _ in _uncached(snap, done, _SCAN_ROWS))
-    tasks = ((store.uri, None, snap.version, descriptor, str(root), rows, ids)
+    # the store's absolute directory: dask.distributed workers may run elsewhere
+    tasks = ((str(store.root), None, snap.version, descriptor, str(root), rows, ids)
              for rows, ids in _uncached(snap, done, batch_size))
     computed = n_atoms = 0
-    for n_structures, atoms in stream_map(_segment_task, tasks, scheduler=scheduler,
-                                          workers=workers):
-        computed += n_structures
-        n_atoms += atoms
-        if progress is not None:
-            progress(computed, total)
+    results = stream_map(_segment_task, tasks, scheduler=scheduler, workers=workers)
+    with contextlib.closing(results):  # a failing progress callback shuts the pool down
+        for n_structures, atoms in results:
+            computed += n_structures
+            n_atoms += atoms
+            if progress is not None:
+                progress(computed, total)
     return {
         "config_hash": descriptor.config_hash,
         "version": snap.version,
