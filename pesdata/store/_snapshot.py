@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -120,7 +121,7 @@ class Snapshot:
         StoreCorruptError
             The version's data files cannot be read.
         """
-        return self._ds.count_rows(filter=filter)
+        return self._ds.count_rows(filter=_check_filter(filter))
 
     @property
     def ids(self) -> list[str]:
@@ -143,7 +144,13 @@ class Snapshot:
         -------
         pyarrow.Table
         """
-        return self._ds.to_table(columns=list(columns) if columns else None, filter=filter)
+        if columns:
+            columns = list(columns)
+            names = self._raw.schema.names
+            for c in columns:
+                if c not in names and not c.startswith("_row"):  # Lance's row metadata
+                    raise ParameterError(f"unknown column {c!r:.200}; columns: {', '.join(names)}")
+        return self._ds.to_table(columns=columns or None, filter=_check_filter(filter))
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per structure.
@@ -297,6 +304,18 @@ class Snapshot:
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"index out of range for a version of {n} structures")
         return np.where(idx < 0, idx + n, idx)
+
+
+def _check_filter(filter: str | None) -> str | None:
+    """A Lance SQL filter is one boolean expression: Lance ignores whatever follows a ``;``
+    (``"n_atoms < 0; n_atoms > 0"`` counted 0), so a ``;`` outside a quoted literal is refused."""
+    if filter is None:
+        return None
+    if not isinstance(filter, str):
+        raise ParameterError(f"filter must be a string, got {type(filter).__name__}")
+    if ";" in re.sub(r"'(?:[^']|'')*'", "", filter):
+        raise ParameterError(f"filter {filter!r:.200} holds ';': one boolean expression only")
+    return filter
 
 
 def _arrays(t: pa.Table, columns: Sequence[str]) -> dict:
