@@ -70,6 +70,8 @@ def child(argv: list[str]) -> int:
 
     sched = None if args.scheduler == "serial" else args.scheduler
     t0 = time.perf_counter()
+    start = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = start.ru_utime + start.ru_stime  # the imports are not the step's
     if args.step == "curate":
         from pesdata.curate import curate_new
 
@@ -92,7 +94,11 @@ def child(argv: list[str]) -> int:
         out = {"candidates": int(len(sel.ledger)) if hasattr(sel, "ledger") else N_CANDIDATES,
                "selected": int(len(sel.selected)), "reference": store.read().__len__()}
     out["wall_s"] = time.perf_counter() - t0
-    out["driver_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, joined by now
+    out["driver_maxrss_mb"] = me.ru_maxrss / 1024
+    out["driver_cpu_s"] = me.ru_utime + me.ru_stime - cpu0
+    out["workers_cpu_s"] = kids.ru_utime + kids.ru_stime
     print("RESULT " + json.dumps(out), flush=True)
     return 0
 
@@ -142,25 +148,38 @@ def rate(step: str, r: dict) -> float:
 
 
 def estimate(results: list[dict]) -> dict:
-    """Time to curate + describe + select OMat24-size data on 100 workers (Amdahl from the
-    measured 1- and 2-worker rates at the largest size)."""
+    """Hours to curate + describe + select OMat24-size data on 1 and on 100 workers.
+
+    From the 1-worker run at the largest size: the driver's CPU seconds per unit (frame, atom
+    or candidate) ``d`` — the serial part: parsing results, deduplication, the one writer's
+    commit, the decisions — and the workers' CPU seconds per unit ``c`` (their start-up
+    included). Driver and workers overlap (the driver consumes results while the next tasks
+    run), so W workers take ``units × max(d, c / W)``: beyond ``W = c / d`` workers the single
+    driver is the bottleneck. Assumes the per-unit costs of these 4-atom Cu/Au cells carry over
+    (per frame for curate, per atom for describe, per candidate for select), workers on
+    separate cores with the data on a shared file system at the same speed, and no cost for
+    moving tasks between machines.
+    """
     big = max(r["size"] for r in results)
+    units_of = {"curate": OMAT24_FRAMES, "describe": OMAT24_FRAMES * OMAT24_ATOMS_PER_FRAME,
+                "select": OMAT24_FRAMES}
+    unit = {"curate": "frames", "describe": "atoms", "select": "candidates"}
     est = {}
-    for step in ("curate", "describe"):
-        r1 = next(r for r in results
-                  if r["size"] == big and r["step"] == step and r["workers"] == 1)
-        r2 = next((r for r in results if r["size"] == big and r["step"] == step
-                   and r["workers"] == 2), None)
-        t1 = r1["wall_s"]
-        # serial fraction s from t2 = t1 * (s + (1 - s) / 2); clipped to [0, 1]
-        s = 0.0 if r2 is None else min(1.0, max(0.0, 2 * r2["wall_s"] / t1 - 1))
-        units = big if step == "curate" else big * 4
-        omat_units = OMAT24_FRAMES if step == "curate" else OMAT24_FRAMES * OMAT24_ATOMS_PER_FRAME
-        t1_omat = t1 * omat_units / units
-        t100 = t1_omat * (s + (1 - s) / 100)
-        est[step] = {"serial_fraction": s, "one_worker_h": t1_omat / 3600,
-                     "hundred_workers_h": t100 / 3600,
-                     "rate_per_worker": units / t1}
+    for step in ("curate", "describe", "select"):
+        r1 = next((r for r in results if r["size"] == big and r["step"] == step
+                   and r["workers"] == 1 and "workers_cpu_s" in r), None)
+        if r1 is None:
+            continue
+        n = r1[unit[step]]
+        d, c = r1["driver_cpu_s"] / n, r1["workers_cpu_s"] / n
+        units = units_of[step]
+        est[step] = {"driver_cpu_per_unit_ms": 1e3 * d, "worker_cpu_per_unit_ms": 1e3 * c,
+                     "one_worker_h": units * max(d, c) / 3600,
+                     "hundred_workers_h": units * max(d, c / 100) / 3600,
+                     "workers_until_driver_bound": c / d if d > 0 else float("inf")}
+    if est:
+        est["total"] = {k: sum(e[k] for e in est.values())
+                        for k in ("one_worker_h", "hundred_workers_h")}
     return est
 
 
@@ -179,7 +198,21 @@ def main(argv=None) -> int:
     ap.add_argument("--bases", type=int, default=BASES,
                     help="distinct EMT calculations (the rest are rigid translations)")
     ap.add_argument("--out", default="bench-out")
+    ap.add_argument("--estimate-from", metavar="JSON", nargs="+",
+                    help="only print the table and the estimate of earlier bench_scale.json "
+                    "files (a later file's runs replace an earlier one's of the same step, size "
+                    "and workers)")
     args = ap.parse_args(argv)
+    if args.estimate_from:
+        merged: dict = {}
+        for f in args.estimate_from:
+            for r in json.loads(Path(f).read_text())["results"]:
+                merged[(r["step"], r["size"], r["workers"])] = r
+        results = sorted(merged.values(), key=lambda r: (r["size"], r["workers"],
+                                                         ("curate", "describe", "select").index(
+                                                             r["step"])))
+        print(table(results, estimate(results)))
+        return 0
     from _scale_data import PER_FILE, cache_dir, generate
 
     largest = max(args.sizes)
@@ -215,8 +248,7 @@ def main(argv=None) -> int:
                 _show(results[-1])
         for w in args.workers[:-1]:  # keep one store per size
             shutil.rmtree(work / f"n{size}-w{w}", ignore_errors=True)
-    est = estimate(results) if {1, 2} <= set(args.workers) and \
-        {"curate", "describe"} <= set(args.steps) else {}
+    est = estimate(results)
     doc = {"machine": machine, "scheduler": args.scheduler, "results": results,
            "estimate_100_workers": est,
            "assumptions": {"omat24_frames": OMAT24_FRAMES,
@@ -245,11 +277,20 @@ def table(results: list[dict], est: dict) -> str:
                      f"{rate(r['step'], r):,.0f} {unit[r['step']]} | {eff} | "
                      f"{r['tree_peak_rss_mb']:,.0f} / {r['driver_maxrss_mb']:,.0f} |")
     if est:
-        lines += ["", "| step | per-worker rate | serial fraction | OMat24 on 1 worker, h | "
-                  "on 100 workers, h |", "|---|---|---|---|---|"]
+        lines += ["", f"OMat24-size estimate ({OMAT24_FRAMES:,} frames, "
+                  f"{OMAT24_ATOMS_PER_FRAME} atoms per frame assumed):", "",
+                  "| step | driver CPU per unit, ms | worker CPU per unit, ms | 1 worker, h | "
+                  "100 workers, h | driver-bound beyond |", "|---|---|---|---|---|---|"]
         for step, e in est.items():
-            lines.append(f"| {step} | {e['rate_per_worker']:,.0f}/s | {e['serial_fraction']:.2f} "
-                         f"| {e['one_worker_h']:,.1f} | {e['hundred_workers_h']:,.1f} |")
+            if step == "total":
+                continue
+            lines.append(f"| {step} | {e['driver_cpu_per_unit_ms']:.4f} | "
+                         f"{e['worker_cpu_per_unit_ms']:.4f} | {e['one_worker_h']:,.1f} | "
+                         f"{e['hundred_workers_h']:,.1f} | "
+                         f"{e['workers_until_driver_bound']:,.0f} workers |")
+        if "total" in est:
+            lines.append(f"| **total** | | | {est['total']['one_worker_h']:,.1f} | "
+                         f"{est['total']['hundred_workers_h']:,.1f} | |")
     return "\n".join(lines)
 
 
