@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 DEMO := demo-out
 
-.PHONY: install demo test bench lint schemas clean
+.PHONY: install demo test bench bench-scale lint schemas clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ bench: install
 	$(PY) benchmarks/bench_label_efficiency.py
 	$(PY) benchmarks/bench_accuracy.py Cu Si
 	$(PY) benchmarks/bench_ssw.py
+
+# ~1 h on 2 cores and ~1 GB of cached data (generated once, outside the repository)
+bench-scale: install
+	$(PY) benchmarks/bench_scale.py
 
 lint: install
 	$(BIN)/ruff check pesdata tests benchmarks
