@@ -143,7 +143,9 @@ def stream_map(
     yield from _local(func, items, spec, n, window)
 
 
-def _windows(items: Iterable, size: int) -> Iterator[list]:
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of at most ``size`` of ``items`` (consumed lazily); only the last may
+    be shorter."""
     batch: list = []
     for item in items:
         batch.append(item)
@@ -162,7 +164,7 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
     import dask
 
     if spec == "synchronous":
-        for chunk in _windows(items, window):
+        for chunk in batches(items, window):
             yield from dask.compute(*[dask.delayed(func, pure=False)(x) for x in chunk],
                                     scheduler="synchronous")
         return
@@ -183,7 +185,7 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
     driver = ThreadPoolExecutor(1, thread_name_prefix="pesdata-dask-driver")
     try:
         pending = None
-        for chunk in _windows(items, half):
+        for chunk in batches(items, half):
             fut = driver.submit(compute, chunk)
             if pending is not None:
                 yield from pending.result()

@@ -4,6 +4,8 @@ from another test module)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 import ase.io
@@ -81,3 +83,19 @@ def contract_structures() -> list:
     cluster = si[:10]
     cluster.pbc = False
     return [si, tio2, cluster]
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging: a SIGALRM interrupts a runaway parser or reader loop."""
+
+    def stop(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

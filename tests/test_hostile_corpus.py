@@ -10,11 +10,9 @@ aside) are compared before and after every failed run.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import lzma
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +24,7 @@ from typer.testing import CliRunner
 import pesdata
 from pesdata.errors import PesdataError, ValidationError
 
-from .conftest import DATA
+from .conftest import DATA, deadline
 
 H = ('Lattice="5.43 0 0 0 5.43 0 0 0 5.43" Properties=species:S:1:pos:R:3:forces:R:3 '
      'energy=-10.0 pbc="T T T"')
@@ -192,20 +190,6 @@ REJECTED: dict[str, tuple[bytes, list[tuple[int, str]]]] = {
 }
 
 
-@contextlib.contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging: SIGALRM interrupts a runaway parser."""
-
-    def stop(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _state(root: Path) -> tuple[int, list[str]]:

@@ -8,9 +8,7 @@ rows read back, or a one-line PesdataError and no new version — never another 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,19 +22,7 @@ import pesdata
 from pesdata.errors import PesdataError, ValidationError
 from pesdata.testing.strategies import extxyz_frames, hostile_extxyz
 
-
-@contextlib.contextmanager
-def deadline(seconds: int):
-    def stop(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+from .conftest import deadline
 
 
 @pytest.fixture(scope="module")

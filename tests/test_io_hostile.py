@@ -7,11 +7,9 @@ D9 (export over special files), D12 (compressed extxyz) and garbage after valid 
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import lzma
 import os
-import signal
 import stat
 
 import ase.io
@@ -22,27 +20,13 @@ import pesdata
 from pesdata.errors import InputError, OutputError
 from pesdata.io import detect_format, read_frames, write_atoms
 
-from .conftest import DATA
+from .conftest import DATA, deadline
 
 HEADER = ('Lattice="5.43 0 0 0 5.43 0 0 0 5.43" Properties=species:S:1:pos:R:3:forces:R:3 '
           'energy=-10.0 pbc="T T T"')
 COMPRESSORS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
 
 
-@contextlib.contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging: a SIGALRM interrupts a runaway reader loop."""
-
-    def stop(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

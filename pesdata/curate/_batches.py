@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from ..frames import Frame
 from ..io import read_frames
+from ..parallel import batches
 from ._validators import Issue
 
 __all__ = ["iter_batches", "validate_batch"]
@@ -116,11 +117,4 @@ def iter_batches(items: Iterable, size: int) -> Iterable[list]:
     list
         Consecutive batches; only the last may be shorter.
     """
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return batches(items, size)
