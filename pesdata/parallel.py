@@ -179,8 +179,10 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
 
     def compute(chunk):
         tasks = [dask.delayed(func, pure=False)(x) for x in chunk]
+        # chunksize=1: dask's processes scheduler otherwise sends up to 6 ready tasks to one
+        # worker as a batch, so a window of 2 tasks ran on one worker while the other idled
         return dask.compute(*tasks, scheduler=spec, pool=pool, num_workers=n,
-                            optimize_graph=False)
+                            optimize_graph=False, chunksize=1)
 
     driver = ThreadPoolExecutor(1, thread_name_prefix="pesdata-dask-driver")
     try:

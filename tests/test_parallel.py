@@ -79,6 +79,24 @@ def test_stream_map_keeps_order_and_bounds_the_window(scheduler):
     assert out == [(k + 10) ** 2 for k in range(30)]
 
 
+def _worker_after_a_nap(x: int) -> tuple[int, int]:
+    import os
+    import threading
+    import time
+
+    time.sleep(0.5)
+    return os.getpid(), threading.get_ident()
+
+
+@pytest.mark.parametrize("spec", ["processes", "threads"])
+def test_stream_map_spreads_a_window_over_the_workers(spec):
+    """Each task of a window runs on its own worker (dask's processes scheduler batched up to
+    6 ready tasks onto one worker: two workers ran as one)."""
+    out = list(stream_map(_worker_after_a_nap, range(4), scheduler=spec, workers=2))
+    workers = {pid if spec == "processes" else tid for pid, tid in out}
+    assert len(workers) == 2
+
+
 def test_stream_map_raises_the_task_error(scheduler):
     with pytest.raises(InputError, match=r"file7\.xyz: frame 0: cannot parse"):
         list(stream_map(_square_or_fail, range(10), scheduler=scheduler, workers=2))
