@@ -156,7 +156,9 @@ def estimate(results: list[dict]) -> dict:
     included). Driver and workers overlap (the driver consumes results while the next tasks
     run), so W workers take ``units × max(d, c / W)``: beyond ``W = c / d`` workers the single
     driver is the bottleneck. Assumes the per-unit costs of these 4-atom Cu/Au cells carry over
-    (per frame for curate, per atom for describe, per candidate for select), workers on
+    (per frame for curate, per atom for describe, per candidate for select — whose driver
+    fits the reference once per selection, a fixed cost, and whose diversity pick over the
+    candidates is not extrapolated), workers on
     separate cores with the data on a shared file system at the same speed, and no cost for
     moving tasks between machines.
     """
@@ -173,6 +175,14 @@ def estimate(results: list[dict]) -> dict:
         n = r1[unit[step]]
         d, c = r1["driver_cpu_s"] / n, r1["workers_cpu_s"] / n
         units = units_of[step]
+        if step == "select":  # the driver's work (fitting the reference) is per selection
+            fixed = r1["driver_cpu_s"]
+            est[step] = {"driver_cpu_per_unit_ms": 0.0, "worker_cpu_per_unit_ms": 1e3 * c,
+                         "driver_fixed_s": fixed,
+                         "one_worker_h": (fixed + units * c) / 3600,
+                         "hundred_workers_h": (fixed + units * c / 100) / 3600,
+                         "workers_until_driver_bound": float("inf")}
+            continue
         est[step] = {"driver_cpu_per_unit_ms": 1e3 * d, "worker_cpu_per_unit_ms": 1e3 * c,
                      "one_worker_h": units * max(d, c) / 3600,
                      "hundred_workers_h": units * max(d, c / 100) / 3600,
@@ -284,10 +294,13 @@ def table(results: list[dict], est: dict) -> str:
         for step, e in est.items():
             if step == "total":
                 continue
-            lines.append(f"| {step} | {e['driver_cpu_per_unit_ms']:.4f} | "
+            driver = (f"{e['driver_fixed_s']:.0f} s once" if "driver_fixed_s" in e
+                      else f"{e['driver_cpu_per_unit_ms']:.4f}")
+            bound = e["workers_until_driver_bound"]
+            bound = "—" if bound == float("inf") else f"{bound:,.0f} workers"
+            lines.append(f"| {step} | {driver} | "
                          f"{e['worker_cpu_per_unit_ms']:.4f} | {e['one_worker_h']:,.1f} | "
-                         f"{e['hundred_workers_h']:,.1f} | "
-                         f"{e['workers_until_driver_bound']:,.0f} workers |")
+                         f"{e['hundred_workers_h']:,.1f} | {bound} |")
         if "total" in est:
             lines.append(f"| **total** | | | {est['total']['one_worker_h']:,.1f} | "
                          f"{est['total']['hundred_workers_h']:,.1f} | |")
