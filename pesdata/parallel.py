@@ -156,6 +156,22 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+def _caught(func, x) -> tuple[bool, Any]:
+    """``(True, func(x))``, or ``(False, the exception)`` it raised (a task's error travels back
+    as a value and is raised by :func:`_unwrap` in input order)."""
+    try:
+        return True, func(x)
+    except Exception as exc:  # noqa: BLE001 - re-raised by _unwrap, unchanged
+        return False, exc
+
+
+def _unwrap(results) -> Iterator:
+    for ok, value in results:
+        if not ok:
+            raise value
+        yield value
+
+
 def _local(func, items, spec: str, n: int, window: int) -> Iterator:
     """Windows of ``dask.delayed`` tasks over one pool; the next window computes while the
     caller consumes the current one (so at most two windows of results exist)."""
@@ -178,7 +194,9 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
     half = max(1, window // 2)
 
     def compute(chunk):
-        tasks = [dask.delayed(func, pure=False)(x) for x in chunk]
+        # each task returns its error instead of raising it, so the error raised is the first
+        # in input order (as in the serial run), not the first to happen
+        tasks = [dask.delayed(_caught, pure=False)(func, x) for x in chunk]
         # chunksize=1: dask's processes scheduler otherwise sends up to 6 ready tasks to one
         # worker as a batch, so a window of 2 tasks ran on one worker while the other idled
         return dask.compute(*tasks, scheduler=spec, pool=pool, num_workers=n,
@@ -190,10 +208,10 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
         for chunk in batches(items, half):
             fut = driver.submit(compute, chunk)
             if pending is not None:
-                yield from pending.result()
+                yield from _unwrap(pending.result())
             pending = fut
         if pending is not None:
-            yield from pending.result()
+            yield from _unwrap(pending.result())
     finally:
         driver.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)

@@ -97,6 +97,24 @@ def test_stream_map_spreads_a_window_over_the_workers(spec):
     assert len(workers) == 2
 
 
+def _fail_late_or_early(x: int) -> int:
+    import time
+
+    if x == 0:  # the first input fails last
+        time.sleep(0.5)
+        raise InputError("first", path="file0.xyz", frame=0)
+    if x == 1:
+        raise InputError("second", path="file1.xyz", frame=0)
+    return x
+
+
+@pytest.mark.parametrize("spec", ["processes", "threads"])
+def test_stream_map_raises_the_first_error_in_input_order(spec):
+    """As the serial run would: file0's error, although file1's task failed first."""
+    with pytest.raises(InputError, match=r"file0\.xyz"):
+        list(stream_map(_fail_late_or_early, range(4), scheduler=spec, workers=2))
+
+
 def test_stream_map_raises_the_task_error(scheduler):
     with pytest.raises(InputError, match=r"file7\.xyz: frame 0: cannot parse"):
         list(stream_map(_square_or_fail, range(10), scheduler=scheduler, workers=2))
