@@ -245,10 +245,12 @@ def test_describe_refuses_bad_scheduler_before_writing(cu_store):
 
 
 def _selection(st, scheduler):
+    from pesdata.descriptors import _stream
     from pesdata.select import _select
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_select, "SCORE_CHUNK", 6)  # 25 candidates → 5 scoring tasks
+        mp.setattr(_stream, "CHUNK_VALUES", 2**16)  # the reference in ~10 novelty tasks
         return _select.select(st, [str(DATA / "mlearn" / "Si_test.extxyz")], budget=6, seed=3,
                               method="PBE",
                               name="sel-" + "".join(c if c.isalnum() else "-"

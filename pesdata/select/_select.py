@@ -144,29 +144,19 @@ def _score_task(task: tuple) -> pd.DataFrame:
     return crit.score(candidates)
 
 
-#: Candidate frames per scoring task (novelty, error, committee) when a scheduler is given.
+#: Candidate frames per scoring task (error, committee) when a scheduler is given; novelty
+#: runs its tasks over chunks of the reference instead (:mod:`._reference`).
 SCORE_CHUNK = 512
 
 
-def _frames_of(env: Environments, a: int, b: int) -> Environments:
-    """Frames ``a..b-1`` of ``env`` (its rows are in frame order), renumbered from 0."""
-    lo, hi = np.searchsorted(env.structure, [a, b])
-    return Environments(env.features[lo:hi], env.numbers[lo:hi], env.structure[lo:hi] - a,
-                        b - a, env.feature_names)
-
-
 def _scores(crit, candidates, n: int, parallel: tuple) -> pd.DataFrame:
-    """``crit.score(candidates)``; with a scheduler, as Dask tasks over chunks of
-    :data:`SCORE_CHUNK` frames (each frame's score depends on that frame alone)."""
+    """``crit.score(candidates)`` (a list of images); with a scheduler, as Dask tasks over
+    chunks of :data:`SCORE_CHUNK` frames (each frame's score depends on that frame alone)."""
     from ..parallel import stream_map
 
     if parallel[0] is None or n <= SCORE_CHUNK:
         return crit.score(candidates)
-    if isinstance(candidates, Environments):
-        pieces = (_frames_of(candidates, a, min(a + SCORE_CHUNK, n))
-                  for a in range(0, n, SCORE_CHUNK))
-    else:
-        pieces = (candidates[a:a + SCORE_CHUNK] for a in range(0, n, SCORE_CHUNK))
+    pieces = (candidates[a:a + SCORE_CHUNK] for a in range(0, n, SCORE_CHUNK))
     parts = list(stream_map(_score_task, ((crit, p) for p in pieces), scheduler=parallel[0],
                             workers=parallel[1]))
     return pd.concat(parts, ignore_index=True)
@@ -227,6 +217,32 @@ def _subset(env: Environments, frames: np.ndarray) -> Environments:
     new = np.searchsorted(frames, env.structure[keep])
     return Environments(env.features[keep], env.numbers[keep], new, len(frames),
                         env.feature_names)
+
+
+def _stored_ids(store, versions, hashes: set) -> dict[str, str]:
+    """{geometry_hash: id} of the stored structures (in ``versions``) with one of ``hashes``,
+    scanned in batches (a store's hashes are never all in memory)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pa.array(sorted(h for h in hashes if isinstance(h, str)), pa.string())
+    out: dict[str, str] = {}
+    for v in sorted(versions):
+        for batch in store.read(v).batches(["geometry_hash", "id"]):
+            hit = pc.is_in(batch.column(0), value_set=wanted)
+            if pc.any(hit).as_py():
+                kept = batch.filter(hit)
+                out.update(zip(kept.column(0).to_pylist(), kept.column(1).to_pylist(),
+                               strict=True))
+    return out
+
+
+def _species(snap) -> list[int]:
+    """The atomic numbers present in a version, sorted (scanned in batches)."""
+    found: set[int] = set()
+    for batch in snap.batches(["numbers"]):
+        found.update(np.unique(batch.column(0).flatten().to_numpy()).tolist())
+    return sorted(found)
 
 
 def _place(df: pd.DataFrame, rows: np.ndarray, scores: pd.DataFrame) -> None:
@@ -358,10 +374,7 @@ def select(
     df["invalid"] = pd.Series([a or b for a, b in zip(invalid_reasons(images),
                                                        label_reasons(images), strict=True)],
                               dtype=object)
-    stored_by_gh: dict[str, str] = {}
-    for v in {version, store.version}:  # the reference and what is stored now
-        stored = store.read(v).table(columns=["id", "geometry_hash"]).to_pydict()
-        stored_by_gh.update(zip(stored["geometry_hash"], stored["id"], strict=True))
+    stored_by_gh = _stored_ids(store, {version, store.version}, set(df["geometry_hash"]))
     first_by_gh: dict[str, str] = {}
     dup = []
     for gh, id_ in zip(df["geometry_hash"], df["id"], strict=True):
@@ -369,7 +382,7 @@ def select(
         first_by_gh.setdefault(gh, id_)
     df["duplicate_of"] = pd.Series(dup, dtype=object)
 
-    ref_species = sorted(np.unique(snap.to_arrays(columns=("numbers",))["numbers"]).tolist())
+    ref_species = _species(snap)
     cand_species = sorted({int(z) for a in images for z in np.unique(a.numbers)})
     desc = _descriptor(descriptor, sorted(set(ref_species) | set(cand_species)))
     lacking = set(cand_species) - set(desc.species)
@@ -381,17 +394,19 @@ def select(
                                        + " not in the descriptor's species")
     valid = np.flatnonzero(df["invalid"].isna().to_numpy())
 
-    from ..descriptors import describe, load_descriptors
+    from ..descriptors import describe
+    from ..descriptors._stream import DescriptorStream
+    from ._reference import StreamedReference
 
     def ref_progress(done, total):
         if progress is not None:
             progress("describe reference", done, total)
 
     ref = None
-    if len(snap):
+    if len(snap):  # the reference is read in chunks, never whole (memory flat in its size)
         describe(store, desc, version, progress=ref_progress, scheduler=parallel[0],
                  workers=parallel[1])
-        ref = Environments.from_cache(load_descriptors(store, desc, version))
+        ref = StreamedReference(DescriptorStream(store, desc, version), *parallel)
     cand_env = _candidate_environments(desc, cands, valid, progress, parallel)
 
     criteria: dict[str, dict] = {}
@@ -402,7 +417,7 @@ def select(
                                         seed=seed, **top).fit(ref)
         if progress is not None:
             progress("novelty", 0, len(valid))
-        _place(df, valid, _scores(crit, cand_env, len(valid), parallel))
+        _place(df, valid, crit.score(cand_env))  # parallel over the reference's chunks
         if progress is not None:
             progress("novelty", len(valid), len(valid))
         criteria["novelty"] = crit.thresholds_

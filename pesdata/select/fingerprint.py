@@ -82,14 +82,20 @@ def element_scaling(env: Environments) -> tuple[dict[int, np.ndarray], dict[int,
 
     Parameters
     ----------
-    env : Environments
-        Usually the reference's environments.
+    env : Environments or StreamedReference
+        Usually the reference's environments (a streamed reference gives the same statistics
+        from its chunks).
 
     Returns
     -------
     center, scale : dict of int to ndarray, shape (n_features,)
         Keyed by atomic number; pass them to :func:`structure_fingerprints`.
     """
+    if not isinstance(env, Environments):  # a StreamedReference: from its chunked statistics
+        stats = env.stats()
+        sd = {z: np.sqrt(st.var) for z, st in stats.items()}
+        return ({z: stats[z].mean for z in sd},
+                {z: np.where(np.isfinite(s) & (s > 0), s, 1.0) for z, s in sd.items()})
     x = np.asarray(env.features)
     elements = env.elements
     lookup = np.zeros(max(elements + [0]) + 1, dtype=np.int64)

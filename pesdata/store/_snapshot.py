@@ -152,6 +152,18 @@ class Snapshot:
                     raise ParameterError(f"unknown column {c!r:.200}; columns: {', '.join(names)}")
         return self._ds.to_table(columns=columns or None, filter=_check_filter(filter))
 
+    def batches(self, columns: Sequence[str], batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream ``columns`` of the version in row order, ``batch_size`` rows at a time.
+
+        The flat-memory way to scan a large version (ids, numbers, hashes): one batch is in
+        memory at a time. Unknown columns raise :class:`~pesdata.errors.ParameterError`.
+        """
+        names = self._raw.schema.names
+        for c in columns:
+            if c not in names:
+                raise ParameterError(f"unknown column {c!r:.200}; columns: {', '.join(names)}")
+        yield from self._ds.to_batches(columns=list(columns), batch_size=int(batch_size))
+
     def to_pandas(self) -> pd.DataFrame:
         """One row per structure.
 

@@ -1,0 +1,199 @@
+"""The streamed reference (issue 19, flat memory): descriptor chunks equal the whole-version
+load, chunked statistics equal NumPy's, streamed nearest-neighbour distances equal float64 brute
+force (scipy), the streamed novelty fit equals the in-memory one, on every chunk size and
+scheduler, and ``select`` never loads the reference whole."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+import pesdata
+from pesdata.descriptors import _stream, describe, from_config, load_descriptors
+from pesdata.descriptors._stream import DescriptorStream
+from pesdata.errors import ArtefactNotFound, StoreCorruptError
+from pesdata.select import Environments
+from pesdata.select._reference import ElementStats, StreamedReference
+from pesdata.select.fingerprint import element_scaling
+from pesdata.select.novelty import NoveltyCriterion
+
+from .conftest import DATA
+
+CONFIG = {"descriptor": "acsf", "species": ["O", "Ti"], "r_cut": 4.5,
+          "g2_params": [[0.5, 0.0], [0.1, 2.0], [0.05, 3.0]],
+          "g4_params": [[0.01, 1, 1], [0.01, 2, -1]]}
+TIO2 = DATA / "tio2/TiO2_aenet_subset.extxyz"
+
+
+@pytest.fixture(scope="module")
+def tio2(tmp_path_factory):
+    """A TiO2 store of 120 structures curated from two files and described twice (so a
+    version's structures lie in interleaved segments), and 40 candidate frames."""
+    tmp = tmp_path_factory.mktemp("stream")
+    frames = ase.io.read(TIO2, ":160")
+    ase.io.write(tmp / "a.extxyz", frames[:50])
+    ase.io.write(tmp / "b.extxyz", frames[50:120])
+    st = pesdata.open_store(tmp / "s", create=True)
+    desc = from_config(CONFIG)
+    st.curate(tmp / "a.extxyz", method="PBE")
+    describe(st, desc, batch_size=16)
+    st.curate(tmp / "b.extxyz", method="PBE")
+    describe(st, desc, batch_size=16)
+    return st, desc, frames[120:]
+
+
+def _env(desc, frames) -> Environments:
+    with torch.no_grad():
+        x = desc.compute(frames).numpy()
+    return Environments(x, np.concatenate([a.numbers for a in frames]),
+                        np.repeat(np.arange(len(frames)), [len(a) for a in frames]),
+                        len(frames))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 97, 500, None])
+def test_chunks_equal_the_whole_version(tio2, chunk_rows):
+    st, desc, _ = tio2
+    whole = load_descriptors(st, desc)
+    stream = DescriptorStream(st, desc, chunk_rows=chunk_rows)
+    plans = list(stream.plans())
+    assert np.array_equal(np.concatenate([p.read() for p in plans]), whole["features"])
+    assert np.array_equal(np.concatenate([p.numbers for p in plans]), whole["numbers"])
+    assert sum(p.n_structures for p in plans) == len(whole["ids"]) == len(stream) == 120
+    assert [p.first_structure for p in plans] == list(
+        np.cumsum([0] + [p.n_structures for p in plans])[:-1])
+    assert [p.first_atom for p in plans] == list(np.cumsum([0] + [p.n_rows for p in plans])[:-1])
+    if chunk_rows and chunk_rows > 24:  # a chunk ends at the structure that fills it
+        assert all(p.n_rows >= chunk_rows for p in plans[:-1])
+
+
+def test_stream_refuses_uncached_and_corrupt_caches(tio2, tmp_path):
+    st, desc, _ = tio2
+    other = from_config({**CONFIG, "r_cut": 4.0})
+    with pytest.raises(ArtefactNotFound, match="120 structure"):
+        DescriptorStream(st, other)
+    copy = tmp_path / "copy"
+    shutil.copytree(Path(st.uri), copy)
+    st2 = pesdata.open_store(copy)
+    root = copy / "arrays" / desc.config_hash
+    index = sorted((root / "index").glob("*.parquet"))[0]
+    table = pq.read_table(index).to_pandas()
+    table.loc[0, "first_row"] = 10_000
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), index)
+    with pytest.raises(StoreCorruptError, match="names row 10"):
+        for plan in DescriptorStream(st2, desc).plans():
+            plan.read()
+    table.loc[0, "first_row"] = 0
+    table.loc[0, "n_atoms"] = 7
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), index)
+    with pytest.raises(StoreCorruptError, match="gives structure .* 7 atoms; the table has"):
+        list(DescriptorStream(st2, desc).plans())
+
+
+def test_chunked_statistics_equal_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, [0.1, 5.0, 1e-3], size=(1000, 3))
+    total = None
+    for part in np.array_split(x, [7, 8, 400, 999]):
+        s = ElementStats(len(part), part.mean(axis=0) if len(part) else np.zeros(3),
+                         ((part - part.mean(axis=0)) ** 2).sum(axis=0) if len(part)
+                         else np.zeros(3))
+        total = s if total is None else total.merge(s)
+    assert total.n == 1000
+    np.testing.assert_allclose(total.mean, x.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(total.var, x.var(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_rows", [50, 1000])
+def test_streamed_nearest_equals_float64_brute_force(tio2, chunk_rows):
+    st, desc, cands = tio2
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=chunk_rows))
+    whole = load_descriptors(st, desc)
+    q_env = _env(desc, cands)
+    for z in (8, 22):
+        x = whole["features"][whole["numbers"] == z]
+        mu, scale = x.mean(axis=0), x.std(axis=0) + 1e-3
+        xs = (x - mu) / scale
+        q = (q_env.features[q_env.numbers == z] - mu) / scale
+        q = np.vstack([q, xs[:5]])  # five queries equal to reference rows: distance 0
+        d, pos = ref.nearest({z: (mu, scale, q, None)})[z]
+        exact = cdist(q, xs)
+        np.testing.assert_allclose(d, exact.min(axis=1), rtol=1e-6, atol=5e-4)
+        assert np.array_equal(d[-5:], np.zeros(5))
+        np.testing.assert_allclose(np.linalg.norm(xs[pos] - q, axis=1), d, rtol=1e-12)
+        # leave-one-out: a reference row's own row is skipped, never the nearest other one
+        own = np.arange(0, len(xs), 7)
+        d_loo, pos_loo = ref.nearest({z: (mu, scale, xs[own], own)})[z]
+        full = cdist(xs[own], xs)
+        full[np.arange(len(own)), own] = np.inf
+        np.testing.assert_allclose(d_loo, full.min(axis=1), rtol=1e-6, atol=5e-4)
+        assert not np.any(pos_loo == own)
+
+
+@pytest.mark.parametrize(("chunk_rows", "scheduler"),
+                         [(None, None), (61, None), (61, "threads"), (200, "processes")])
+def test_streamed_novelty_equals_in_memory(tio2, chunk_rows, scheduler):
+    st, desc, cands = tio2
+    whole = Environments.from_cache(load_descriptors(st, desc))
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=chunk_rows), scheduler, 2)
+    mem = NoveltyCriterion(n_calibration=300, seed=4).fit(whole)
+    streamed = NoveltyCriterion(n_calibration=300, seed=4).fit(ref)
+    tm, ts = mem.thresholds_, streamed.thresholds_
+    assert ts["search"] == "exact, streamed"
+    for key in ("n_reference", "n_calibration", "n_nonfinite_dropped"):
+        assert ts[key] == tm[key]
+    for sym in ("O", "Ti"):
+        np.testing.assert_allclose(ts["calibration"][sym], tm["calibration"][sym], rtol=1e-5)
+        np.testing.assert_allclose(ts["scaling"]["scale"][sym], tm["scaling"]["scale"][sym],
+                                   rtol=1e-12)
+    env = _env(desc, cands)
+    a, b = mem.score(env), streamed.score(env)
+    np.testing.assert_allclose(b["novelty"], a["novelty"], rtol=1e-5)
+    assert list(b["novelty_atom"]) == list(a["novelty_atom"])
+    c_mem, s_mem = element_scaling(whole)
+    c_str, s_str = element_scaling(ref)
+    for z in (8, 22):
+        np.testing.assert_allclose(c_str[z], c_mem[z], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(s_str[z], s_mem[z], rtol=1e-10)
+
+
+def test_streamed_results_do_not_depend_on_the_scheduler(tio2):
+    st, desc, cands = tio2
+    env = _env(desc, cands)
+    out = []
+    for scheduler in (None, "threads", "processes"):
+        ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=150), scheduler, 2)
+        crit = NoveltyCriterion(n_calibration=200).fit(ref)
+        out.append((crit.thresholds_["calibration"], crit.score(env)["atom_distances"].tolist()))
+    assert out[0] == out[1] == out[2]
+
+
+def test_select_never_loads_the_reference_whole(tio2, monkeypatch, tmp_path):
+    """The reference is read chunk by chunk: load_descriptors (the whole-version read) is not
+    called, and several chunks give the ledger of one."""
+    import pesdata.descriptors as descriptors
+    from pesdata.select import select
+
+    st, desc, cands = tio2
+    ase.io.write(tmp_path / "c.extxyz", cands)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("select loaded the whole reference")
+
+    monkeypatch.setattr(descriptors, "load_descriptors", refuse)
+    one = select(st, [tmp_path / "c.extxyz"], descriptor=desc, budget=5, name="one")
+    monkeypatch.setattr(_stream, "CHUNK_VALUES", 50 * desc.n_features)
+    many = select(st, [tmp_path / "c.extxyz"], descriptor=desc, budget=5, name="many")
+    assert one.summary["criteria"]["novelty"]["search"] == "exact, streamed"
+    cols = ["id", "decision", "rank"]
+    assert one.ledger[cols].equals(many.ledger[cols])
+    # chunked statistics round differently in the last bits, nothing more
+    np.testing.assert_allclose(many.ledger["novelty"].astype(float),
+                               one.ledger["novelty"].astype(float), rtol=1e-9)
