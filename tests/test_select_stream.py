@@ -19,7 +19,7 @@ from scipy.spatial.distance import cdist
 import pesdata
 from pesdata.descriptors import _stream, describe, from_config, load_descriptors
 from pesdata.descriptors._stream import DescriptorStream
-from pesdata.errors import ArtefactNotFound, StoreCorruptError
+from pesdata.errors import ArtefactNotFound, ParameterError, StoreCorruptError
 from pesdata.select import Environments
 from pesdata.select._reference import ElementStats, StreamedReference
 from pesdata.select.fingerprint import element_scaling
@@ -144,9 +144,10 @@ def test_streamed_novelty_equals_in_memory(tio2, chunk_rows, scheduler):
     whole = Environments.from_cache(load_descriptors(st, desc))
     ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=chunk_rows), scheduler, 2)
     mem = NoveltyCriterion(n_calibration=300, seed=4).fit(whole)
-    streamed = NoveltyCriterion(n_calibration=300, seed=4).fit(ref)
+    streamed = NoveltyCriterion(n_calibration=300, seed=4, index_mb=0).fit(ref)
     tm, ts = mem.thresholds_, streamed.thresholds_
-    assert ts["search"] == "exact, streamed"
+    assert ts["search"] == {"O": "streamed", "Ti": "streamed"}
+    assert tm["search"] == {"O": "IndexFlatL2", "Ti": "IndexFlatL2"}
     for key in ("n_reference", "n_calibration", "n_nonfinite_dropped"):
         assert ts[key] == tm[key]
     for sym in ("O", "Ti"):
@@ -170,7 +171,7 @@ def test_streamed_results_do_not_depend_on_the_scheduler(tio2):
     out = []
     for scheduler in (None, "threads", "processes"):
         ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=150), scheduler, 2)
-        crit = NoveltyCriterion(n_calibration=200).fit(ref)
+        crit = NoveltyCriterion(n_calibration=200, index_mb=0).fit(ref)
         out.append((crit.thresholds_["calibration"], crit.score(env)["atom_distances"].tolist()))
     assert out[0] == out[1] == out[2]
 
@@ -190,10 +191,59 @@ def test_select_never_loads_the_reference_whole(tio2, monkeypatch, tmp_path):
     monkeypatch.setattr(descriptors, "load_descriptors", refuse)
     one = select(st, [tmp_path / "c.extxyz"], descriptor=desc, budget=5, name="one")
     monkeypatch.setattr(_stream, "CHUNK_VALUES", 50 * desc.n_features)
-    many = select(st, [tmp_path / "c.extxyz"], descriptor=desc, budget=5, name="many")
-    assert one.summary["criteria"]["novelty"]["search"] == "exact, streamed"
+    many = select(st, [tmp_path / "c.extxyz"], descriptor=desc, budget=5, name="many",
+                  novelty_index_mb=0)
+    assert one.summary["criteria"]["novelty"]["search"] == {"O": "IndexFlatL2",
+                                                             "Ti": "IndexFlatL2"}
+    assert many.summary["criteria"]["novelty"]["search"] == {"O": "streamed", "Ti": "streamed"}
     cols = ["id", "decision", "rank"]
     assert one.ledger[cols].equals(many.ledger[cols])
-    # chunked statistics round differently in the last bits, nothing more
+    # in memory (float32 rows, refined) and streamed (float64) agree to float32 rounding
     np.testing.assert_allclose(many.ledger["novelty"].astype(float),
-                               one.ledger["novelty"].astype(float), rtol=1e-9)
+                               one.ledger["novelty"].astype(float), rtol=1e-5)
+
+
+def test_index_budget_keeps_some_elements_in_memory_and_streams_the_rest(tio2):
+    """With room for O's rows only, O is indexed in memory and Ti streamed; each element's
+    thresholds and distances equal those of the all-in-memory fit (the same calibration
+    draws), and the in-memory element equals it exactly."""
+    st, desc, cands = tio2
+    whole = Environments.from_cache(load_descriptors(st, desc))
+    n_o = int((whole.numbers == 8).sum())
+    mb = n_o * (8 * desc.n_features + 8) / 2**20
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=90))
+    mixed = NoveltyCriterion(n_calibration=150, seed=2, index_mb=mb * 1.01).fit(ref)
+    mem = NoveltyCriterion(n_calibration=150, seed=2).fit(whole)
+    assert mixed.thresholds_["search"] == {"O": "IndexFlatL2", "Ti": "streamed"}
+    assert "Ti" not in mixed.rows_ and mixed.rows_["O"].dtype == np.float32
+    for sym in ("O", "Ti"):
+        assert mixed.thresholds_["n_calibration"][sym] == mem.thresholds_["n_calibration"][sym]
+        np.testing.assert_allclose(mixed.thresholds_["calibration"][sym],
+                                   mem.thresholds_["calibration"][sym], rtol=1e-5)
+    env = _env(desc, cands)
+    a, b = mem.score(env), mixed.score(env)
+    np.testing.assert_allclose(b["novelty"], a["novelty"], rtol=1e-5)
+    with pytest.raises(ParameterError, match="index_mb"):
+        NoveltyCriterion(index_mb=-1).fit(ref)
+
+
+def test_cli_index_mb(tio2, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pesdata.cli import app
+
+    st, desc, cands = tio2
+    ase.io.write(tmp_path / "c.extxyz", cands)
+    (tmp_path / "d.json").write_text(json.dumps(CONFIG))
+    args = ["select", st.uri, "--candidates", str(tmp_path / "c.extxyz"), "--descriptor",
+            str(tmp_path / "d.json"), "--budget", "3", "--json"]
+    res = CliRunner().invoke(app, [*args, "--index-mb", "0", "--name", "cli-streamed"])
+    assert res.exit_code == 0, res.output
+    from pesdata.select.ledger import load_ledger
+
+    assert load_ledger(st, "cli-streamed")[1]["criteria"]["novelty"]["search"] == {
+        "O": "streamed", "Ti": "streamed"}
+    res = CliRunner().invoke(app, [*args, "--index-mb", "-2"])
+    assert res.exit_code != 0 and "index_mb" in res.output

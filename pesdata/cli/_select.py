@@ -57,6 +57,9 @@ def select(
     novelty_top_k: Annotated[int | None, typer.Option(
         help="Frame novelty = mean of the K largest atom ratios (default: the largest).")
     ] = None,
+    index_mb: Annotated[float | None, typer.Option(
+        help="Megabytes of the reference held in memory for novelty (default 256); the rest "
+             "is read in chunks.")] = None,
     no_novelty: Annotated[bool, typer.Option(
         "--no-novelty", help="Select on the error criterion alone.")] = False,
     e_lo: Annotated[float | None, typer.Option(help="Energy trust lower bound, eV/atom.")] = None,
@@ -106,6 +109,7 @@ def select(
         given = [o for o, v in (("--candidates", candidates or sources), ("--model", model),
                                 ("--committee", committee), ("--descriptor", descriptor),
                                 ("--reference", reference), ("--method", method),
+                                ("--index-mb", index_mb is not None),
                                 ("--no-novelty", no_novelty)) if v]
         if given:
             raise ParameterError(f"--rescore decides a kept ledger again from its stored "
@@ -133,7 +137,8 @@ def select(
             options["trust"] = TrustWindows.from_sources(
                 trust, kind="committee" if committee is not None else "error", **errors)
         for key, value in (("novelty_quantile", novelty_quantile),
-                           ("novelty_top_k", novelty_top_k), ("diversity", diversity),
+                           ("novelty_top_k", novelty_top_k), ("novelty_index_mb", index_mb),
+                           ("diversity", diversity),
                            ("seed", seed), ("near_duplicate", near_duplicate)):
             if value is not None:
                 options[key] = value

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ElementStats", "StreamedReference"]
+__all__ = ["ElementStats", "StreamedReference", "fit_streamed"]
 
 #: Query rows per faiss call inside one chunk.
 _QUERY_BATCH = 65_536
@@ -89,10 +89,17 @@ def _stats_task(plan) -> dict[int, ElementStats]:
 
 
 def _gather_task(task) -> dict[int, np.ndarray]:
-    """The rows at ``picks[z]`` (positions among the chunk's finite rows of element z)."""
-    plan, picks = task
+    """The rows at ``picks[z]`` (positions among the chunk's finite rows of element z); with
+    ``scaled[z] = (centre, scale)``, as float32 ``(x - centre) / scale``."""
+    plan, picks, scaled = task
     rows, _ = _element_rows(plan, plan.read())
-    return {z: rows[z][p] for z, p in picks.items()}
+    out = {}
+    for z, p in picks.items():
+        x = rows[z][p]
+        if z in scaled:
+            x = ((x - scaled[z][0]) / scaled[z][1]).astype(np.float32)
+        out[z] = x
+    return out
 
 
 def _nearest_task(task) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -192,8 +199,13 @@ class StreamedReference:
         return out
 
     # -- pass 2 ----------------------------------------------------------------------------
-    def gather(self, picks: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """The finite rows of element z at sorted positions ``picks[z]`` (stream order)."""
+    def gather(self, picks: dict[int, np.ndarray], scaled: dict | None = None
+               ) -> dict[int, np.ndarray]:
+        """The finite rows of element z at sorted positions ``picks[z]`` (stream order); for
+        the elements in ``scaled`` (``{z: (centre, scale)}``), scaled and float32."""
+        scaled = scaled or {}
+        if not picks:
+            return {}
         offsets = self._offsets()
         parts: dict[int, list] = {z: [] for z in picks}
 
@@ -205,13 +217,18 @@ class StreamedReference:
                     lo, hi = np.searchsorted(p, [off.get(z, 0), off.get(z, 0) + counts.get(z, 0)])
                     if hi > lo:
                         mine[z] = np.asarray(p[lo:hi]) - off[z]
-                yield plan, mine
+                if mine:  # a chunk holding no pick is not read
+                    yield plan, mine, {z: scaled[z] for z in mine if z in scaled}
 
         for part in self._map(_gather_task, tasks()):
             for z, rows in part.items():
                 parts[z].append(rows)
-        return {z: (np.concatenate(v) if v else np.zeros((0, self.n_features)))
-                for z, v in parts.items()}
+        out = {}
+        for z in list(parts):
+            v = parts.pop(z)  # one element's pieces at a time: a single extra copy
+            out[z] = np.concatenate(v) if v else np.zeros(
+                (0, self.n_features), np.float32 if z in scaled else np.float64)
+        return out
 
     # -- pass 3 ----------------------------------------------------------------------------
     def nearest(self, queries: dict[int, tuple]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -245,3 +262,71 @@ class StreamedReference:
                 better = d < bd  # ties keep the earlier chunk: independent of the scheduler
                 bd[better], bp[better] = d[better], p[better]
         return best
+
+
+def fit_streamed(crit, ref: StreamedReference, p: dict):
+    """:meth:`NoveltyCriterion.fit <pesdata.select.novelty.NoveltyCriterion.fit>` on a
+    reference read in chunks: the same statistics, calibration subsample (the same random
+    draws, element by element) and leave-one-out distances.
+
+    Elements, in order of atomic number, whose rows and index fit the ``index_mb`` budget
+    (``n × (8 d + 8)`` bytes: float32 rows, the index's copy and its ids) are gathered and
+    indexed in memory as :meth:`fit` does; the others keep no rows and are searched chunk by
+    chunk (:meth:`StreamedReference.nearest`) in :meth:`fit` and in every ``score``.
+    """
+    from ase.data import chemical_symbols
+
+    from ..errors import ParameterError
+    from . import _nn
+    from .novelty import _GRID
+
+    stats = ref.stats()
+    if not stats:
+        raise ParameterError("the reference has no atomic environments")
+    d = ref.n_features
+    crit.n_features_ = d
+    crit.centre_, crit.scale_, crit.indexes_, crit.rows_ = {}, {}, {}, {}
+    crit.reference_ = ref
+    n_ref, n_cal, dropped, calibration = {}, {}, {}, {}
+    budget = p["index_mb"] * 2**20
+    in_memory = {}
+    for z, st in stats.items():
+        sym = chemical_symbols[z]
+        n_ref[sym], dropped[sym] = st.n, st.n_nonfinite
+        if not st.n:
+            continue  # every row non-finite: the element counts as absent
+        crit.centre_[sym], crit.scale_[sym] = crit._scale(st.mean, st.var)
+        if st.n * (8 * d + 8) <= budget:
+            budget -= st.n * (8 * d + 8)
+            in_memory[z] = (crit.centre_[sym], crit.scale_[sym])
+    rows = ref.gather({z: np.arange(stats[z].n) for z in in_memory}, scaled=in_memory)
+    rng = np.random.default_rng(p["seed"])
+    picks = {}
+    for z, st in stats.items():  # in fit's order: the calibration draws are fit's
+        sym = chemical_symbols[z]
+        if z in in_memory:
+            xs = rows.pop(z)
+            index = _nn.build_index(xs, p["exact_max"], p["seed"])
+            crit.indexes_[sym], crit.rows_[sym] = index, xs
+            calibration[sym], n_cal[sym] = crit._calibrate(index, xs, p, rng)
+        elif st.n:
+            calibration[sym], n_cal[sym] = None, 0
+            if st.n >= 2:
+                picks[z] = np.arange(st.n)
+                if p["n_calibration"] is not None and st.n > p["n_calibration"]:
+                    picks[z] = np.sort(rng.choice(st.n, p["n_calibration"], replace=False))
+    if picks:
+        sym_of = {z: chemical_symbols[z] for z in picks}
+        cal = ref.gather(picks)
+        queries = {z: (crit.centre_[sym_of[z]], crit.scale_[sym_of[z]],
+                       (cal.pop(z) - crit.centre_[sym_of[z]]) / crit.scale_[sym_of[z]], picks[z])
+                   for z in picks}
+        for z, (dist, _) in ref.nearest(queries).items():
+            loo = dist[np.isfinite(dist)]
+            if len(loo):
+                sym = sym_of[z]
+                calibration[sym] = [float(v) for v in np.quantile(loo, _GRID)]
+                n_cal[sym] = len(picks[z])
+    search = {sym: (type(crit.indexes_[sym]).__name__ if sym in crit.indexes_ else "streamed")
+              for sym in crit.centre_}
+    return crit._set_thresholds(p, calibration, n_ref, n_cal, dropped, search)

@@ -267,6 +267,7 @@ def select(
     novelty_threshold: float | None = None,
     novelty_quantile: float = 0.99,
     novelty_top_k: int | None = None,
+    novelty_index_mb: float | None = None,
     trust=None,
     budget: int | None = None,
     diversity: str = "fps",
@@ -307,6 +308,11 @@ def select(
     novelty_top_k : int, optional
         Frame novelty = mean of the ``k`` largest per-atom distance/threshold ratios instead
         of the largest one.
+    novelty_index_mb : float, optional
+        Megabytes of the reference's descriptor rows that novelty may hold in memory and
+        index (default :data:`~pesdata.select.novelty.INDEX_MB`, 256); elements beyond it are
+        searched chunk by chunk from the store's cache (exact; memory flat in the reference's
+        size). The reference itself is never loaded whole.
     trust : TrustWindows, dict or path, optional
         Trust windows for the error / committee criterion (default windows when omitted).
     budget : int, optional
@@ -413,6 +419,8 @@ def select(
     model_hash = None
     if novelty:
         top = {} if novelty_top_k is None else {"aggregate": "top_k", "top_k": novelty_top_k}
+        if novelty_index_mb is not None:
+            top["index_mb"] = novelty_index_mb
         crit = get_criterion("novelty")(threshold=novelty_threshold, quantile=novelty_quantile,
                                         seed=seed, **top).fit(ref)
         if progress is not None:

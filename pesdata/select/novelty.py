@@ -63,8 +63,10 @@ from .._params import check_int
 from ..errors import ParameterError
 from ._base import Criterion, Environments
 
-__all__ = ["DEFAULT_R_CUT", "NoveltyCriterion", "default_descriptor"]
+__all__ = ["DEFAULT_R_CUT", "INDEX_MB", "NoveltyCriterion", "default_descriptor"]
 
+#: Megabytes of a streamed reference held in memory and indexed (see ``index_mb``).
+INDEX_MB = 256
 #: Cutoff (Å) of the default novelty descriptor.
 DEFAULT_R_CUT = 5.5
 _GRID = np.arange(1001) / 1000  # quantile levels of the calibration table
@@ -120,6 +122,17 @@ def _check_aggregate(value) -> str:
         raise ParameterError(f"aggregate must be one of {', '.join(_AGGREGATES)}, "
                              f"got {_quote(value)}")
     return value
+
+
+def _check_index_mb(value) -> float:
+    try:
+        ok = not isinstance(value, bool) and np.isfinite(float(value)) and float(value) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ParameterError(f"index_mb must be a finite number ≥ 0 (megabytes), "
+                             f"got {_quote(value)}")
+    return float(value)
 
 
 def _threshold_from_table(table, quantile: float) -> float:
@@ -216,6 +229,12 @@ class NoveltyCriterion(Criterion):
         distances calibrate the thresholds (default 20,000; None: all rows).
     seed : int
         Seed of the calibration subsample and of the approximate index.
+    index_mb : float
+        For a reference read in chunks (:class:`~pesdata.select._reference.StreamedReference`,
+        what ``select`` passes): megabytes of its rows that may be held in memory, indexed as
+        above (rows and index, float32); elements in order of atomic number until the budget
+        is spent, the rest searched chunk by chunk (exact, memory flat in the reference's
+        size). Default 256; 0 streams every element. An in-memory reference ignores it.
 
     Attributes
     ----------
@@ -223,7 +242,7 @@ class NoveltyCriterion(Criterion):
         ``{"per_element": {sym: t}, "quantile", "threshold", "aggregate", "top_k",
         "calibration": {sym: [1001 quantiles] or None}, "scaling": {"kind", "scale": {sym:
         s}}, "n_reference": {sym: n}, "n_calibration": {sym: m}, "n_nonfinite_dropped":
-        {sym: n}}``.
+        {sym: n}, "search": {sym: "IndexFlatL2" | "IndexIVFFlat" | "streamed"}}``.
     """
 
     name = "novelty"
@@ -234,7 +253,7 @@ class NoveltyCriterion(Criterion):
     def __init__(self, threshold: float | None = None, quantile: float = 0.99,
                  aggregate: str = "max", top_k: int = 3, exact_max: int | None = None,
                  scaling: str = "element", n_calibration: int | None = 20_000,
-                 seed: int = 0) -> None:
+                 seed: int = 0, index_mb: float = INDEX_MB) -> None:
         self.threshold = threshold
         self.quantile = quantile
         self.aggregate = aggregate
@@ -243,6 +262,7 @@ class NoveltyCriterion(Criterion):
         self.scaling = scaling
         self.n_calibration = n_calibration
         self.seed = seed
+        self.index_mb = index_mb
 
     # -- fit -----------------------------------------------------------------------------------
     def _validate(self) -> dict:
@@ -261,6 +281,7 @@ class NoveltyCriterion(Criterion):
             "n_calibration": None if self.n_calibration is None
             else check_int("n_calibration", self.n_calibration, 2),
             "seed": check_int("seed", self.seed, 0, what="a non-negative integer"),
+            "index_mb": _check_index_mb(self.index_mb),
         }
 
     def _scale(self, mu: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
@@ -280,7 +301,9 @@ class NoveltyCriterion(Criterion):
 
         p = self._validate()
         if isinstance(reference, StreamedReference):
-            return self._fit_streamed(reference, p)
+            from ._reference import fit_streamed
+
+            return fit_streamed(self, reference, p)
         if not isinstance(reference, Environments):
             raise ParameterError("reference must be Environments or a StreamedReference, got "
                                  f"{type(reference).__name__}")
@@ -307,10 +330,11 @@ class NoveltyCriterion(Criterion):
             index = _nn.build_index(xs, p["exact_max"], p["seed"])
             self.indexes_[sym], self.rows_[sym] = index, xs
             calibration[sym], n_cal[sym] = self._calibrate(index, xs, p, rng)
-        return self._set_thresholds(p, calibration, n_ref, n_cal, dropped)
+        search = {sym: type(index).__name__ for sym, index in self.indexes_.items()}
+        return self._set_thresholds(p, calibration, n_ref, n_cal, dropped, search)
 
     def _set_thresholds(self, p: dict, calibration, n_ref, n_cal, dropped,
-                        search: str = "faiss") -> NoveltyCriterion:
+                        search: dict) -> NoveltyCriterion:
         thresholds = {
             "quantile": p["quantile"], "threshold": p["threshold"],
             "aggregate": p["aggregate"], "top_k": p["top_k"], "calibration": calibration,
@@ -323,44 +347,6 @@ class NoveltyCriterion(Criterion):
         thresholds["per_element"] = _per_element(thresholds)
         self.thresholds_ = thresholds
         return self
-
-    def _fit_streamed(self, ref, p: dict) -> NoveltyCriterion:
-        """:meth:`fit` on a reference read in chunks (:mod:`pesdata.select._reference`): the
-        same statistics, subsample and leave-one-out distances, by exact streamed search."""
-        stats = ref.stats()
-        if not stats:
-            raise ParameterError("the reference has no atomic environments")
-        self.n_features_ = ref.n_features
-        self.centre_, self.scale_, self.indexes_, self.rows_ = {}, {}, {}, {}
-        self.reference_ = ref
-        n_ref, n_cal, dropped, picks = {}, {}, {}, {}
-        rng = np.random.default_rng(p["seed"])
-        for z, st in stats.items():  # sorted by atomic number, as fit's loop
-            sym = chemical_symbols[z]
-            n_ref[sym], dropped[sym] = st.n, st.n_nonfinite
-            if not st.n:
-                continue
-            self.centre_[sym], self.scale_[sym] = self._scale(st.mean, st.var)
-            if st.n >= 2:
-                picks[z] = np.arange(st.n)
-                if p["n_calibration"] is not None and st.n > p["n_calibration"]:
-                    picks[z] = np.sort(rng.choice(st.n, p["n_calibration"], replace=False))
-        rows = ref.gather(picks)
-        queries = {z: (self.centre_[chemical_symbols[z]], self.scale_[chemical_symbols[z]],
-                       (rows[z] - self.centre_[chemical_symbols[z]])
-                       / self.scale_[chemical_symbols[z]], picks[z]) for z in picks}
-        found = ref.nearest(queries)
-        calibration = {sym: None for sym in self.centre_}
-        for z in picks:
-            sym = chemical_symbols[z]
-            loo = found[z][0][np.isfinite(found[z][0])]
-            n_cal[sym] = len(picks[z]) if len(loo) else 0
-            if len(loo):
-                calibration[sym] = [float(v) for v in np.quantile(loo, _GRID)]
-        for sym in self.centre_:
-            n_cal.setdefault(sym, 0)
-        return self._set_thresholds(p, calibration, n_ref, n_cal, dropped,
-                                    search="exact, streamed")
 
     @staticmethod
     def _calibrate(index, xs: np.ndarray, p: dict, rng) -> tuple[list | None, int]:
@@ -404,7 +390,7 @@ class NoveltyCriterion(Criterion):
         queries = {}
         for z in np.unique(numbers):
             sym = chemical_symbols[int(z)]
-            if streamed is not None and sym in self.centre_:
+            if streamed is not None and sym in self.centre_ and sym not in self.indexes_:
                 r = np.flatnonzero((numbers == z) & finite)
                 queries[int(z)] = (self.centre_[sym], self.scale_[sym],
                                    (feats[r] - self.centre_[sym]) / self.scale_[sym], None)
