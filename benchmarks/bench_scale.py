@@ -64,6 +64,7 @@ def child(argv: list[str]) -> int:
     ap.add_argument("--files", nargs="*", default=[])
     ap.add_argument("--workers", type=int, required=True)
     ap.add_argument("--scheduler", default="processes")
+    ap.add_argument("--index-mb", type=float, default=None)
     args = ap.parse_args(argv)
     import pesdata
     from pesdata.descriptors import from_config
@@ -90,7 +91,8 @@ def child(argv: list[str]) -> int:
 
         store = pesdata.open_store(args.store)
         sel = select(store, args.files, descriptor=from_config(ACSF), budget=100,
-                     method="EMT", scheduler=sched, workers=args.workers)
+                     method="EMT", scheduler=sched, workers=args.workers,
+                     **({} if args.index_mb is None else {"novelty_index_mb": args.index_mb}))
         out = {"candidates": int(len(sel.ledger)) if hasattr(sel, "ledger") else N_CANDIDATES,
                "selected": int(len(sel.selected)), "reference": store.read().__len__()}
     out["wall_s"] = time.perf_counter() - t0
@@ -106,12 +108,14 @@ def child(argv: list[str]) -> int:
 # -- the parent ----------------------------------------------------------------------------------
 
 
-def run_child(step: str, store: Path, files: list[Path], workers: int, scheduler: str) -> dict:
+def run_child(step: str, store: Path, files: list[Path], workers: int, scheduler: str,
+              index_mb: float | None = None) -> dict:
     """Run one step in a child process; poll the peak RSS of its process tree."""
     import psutil
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "_child", step, "--store", str(store),
            "--workers", str(workers), "--scheduler", scheduler,
+           *([] if index_mb is None else ["--index-mb", str(index_mb)]),
            "--files", *map(str, files)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
@@ -207,6 +211,8 @@ def main(argv=None) -> int:
                     "(default: a directory beside the data cache)")
     ap.add_argument("--bases", type=int, default=BASES,
                     help="distinct EMT calculations (the rest are rigid translations)")
+    ap.add_argument("--index-mb", type=float, default=None,
+                    help="select's novelty_index_mb (default: the library's, 256)")
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--estimate-from", metavar="JSON", nargs="+",
                     help="only print the table and the estimate of earlier bench_scale.json "
@@ -253,7 +259,7 @@ def main(argv=None) -> int:
                 _show(results[-1])
             if "select" in args.steps:
                 shutil.rmtree(store / "artefacts" / "selection", ignore_errors=True)
-                r = run_child("select", store, cand_files, w, args.scheduler)
+                r = run_child("select", store, cand_files, w, args.scheduler, args.index_mb)
                 results.append({"step": "select", "size": size, "workers": w, **r})
                 _show(results[-1])
         for w in args.workers[:-1]:  # keep one store per size

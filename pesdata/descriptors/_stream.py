@@ -30,10 +30,25 @@ from ._cache import _group_dir, _open_group, _read_index, _read_segment
 
 __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 
-#: Default descriptor rows per chunk: 2**24 values (128 MB of float64) over the features.
-CHUNK_VALUES = 2**24
+#: Default descriptor rows per chunk: 2**22 values (32 MB of float64) over the features.
+CHUNK_VALUES = 2**22
 #: Structures read from the table per scan batch.
 ROWS_PER_READ = 16_384
+
+
+def _fixed_width(column) -> np.ndarray:
+    """A string column as fixed-width bytes, without a Python string per row when every
+    value has the same length (ids are hex digests): a view of Arrow's data buffer."""
+    import pyarrow as pa
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.type == pa.string() and arr.null_count == 0 and len(arr):
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+        width = int(offsets[1] - offsets[0])
+        if width > 0 and np.all(np.diff(offsets) == width):
+            return np.frombuffer(arr.buffers()[2], f"S{width}", len(arr),
+                                 int(offsets[0])).copy()
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype="S")
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,7 @@ class DescriptorStream:
     version : int or str, optional
         Version or tag (default: the latest).
     chunk_rows : int, optional
-        Descriptor rows per chunk (default ``2**24 / n_features``; a chunk ends at a
+        Descriptor rows per chunk (default ``2**22 / n_features``; a chunk ends at a
         structure boundary, so it may hold one structure's atoms more).
 
     Raises
@@ -123,7 +138,7 @@ class DescriptorStream:
         self.chunk_rows = (max(1, CHUNK_VALUES // max(self.n_features, 1)) if chunk_rows is None
                            else check_int("chunk_rows", chunk_rows))
         index = _read_index(root)
-        keys = np.asarray(index.column("id").to_numpy(zero_copy_only=False), dtype="S")
+        keys = _fixed_width(index.column("id"))
         order = np.argsort(keys, kind="stable")  # equal ids: the first index entry wins
         keys = keys[order]
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)

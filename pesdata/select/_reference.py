@@ -207,7 +207,9 @@ class StreamedReference:
         if not picks:
             return {}
         offsets = self._offsets()
-        parts: dict[int, list] = {z: [] for z in picks}
+        out = {z: np.empty((len(p), self.n_features), np.float32 if z in scaled else np.float64)
+               for z, p in picks.items()}  # filled in place: no second copy of the rows
+        filled = dict.fromkeys(picks, 0)
 
         def tasks():
             for plan, off, counts in zip(self.stream.plans(), offsets, self._counts,
@@ -222,12 +224,8 @@ class StreamedReference:
 
         for part in self._map(_gather_task, tasks()):
             for z, rows in part.items():
-                parts[z].append(rows)
-        out = {}
-        for z in list(parts):
-            v = parts.pop(z)  # one element's pieces at a time: a single extra copy
-            out[z] = np.concatenate(v) if v else np.zeros(
-                (0, self.n_features), np.float32 if z in scaled else np.float64)
+                out[z][filled[z]:filled[z] + len(rows)] = rows
+                filled[z] += len(rows)
         return out
 
     # -- pass 3 ----------------------------------------------------------------------------
