@@ -178,10 +178,31 @@ def describe(
 _SCAN_ROWS = 65536  # ids (or numbers) read per batch when scanning a version
 
 
+def _fixed_width(column) -> np.ndarray:
+    """A string column as fixed-width bytes, without a Python string per row when every
+    value has the same length (ids are hex digests): a view of Arrow's data buffer."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.type == pa.string() and arr.null_count == 0 and len(arr):
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+        width = int(offsets[1] - offsets[0])
+        if width > 0 and np.all(np.diff(offsets) == width):
+            return np.frombuffer(arr.buffers()[2], f"S{width}", len(arr),
+                                 int(offsets[0])).copy()
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype="S")
+
+
 def _cached_ids(root: Path) -> np.ndarray:
     """The ids the cache holds, sorted, as fixed-width bytes (compact: no str objects)."""
-    ids = _read_index(root).column("id").combine_chunks()
-    return np.unique(np.asarray(ids.to_numpy(zero_copy_only=False), dtype="S"))
+    return np.unique(_fixed_width(_read_index(root).column("id")))
+
+
+def _isin_sorted(q: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``np.isin(q, sorted_keys)`` by binary search (``sorted_keys`` is sorted once, not per
+    call)."""
+    if not len(sorted_keys):
+        return np.zeros(len(q), bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, q), len(sorted_keys) - 1)
+    return sorted_keys[pos] == q
 
 
 def _uncached(snap, done: np.ndarray, size: int):
@@ -191,11 +212,11 @@ def _uncached(snap, done: np.ndarray, size: int):
     ids: list[str] = []
     offset = 0
     for batch in snap._ds.to_batches(columns=["id"], batch_size=_SCAN_ROWS):
-        col = batch.column(0).to_numpy(zero_copy_only=False)
-        new = np.flatnonzero(~np.isin(np.asarray(col, dtype="S"), done))
+        col = _fixed_width(batch.column(0))
+        new = np.flatnonzero(~_isin_sorted(col, done))
         for k in new:
             rows.append(offset + int(k))
-            ids.append(str(col[k]))
+            ids.append(col[k].decode())
             if len(rows) >= size:
                 yield rows, ids
                 rows, ids = [], []

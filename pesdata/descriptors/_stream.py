@@ -26,7 +26,7 @@ import numpy as np
 from .._params import check_int
 from ..errors import ArtefactNotFound, StoreCorruptError
 from ._base import Descriptor
-from ._cache import _group_dir, _open_group, _read_index, _read_segment
+from ._cache import _fixed_width, _group_dir, _open_group, _read_index, _read_segment
 
 __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 
@@ -34,21 +34,6 @@ __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 CHUNK_VALUES = 2**22
 #: Structures read from the table per scan batch.
 ROWS_PER_READ = 16_384
-
-
-def _fixed_width(column) -> np.ndarray:
-    """A string column as fixed-width bytes, without a Python string per row when every
-    value has the same length (ids are hex digests): a view of Arrow's data buffer."""
-    import pyarrow as pa
-
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if arr.type == pa.string() and arr.null_count == 0 and len(arr):
-        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
-        width = int(offsets[1] - offsets[0])
-        if width > 0 and np.all(np.diff(offsets) == width):
-            return np.frombuffer(arr.buffers()[2], f"S{width}", len(arr),
-                                 int(offsets[0])).copy()
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype="S")
 
 
 @dataclass(frozen=True)
@@ -143,10 +128,9 @@ class DescriptorStream:
         keys = keys[order]
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
         order, self._keys = order[first], keys[first]
-        seg = index.column("segment").to_numpy(zero_copy_only=False)[order]
-        self._segments, codes = np.unique(np.asarray(seg, dtype=object).astype(str),
-                                          return_inverse=True)
-        self._codes = codes.astype(np.int32)
+        seg = index.column("segment").combine_chunks().dictionary_encode()
+        self._segments = np.array(seg.dictionary.to_pylist(), dtype=object)
+        self._codes = seg.indices.to_numpy()[order].astype(np.int32)
         self._first = index.column("first_row").to_numpy()[order].astype(np.int64)
         self._n = index.column("n_atoms").to_numpy()[order].astype(np.int64)
         del index, keys, order, seg
@@ -163,7 +147,7 @@ class DescriptorStream:
     def _check_cached(self, descriptor: Descriptor) -> tuple[int, int]:
         missing = n = atoms = 0
         for batch in self.snapshot.batches(["id", "n_atoms"], ROWS_PER_READ):
-            pos = self._lookup(batch.column(0).to_numpy(zero_copy_only=False))
+            pos = self._lookup(_fixed_width(batch.column(0)))
             missing += int((pos < 0).sum())
             n += len(pos)
             atoms += int(batch.column(1).to_numpy().sum())
@@ -183,19 +167,20 @@ class DescriptorStream:
         rows = structures = 0
         start = atom = k = 0
         for batch in self.snapshot.batches(["id", "n_atoms", "numbers"], ROWS_PER_READ):
-            ids = batch.column(0).to_numpy(zero_copy_only=False)
+            ids = _fixed_width(batch.column(0))
             n_atoms = batch.column(1).to_numpy().astype(np.int64)
             numbers = batch.column(2).flatten().to_numpy().astype(np.int16)
             pos = self._lookup(ids)
             if (pos < 0).any():
-                raise ArtefactNotFound(f"structure {ids[int(np.argmax(pos < 0))]} lost its "
-                                       "cached descriptors while being read")
+                lost = ids[int(np.argmax(pos < 0))].decode()
+                raise ArtefactNotFound(f"structure {lost} lost its cached descriptors while "
+                                       "being read")
             bad = np.flatnonzero(self._n[pos] != n_atoms)
             if len(bad):
                 b = int(bad[0])
                 raise StoreCorruptError(
                     f"{Path(self.root) / self._segments[self._codes[pos[b]]]}: the cache index "
-                    f"gives structure {ids[b]} {self._n[pos[b]]} atoms; the table has "
+                    f"gives structure {ids[b].decode()} {self._n[pos[b]]} atoms; the table has "
                     f"{n_atoms[b]}")
             offsets = np.r_[0, np.cumsum(n_atoms)]
             lo = 0
