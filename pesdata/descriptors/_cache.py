@@ -63,18 +63,27 @@ def _group_dir(store, descriptor) -> Path:
     return Path(store.root) / "arrays" / descriptor.config_hash
 
 
-def _read_index(root: Path) -> pa.Table:
-    """All index entries of a descriptor group; an unreadable file is corruption."""
+def _read_index(root: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """All index entries (``columns`` of them) of a descriptor group; an unreadable file is
+    corruption."""
+    schema = _INDEX_SCHEMA if columns is None else pa.schema(
+        [_INDEX_SCHEMA.field(c) for c in columns])
     tables = []
     for f in sorted((root / "index").glob("*.parquet")):
         try:
-            table = pq.read_table(f)
-            tables.append(table.select(_INDEX_SCHEMA.names).cast(_INDEX_SCHEMA))
+            table = pq.read_table(f, columns=schema.names)
+            tables.append(table.select(schema.names).cast(schema))
         except (OSError, KeyError, pa.ArrowException) as exc:
             raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
     if not tables:
-        return _INDEX_SCHEMA.empty_table()
+        return schema.empty_table()
     return pa.concat_tables(tables)
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory Arrow's allocator keeps after a large scan back to the system (mimalloc
+    holds freed pages otherwise: ~100 MB after reading the index of 10⁶ cached structures)."""
+    pa.default_memory_pool().release_unused()
 
 
 def describe(
@@ -193,7 +202,9 @@ def _fixed_width(column) -> np.ndarray:
 
 def _cached_ids(root: Path) -> np.ndarray:
     """The ids the cache holds, sorted, as fixed-width bytes (compact: no str objects)."""
-    return np.unique(_fixed_width(_read_index(root).column("id")))
+    ids = np.unique(_fixed_width(_read_index(root, ("id",)).column("id")))
+    release_arrow_memory()
+    return ids
 
 
 def _isin_sorted(q: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

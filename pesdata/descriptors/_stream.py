@@ -26,7 +26,14 @@ import numpy as np
 from .._params import check_int
 from ..errors import ArtefactNotFound, StoreCorruptError
 from ._base import Descriptor
-from ._cache import _fixed_width, _group_dir, _open_group, _read_index, _read_segment
+from ._cache import (
+    _fixed_width,
+    _group_dir,
+    _open_group,
+    _read_index,
+    _read_segment,
+    release_arrow_memory,
+)
 
 __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 
@@ -135,6 +142,7 @@ class DescriptorStream:
         self._n = index.column("n_atoms").to_numpy()[order].astype(np.int64)
         del index, keys, order, seg
         self.n_structures, self.n_atoms = self._check_cached(descriptor)
+        release_arrow_memory()
 
     def _lookup(self, ids) -> np.ndarray:
         """Position in the sorted index of each id (-1: not cached)."""
