@@ -249,7 +249,6 @@ def _selection(st, scheduler):
     from pesdata.select import _select
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_select, "SCORE_CHUNK", 6)  # 25 candidates → 5 scoring tasks
         mp.setattr(_stream, "CHUNK_VALUES", 2**16)  # the reference in ~10 novelty tasks
         return _select.select(st, [str(DATA / "mlearn" / "Si_test.extxyz")], budget=6, seed=3,
                               method="PBE", novelty_index_mb=0,  # novelty over the chunks

@@ -165,3 +165,19 @@ def test_rescore_with_a_new_trust_file(cu):
     assert list(again.ledger["error_verdict"]) == list(
         np.where(spread >= 5.0, "failed", np.where(spread >= 0.01, "candidate", "accurate")))
     assert len(led) == len(again.ledger)
+
+
+def test_committee_scores_on_a_scheduler_equal_serial(cu, monkeypatch):
+    """Error/committee scores run as Dask tasks over chunks of candidates (threads here, 3
+    frames per task): the ledger equals the serial one."""
+    from pesdata.select import _select
+
+    serial = select(cu["store"], [cu["root"] / "unlabelled.extxyz"], novelty=False,
+                    committee=cu["root"] / "committee", name="com-serial")
+    monkeypatch.setattr(_select, "SCORE_CHUNK", 3)
+    tasks = select(cu["store"], [cu["root"] / "unlabelled.extxyz"], novelty=False,
+                   committee=cu["root"] / "committee", name="com-threads",
+                   scheduler="threads", workers=2)
+    assert len(serial.ledger) > 3
+    cols = ["id", "decision", "energy_std", "force_std", "error_verdict"]
+    assert tasks.ledger[cols].to_dict("list") == serial.ledger[cols].to_dict("list")

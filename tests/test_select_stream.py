@@ -90,6 +90,11 @@ def test_stream_refuses_uncached_and_corrupt_caches(tio2, tmp_path):
     with pytest.raises(StoreCorruptError, match="names row 10"):
         for plan in DescriptorStream(st2, desc).plans():
             plan.read()
+    table.loc[0, "first_row"] = -24  # would wrap around to the segment's end
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), index)
+    with pytest.raises(StoreCorruptError, match="names row -24"):
+        for plan in DescriptorStream(st2, desc).plans():
+            plan.read()
     table.loc[0, "first_row"] = 0
     table.loc[0, "n_atoms"] = 7
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), index)
@@ -247,3 +252,42 @@ def test_cli_index_mb(tio2, tmp_path):
         "O": "streamed", "Ti": "streamed"}
     res = CliRunner().invoke(app, [*args, "--index-mb", "-2"])
     assert res.exit_code != 0 and "index_mb" in res.output
+
+
+def test_unrankable_query_is_inf_as_in_memory(tio2):
+    """A query beyond float32's range: faiss ranks nothing (-1); both paths say inf, -1."""
+    st, desc, cands = tio2
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=200))
+    whole = Environments.from_cache(load_descriptors(st, desc))
+    env = _env(desc, cands[:2])
+    feats = env.features.copy()
+    feats[0, 0] = 1e20
+    env = Environments(feats, env.numbers, env.structure, env.n_frames)
+    mem = NoveltyCriterion(n_calibration=100).fit(whole).score(env)
+    streamed = NoveltyCriterion(n_calibration=100, index_mb=0).fit(ref).score(env)
+    assert mem["atom_distances"][0][0] == streamed["atom_distances"][0][0] == np.inf
+    np.testing.assert_allclose(streamed["atom_distances"][1], mem["atom_distances"][1],
+                               rtol=1e-5)
+
+
+def test_calibration_on_every_row_runs_in_blocks(tio2, monkeypatch):
+    """n_calibration=None on a streamed element: the calibration rows are gathered and
+    searched a block at a time, with the in-memory fit's answer."""
+    from pesdata.select import _reference
+
+    st, desc, _ = tio2
+    monkeypatch.setattr(_reference, "CALIBRATION_BLOCK", 100)
+    whole = Environments.from_cache(load_descriptors(st, desc))
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=300))
+    calls = []
+    gather = ref.gather
+    monkeypatch.setattr(ref, "gather", lambda picks, *a, **k: calls.append(picks) or
+                        gather(picks, *a, **k))
+    streamed = NoveltyCriterion(n_calibration=None, index_mb=0).fit(ref)
+    mem = NoveltyCriterion(n_calibration=None).fit(whole)
+    n_o = int((whole.numbers == 8).sum())
+    assert len([c for c in calls if c]) == -(-n_o // 100) and n_o > 100  # O: the most rows
+    for sym in ("O", "Ti"):
+        assert streamed.thresholds_["n_calibration"][sym] == mem.thresholds_["n_calibration"][sym]
+        np.testing.assert_allclose(streamed.thresholds_["calibration"][sym],
+                                   mem.thresholds_["calibration"][sym], rtol=1e-5)

@@ -189,8 +189,15 @@ _SCAN_ROWS = 65536  # ids (or numbers) read per batch when scanning a version
 
 def _fixed_width(column) -> np.ndarray:
     """A string column as fixed-width bytes, without a Python string per row when every
-    value has the same length (ids are hex digests): a view of Arrow's data buffer."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    value has the same length (ids are hex digests): a view of Arrow's data buffer. A chunked
+    column is converted chunk by chunk (combined, its offsets would overflow at 2 GiB)."""
+    if isinstance(column, pa.ChunkedArray):
+        parts = [_fixed_width(c) for c in column.chunks]
+        if not parts:
+            return np.zeros(0, "S1")
+        width = max(p.dtype.itemsize for p in parts)
+        return np.concatenate([p.astype(f"S{width}") for p in parts])
+    arr = column
     if arr.type == pa.string() and arr.null_count == 0 and len(arr):
         offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
         width = int(offsets[1] - offsets[0])

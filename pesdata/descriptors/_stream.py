@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from .._params import check_int
 from ..errors import ArtefactNotFound, StoreCorruptError
@@ -88,9 +89,10 @@ class ChunkPlan:
         group = _open_group(root) if self.segments else None
         for seg, src, dst in self.segments:
             data = _read_segment(root, group, seg, self.n_features)
-            if len(src) and int(src.max()) >= len(data):
+            if len(src) and (int(src.max()) >= len(data) or int(src.min()) < 0):
+                bad = int(src.max()) if int(src.max()) >= len(data) else int(src.min())
                 raise StoreCorruptError(
-                    f"{root / seg}: the cache index names row {int(src.max())} of a segment "
+                    f"{root / seg}: the cache index names row {bad} of a segment "
                     f"of {len(data)} rows")
             out[dst] = data[src]
         return out
@@ -135,9 +137,13 @@ class DescriptorStream:
         keys = keys[order]
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
         order, self._keys = order[first], keys[first]
-        seg = index.column("segment").combine_chunks().dictionary_encode()
-        self._segments = np.array(seg.dictionary.to_pylist(), dtype=object)
-        self._codes = seg.indices.to_numpy()[order].astype(np.int32)
+        # per Arrow chunk (a combined string column overflows 2 GiB of offsets)
+        seg = pc.dictionary_encode(index.column("segment")).unify_dictionaries()
+        self._segments = np.array(seg.chunk(0).dictionary.to_pylist() if seg.num_chunks
+                                  else [], dtype=object)
+        codes = [c.indices.to_numpy() for c in seg.chunks]
+        self._codes = (np.concatenate(codes) if codes else np.zeros(0, np.int32))[order].astype(
+            np.int32)
         self._first = index.column("first_row").to_numpy()[order].astype(np.int64)
         self._n = index.column("n_atoms").to_numpy()[order].astype(np.int64)
         del index, keys, order, seg

@@ -35,6 +35,9 @@ __all__ = ["ElementStats", "StreamedReference", "fit_streamed"]
 
 #: Query rows per faiss call inside one chunk.
 _QUERY_BATCH = 65_536
+#: Calibration rows per element gathered and searched per pass (``n_calibration=None`` on a
+#: large streamed element takes several passes instead of holding all its rows).
+CALIBRATION_BLOCK = 65_536
 
 
 @dataclass
@@ -124,8 +127,10 @@ def _nearest_task(task) -> dict[int, tuple[np.ndarray, np.ndarray]]:
             qb = q[a:a + _QUERY_BATCH]
             _, i = index.search(np.ascontiguousarray(qb, dtype=np.float32), 1)
             i = i[:, 0]
-            dist[a:a + len(qb)] = np.sqrt(np.einsum("md,md->m", xs[i] - qb, xs[i] - qb))
-            pos[a:a + len(qb)] = i + off
+            d = np.sqrt(np.einsum("md,md->m", xs[i] - qb, xs[i] - qb))
+            # faiss answers -1 when it cannot rank (a query beyond float32's range)
+            dist[a:a + len(qb)] = np.where(i >= 0, d, np.inf)
+            pos[a:a + len(qb)] = np.where(i >= 0, i + off, -1)
         if own is not None:  # leave-one-out: queries whose own row lies in this chunk
             mine = np.flatnonzero((own >= off) & (own < off + len(x)))
             if len(mine):
@@ -313,18 +318,25 @@ def fit_streamed(crit, ref: StreamedReference, p: dict):
                 picks[z] = np.arange(st.n)
                 if p["n_calibration"] is not None and st.n > p["n_calibration"]:
                     picks[z] = np.sort(rng.choice(st.n, p["n_calibration"], replace=False))
-    if picks:
-        sym_of = {z: chemical_symbols[z] for z in picks}
-        cal = ref.gather(picks)
+    sym_of = {z: chemical_symbols[z] for z in picks}
+    found: dict[int, list] = {z: [] for z in picks}
+    longest = max((len(v) for v in picks.values()), default=0)
+    for a in range(0, longest, CALIBRATION_BLOCK):  # one block unless n_calibration is None
+        block = {z: v[a:a + CALIBRATION_BLOCK] for z, v in picks.items()
+                 if len(v[a:a + CALIBRATION_BLOCK])}
+        cal = ref.gather(block)
         queries = {z: (crit.centre_[sym_of[z]], crit.scale_[sym_of[z]],
-                       (cal.pop(z) - crit.centre_[sym_of[z]]) / crit.scale_[sym_of[z]], picks[z])
-                   for z in picks}
+                       (cal.pop(z) - crit.centre_[sym_of[z]]) / crit.scale_[sym_of[z]], block[z])
+                   for z in block}
         for z, (dist, _) in ref.nearest(queries).items():
-            loo = dist[np.isfinite(dist)]
-            if len(loo):
-                sym = sym_of[z]
-                calibration[sym] = [float(v) for v in np.quantile(loo, _GRID)]
-                n_cal[sym] = len(picks[z])
+            found[z].append(dist)
+    for z, parts in found.items():
+        dist = np.concatenate(parts)
+        loo = dist[np.isfinite(dist)]
+        if len(loo):
+            sym = sym_of[z]
+            calibration[sym] = [float(v) for v in np.quantile(loo, _GRID)]
+            n_cal[sym] = len(picks[z])
     search = {sym: (type(crit.indexes_[sym]).__name__ if sym in crit.indexes_ else "streamed")
               for sym in crit.centre_}
     return crit._set_thresholds(p, calibration, n_ref, n_cal, dropped, search)

@@ -425,7 +425,9 @@ def select(
                                         seed=seed, **top).fit(ref)
         if progress is not None:
             progress("novelty", 0, len(valid))
-        _place(df, valid, crit.score(cand_env))  # parallel over the reference's chunks
+        # streamed elements: Dask tasks over the reference's chunks; elements held in memory
+        # are searched here (shipping their index with every task cost a copy per task)
+        _place(df, valid, crit.score(cand_env))
         if progress is not None:
             progress("novelty", len(valid), len(valid))
         criteria["novelty"] = crit.thresholds_

@@ -232,9 +232,10 @@ class NoveltyCriterion(Criterion):
     index_mb : float
         For a reference read in chunks (:class:`~pesdata.select._reference.StreamedReference`,
         what ``select`` passes): megabytes of its rows that may be held in memory, indexed as
-        above (rows and index, float32); elements in order of atomic number until the budget
-        is spent, the rest searched chunk by chunk (exact, memory flat in the reference's
-        size). Default 256; 0 streams every element. An in-memory reference ignores it.
+        above (rows and index, float32); each element in order of atomic number that still
+        fits the budget left is held, the others are searched chunk by chunk (exact, memory
+        flat in the reference's size). Default 256; 0 streams every element. An in-memory
+        reference ignores it.
 
     Attributes
     ----------
@@ -313,6 +314,7 @@ class NoveltyCriterion(Criterion):
             raise ParameterError("the reference has no atomic environments")
         self.n_features_ = feats.shape[1]
         self.centre_, self.scale_, self.indexes_, self.rows_ = {}, {}, {}, {}
+        self.reference_ = None  # a refit on Environments drops an earlier streamed reference
         calibration, n_ref, n_cal, dropped = {}, {}, {}, {}
         rng = np.random.default_rng(p["seed"])
         for z in reference.elements:
