@@ -165,7 +165,6 @@ class StreamedReference:
         self.workers = workers
         self.feature_names = stream.feature_names
         self.n_features = stream.n_features
-        self.n_frames = len(stream)
         self._stats: dict[int, ElementStats] | None = None
         self._counts: list[dict[int, int]] = []  # finite rows per element, per chunk
 
@@ -186,11 +185,6 @@ class StreamedReference:
                     total[z] = total[z].merge(s) if z in total else s
             self._stats, self._counts = dict(sorted(total.items())), counts
         return self._stats
-
-    @property
-    def elements(self) -> list[int]:
-        """Atomic numbers present in the reference, sorted."""
-        return list(self.stats())
 
     def _offsets(self) -> list[dict[int, int]]:
         """Per chunk: the position of its first finite row of each element."""

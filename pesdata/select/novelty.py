@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 from ase.data import atomic_numbers, chemical_symbols
 
-from .._params import check_int
+from .._params import check_float, check_int
 from ..errors import ParameterError
 from ._base import Criterion, Environments
 
@@ -122,17 +122,6 @@ def _check_aggregate(value) -> str:
         raise ParameterError(f"aggregate must be one of {', '.join(_AGGREGATES)}, "
                              f"got {_quote(value)}")
     return value
-
-
-def _check_index_mb(value) -> float:
-    try:
-        ok = not isinstance(value, bool) and np.isfinite(float(value)) and float(value) >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ParameterError(f"index_mb must be a finite number ≥ 0 (megabytes), "
-                             f"got {_quote(value)}")
-    return float(value)
 
 
 def _threshold_from_table(table, quantile: float) -> float:
@@ -282,7 +271,8 @@ class NoveltyCriterion(Criterion):
             "n_calibration": None if self.n_calibration is None
             else check_int("n_calibration", self.n_calibration, 2),
             "seed": check_int("seed", self.seed, 0, what="a non-negative integer"),
-            "index_mb": _check_index_mb(self.index_mb),
+            "index_mb": check_float("index_mb", self.index_mb, low=0,
+                                    what="a finite number ≥ 0 (megabytes)"),
         }
 
     def _scale(self, mu: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
