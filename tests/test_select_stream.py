@@ -291,3 +291,16 @@ def test_calibration_on_every_row_runs_in_blocks(tio2, monkeypatch):
         assert streamed.thresholds_["n_calibration"][sym] == mem.thresholds_["n_calibration"][sym]
         np.testing.assert_allclose(streamed.thresholds_["calibration"][sym],
                                    mem.thresholds_["calibration"][sym], rtol=1e-5)
+
+
+def test_queries_in_blocks_give_the_one_block_answer(tio2, monkeypatch):
+    from pesdata.select import _reference
+
+    st, desc, cands = tio2
+    env = _env(desc, cands)
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=250))
+    crit = NoveltyCriterion(n_calibration=120, index_mb=0)
+    one = crit.fit(ref).score(env)
+    monkeypatch.setattr(_reference, "QUERY_VALUES", 7 * desc.n_features)  # 7 rows per task
+    many = NoveltyCriterion(n_calibration=120, index_mb=0).fit(ref).score(env)
+    assert many["atom_distances"].tolist() == one["atom_distances"].tolist()

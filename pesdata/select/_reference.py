@@ -35,6 +35,8 @@ __all__ = ["ElementStats", "StreamedReference", "fit_streamed"]
 
 #: Query rows per faiss call inside one chunk.
 _QUERY_BATCH = 65_536
+#: Query values (rows × features) sent with each search task; more queries take more passes.
+QUERY_VALUES = 2**22
 #: Calibration rows per element gathered and searched per pass (``n_calibration=None`` on a
 #: large streamed element takes several passes instead of holding all its rows).
 CALIBRATION_BLOCK = 65_536
@@ -237,7 +239,8 @@ class StreamedReference:
             ``{z: (centre, scale, rows, own)}``: reference rows of element z are mapped to
             ``(x - centre) / scale`` and compared with ``rows`` (already in that space,
             float64); ``own`` (positions among z's finite rows, or None) leaves each query's
-            own row out (leave-one-out).
+            own row out (leave-one-out). Sent in blocks of :data:`QUERY_VALUES` values, one
+            pass over the reference per block, so a task's payload stays bounded.
 
         Returns
         -------
@@ -247,17 +250,22 @@ class StreamedReference:
         """
         best = {z: (np.full(len(q[2]), np.inf), np.full(len(q[2]), -1, dtype=np.int64))
                 for z, q in queries.items()}
-        payload = {z: (np.asarray(mu, float), scale, np.asarray(q, np.float64),
-                       None if own is None else np.asarray(own, np.int64))
-                   for z, (mu, scale, q, own) in queries.items()}
+        block = max(1, QUERY_VALUES // max(self.n_features, 1))
+        longest = max((len(q[2]) for q in queries.values()), default=0)
         offsets = self._offsets()
-        tasks = ((plan, off, payload) for plan, off in zip(self.stream.plans(), offsets,
-                                                           strict=True))
-        for part in self._map(_nearest_task, tasks):
-            for z, (d, p) in part.items():
-                bd, bp = best[z]
-                better = d < bd  # ties keep the earlier chunk: independent of the scheduler
-                bd[better], bp[better] = d[better], p[better]
+        for a in range(0, max(longest, 1), block):  # bounded payload per task: one pass each
+            payload = {z: (np.asarray(mu, float), scale, np.asarray(q[a:a + block], np.float64),
+                           None if own is None else np.asarray(own[a:a + block], np.int64))
+                       for z, (mu, scale, q, own) in queries.items() if len(q[a:a + block])}
+            if not payload:
+                break
+            tasks = ((plan, off, payload) for plan, off in zip(self.stream.plans(), offsets,
+                                                               strict=True))
+            for part in self._map(_nearest_task, tasks):
+                for z, (d, p) in part.items():
+                    bd, bp = best[z][0][a:a + block], best[z][1][a:a + block]
+                    better = d < bd  # ties keep the earlier chunk: scheduler-independent
+                    bd[better], bp[better] = d[better], p[better]
         return best
 
 
