@@ -90,11 +90,23 @@ def child(argv: list[str]) -> int:
         from pesdata.select import select
 
         store = pesdata.open_store(args.store)
+        seen: dict[str, list[float]] = {}
+
+        def stage(name: str, done: int, total: int) -> None:  # wall time of each stage
+            now = time.perf_counter() - t0
+            seen.setdefault(name, [now, now])[1] = now
+
         sel = select(store, args.files, descriptor=from_config(ACSF), budget=100,
-                     method="EMT", scheduler=sched, workers=args.workers,
+                     method="EMT", scheduler=sched, workers=args.workers, progress=stage,
                      **({} if args.index_mb is None else {"novelty_index_mb": args.index_mb}))
         out = {"candidates": int(len(sel.ledger)) if hasattr(sel, "ledger") else N_CANDIDATES,
-               "selected": int(len(sel.selected)), "reference": store.read().__len__()}
+               "selected": int(len(sel.selected)), "reference": store.read().__len__(),
+               "candidate_atoms": int(sum(len(s) for s in sel.ledger["atom_numbers"]
+                                          if hasattr(s, "__len__"))),
+               # first and last progress call per stage: "novelty" spans the candidates'
+               # scoring alone (the reference's fit ends before it starts)
+               "stages_s": {k: [round(a, 2), round(b, 2)] for k, (a, b) in seen.items()},
+               "search": sorted(set(sel.summary["criteria"]["novelty"]["search"].values()))}
     out["wall_s"] = time.perf_counter() - t0
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, joined by now
@@ -151,6 +163,34 @@ def rate(step: str, r: dict) -> float:
     return r[unit] / r["wall_s"]
 
 
+def _select_estimate(r: dict) -> dict:
+    """select from the stage times of a 1-worker run: the wall before the candidates' scoring
+    (describing them, fitting the reference) is a fixed cost per selection; describing the
+    candidates costs per candidate (parallel); scoring costs per candidate atom — parallel over
+    the reference's chunks when every element is streamed, in the driver when the reference
+    is indexed in memory."""
+    stages = r["stages_s"]
+    a, b = stages["novelty"]
+    d0, d1 = stages.get("describe candidates", [0.0, 0.0])
+    per_atom = (b - a) / r["candidate_atoms"]
+    per_candidate = (d1 - d0) / r["candidates"]
+    fixed = a - (d1 - d0)
+    atoms = OMAT24_FRAMES * OMAT24_ATOMS_PER_FRAME
+    streamed = r.get("search") == ["streamed"]
+    score, describe = atoms * per_atom, OMAT24_FRAMES * per_candidate
+    hundred = (score + describe) / 100 if streamed else max(score, describe / 100)
+    return {"driver_cpu_per_unit_ms": 0.0 if streamed else 1e3 * per_atom * OMAT24_ATOMS_PER_FRAME,
+            "worker_cpu_per_unit_ms": 1e3 * (per_candidate
+                                             + (per_atom * OMAT24_ATOMS_PER_FRAME if streamed
+                                                else 0.0)),
+            "fixed_s": fixed, "score_ms_per_atom": 1e3 * per_atom,
+            "search": "streamed" if streamed else "in memory",
+            "one_worker_h": (fixed + score + describe) / 3600,
+            "hundred_workers_h": (fixed + hundred) / 3600,
+            "workers_until_driver_bound": float("inf") if streamed
+            else describe / max(score, 1e-9)}
+
+
 def estimate(results: list[dict]) -> dict:
     """Hours to curate + describe + select OMat24-size data on 1 and on 100 workers.
 
@@ -160,9 +200,8 @@ def estimate(results: list[dict]) -> dict:
     included). Driver and workers overlap (the driver consumes results while the next tasks
     run), so W workers take ``units × max(d, c / W)``: beyond ``W = c / d`` workers the single
     driver is the bottleneck. Assumes the per-unit costs of these 4-atom Cu/Au cells carry over
-    (per frame for curate, per atom for describe, per candidate for select — whose driver
-    fits the reference once per selection, a fixed cost, and whose diversity pick over the
-    candidates is not extrapolated), workers on
+    (per frame for curate, per atom for describe; select: see :func:`_select_estimate`, its
+    diversity pick over the candidates not extrapolated), workers on
     separate cores with the data on a shared file system at the same speed, and no cost for
     moving tasks between machines.
     """
@@ -179,13 +218,9 @@ def estimate(results: list[dict]) -> dict:
         n = r1[unit[step]]
         d, c = r1["driver_cpu_s"] / n, r1["workers_cpu_s"] / n
         units = units_of[step]
-        if step == "select":  # the driver's work (fitting the reference) is per selection
-            fixed = r1["driver_cpu_s"]
-            est[step] = {"driver_cpu_per_unit_ms": 0.0, "worker_cpu_per_unit_ms": 1e3 * c,
-                         "driver_fixed_s": fixed,
-                         "one_worker_h": (fixed + units * c) / 3600,
-                         "hundred_workers_h": (fixed + units * c / 100) / 3600,
-                         "workers_until_driver_bound": float("inf")}
+        if step == "select":
+            if "stages_s" in r1 and "novelty" in r1["stages_s"]:  # runs before the stage times
+                est[step] = _select_estimate(r1)                   # are not estimated
             continue
         est[step] = {"driver_cpu_per_unit_ms": 1e3 * d, "worker_cpu_per_unit_ms": 1e3 * c,
                      "one_worker_h": units * max(d, c) / 3600,
@@ -300,8 +335,10 @@ def table(results: list[dict], est: dict) -> str:
         for step, e in est.items():
             if step == "total":
                 continue
-            driver = (f"{e['driver_fixed_s']:.0f} s once" if "driver_fixed_s" in e
-                      else f"{e['driver_cpu_per_unit_ms']:.4f}")
+            driver = f"{e['driver_cpu_per_unit_ms']:.4f}"
+            if "fixed_s" in e:
+                driver = f"{e['fixed_s']:.0f} s once + {driver}"
+                step = f"select ({e['search']})"
             bound = e["workers_until_driver_bound"]
             bound = "—" if bound == float("inf") else f"{bound:,.0f} workers"
             lines.append(f"| {step} | {driver} | "
