@@ -145,10 +145,7 @@ def describe(
     scheduler, workers = check_scheduler(scheduler), check_workers(workers)
     root = _group_dir(store, descriptor)
     snap = store.read(version)
-    present: set[int] = set()
-    for batch in snap._ds.to_batches(columns=["numbers"], batch_size=_SCAN_ROWS):
-        present.update(np.unique(batch.column(0).values.to_numpy()).tolist())
-    missing = sorted(present - set(descriptor.species))
+    missing = sorted(set(snap.elements()) - set(descriptor.species))
     if missing:  # checked before anything is written
         names = ", ".join(chemical_symbols[z] for z in missing)
         raise SchemaError(
@@ -214,13 +211,12 @@ def _cached_ids(root: Path) -> np.ndarray:
     return ids
 
 
-def _isin_sorted(q: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """``np.isin(q, sorted_keys)`` by binary search (``sorted_keys`` is sorted once, not per
-    call)."""
+def _sorted_positions(sorted_keys: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Position of each of ``q`` in ``sorted_keys`` by binary search (-1 where absent)."""
     if not len(sorted_keys):
-        return np.zeros(len(q), bool)
+        return np.full(len(q), -1, dtype=np.int64)
     pos = np.minimum(np.searchsorted(sorted_keys, q), len(sorted_keys) - 1)
-    return sorted_keys[pos] == q
+    return np.where(sorted_keys[pos] == q, pos, -1)
 
 
 def _uncached(snap, done: np.ndarray, size: int):
@@ -229,9 +225,9 @@ def _uncached(snap, done: np.ndarray, size: int):
     rows: list[int] = []
     ids: list[str] = []
     offset = 0
-    for batch in snap._ds.to_batches(columns=["id"], batch_size=_SCAN_ROWS):
+    for batch in snap.batches(["id"], _SCAN_ROWS):
         col = _fixed_width(batch.column(0))
-        new = np.flatnonzero(~_isin_sorted(col, done))
+        new = np.flatnonzero(_sorted_positions(done, col) < 0)
         for k in new:
             rows.append(offset + int(k))
             ids.append(col[k].decode())

@@ -33,6 +33,7 @@ from ._cache import (
     _open_group,
     _read_index,
     _read_segment,
+    _sorted_positions,
     release_arrow_memory,
 )
 
@@ -150,13 +151,9 @@ class DescriptorStream:
         self.n_structures, self.n_atoms = self._check_cached(descriptor)
         release_arrow_memory()
 
-    def _lookup(self, ids) -> np.ndarray:
-        """Position in the sorted index of each id (-1: not cached)."""
-        q = np.asarray(ids, dtype="S")
-        pos = np.searchsorted(self._keys, q)
-        pos = np.minimum(pos, max(len(self._keys) - 1, 0))
-        found = (self._keys[pos] == q) if len(self._keys) else np.zeros(len(q), bool)
-        return np.where(found, pos, -1)
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Position in the sorted index of each id (fixed-width bytes; -1: not cached)."""
+        return _sorted_positions(self._keys, ids)
 
     def _check_cached(self, descriptor: Descriptor) -> tuple[int, int]:
         missing = n = atoms = 0

@@ -237,14 +237,6 @@ def _stored_ids(store, versions, hashes: set) -> dict[str, str]:
     return out
 
 
-def _species(snap) -> list[int]:
-    """The atomic numbers present in a version, sorted (scanned in batches)."""
-    found: set[int] = set()
-    for batch in snap.batches(["numbers"]):
-        found.update(np.unique(batch.column(0).flatten().to_numpy()).tolist())
-    return sorted(found)
-
-
 def _place(df: pd.DataFrame, rows: np.ndarray, scores: pd.DataFrame) -> None:
     """Write ``scores`` (one row per entry of ``rows``) into ``df`` at ``rows``."""
     for col in scores.columns:
@@ -388,7 +380,7 @@ def select(
         first_by_gh.setdefault(gh, id_)
     df["duplicate_of"] = pd.Series(dup, dtype=object)
 
-    ref_species = _species(snap)
+    ref_species = snap.elements()
     cand_species = sorted({int(z) for a in images for z in np.unique(a.numbers)})
     desc = _descriptor(descriptor, sorted(set(ref_species) | set(cand_species)))
     lacking = set(cand_species) - set(desc.species)

@@ -164,6 +164,13 @@ class Snapshot:
                 raise ParameterError(f"unknown column {c!r:.200}; columns: {', '.join(names)}")
         yield from self._ds.to_batches(columns=list(columns), batch_size=int(batch_size))
 
+    def elements(self) -> list[int]:
+        """The atomic numbers present in the version, sorted (scanned in batches)."""
+        found: set[int] = set()
+        for batch in self.batches(["numbers"]):
+            found.update(np.unique(batch.column(0).flatten().to_numpy()).tolist())
+        return sorted(found)
+
     def to_pandas(self) -> pd.DataFrame:
         """One row per structure.
 
