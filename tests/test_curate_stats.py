@@ -49,3 +49,37 @@ def test_run_stats_arrays_and_rows():
     np.testing.assert_array_equal(arrays["fmax"], [0.5, np.nan, 1.5])
     np.testing.assert_array_equal(arrays["energy_per_atom"], [-3.5, -3.9, np.nan])
     assert arrays["populations"] == {"EMT Cu": {"method": "EMT"}, "EMT Au": {"method": "EMT"}}
+
+
+def test_seen_index_runs_behave_as_a_dict(monkeypatch):
+    """Random sets, overwrites, deletes and lookups, with runs merged and kept apart, against a
+    plain dict; ids that collide in their high 64 bits are told apart by the low ones."""
+    from pesdata.curate import _stats
+
+    monkeypatch.setattr(_stats, "_MEM_ROWS", 7)
+    monkeypatch.setattr(_stats, "_MAX_RUN", 40)
+    rng = np.random.default_rng(3)
+    pool = [rng.bytes(16).hex() for _ in range(300)]
+    pool += [pool[0][:16] + rng.bytes(8).hex() for _ in range(5)]  # same high half as pool[0]
+    seen, model = SeenIndex(), {}
+    for step in range(4000):
+        sid = pool[rng.integers(len(pool))]
+        op = rng.random()
+        if step % 50 == 0:
+            seen.prefetch([pool[i] for i in rng.integers(len(pool), size=20)])
+        if op < 0.5:
+            s = Seen((int(rng.integers(100)), int(rng.integers(2**32))), bool(rng.random() < .5),
+                     "added" if rng.random() < .5 else "relabelled")
+            seen[sid] = s
+            model[sid] = s
+        elif op < 0.65 and sid in model:
+            del seen[sid]
+            del model[sid]
+        else:
+            assert seen.get(sid) == model.get(sid) and (sid in seen) == (sid in model)
+        assert len(seen) == len(model)
+    assert len(seen._runs) > 2 and max(len(r[0]) for r in seen._runs) <= 40
+    for sid in pool:
+        assert seen.get(sid) == model.get(sid)
+    with pytest.raises(KeyError):
+        del seen["f" * 32 if "f" * 32 not in model else "e" * 32]

@@ -304,3 +304,48 @@ def test_queries_in_blocks_give_the_one_block_answer(tio2, monkeypatch):
     monkeypatch.setattr(_reference, "QUERY_VALUES", 7 * desc.n_features)  # 7 rows per task
     many = NoveltyCriterion(n_calibration=120, index_mb=0).fit(ref).score(env)
     assert many["atom_distances"].tolist() == one["atom_distances"].tolist()
+
+
+def test_id_keys_are_the_digests_and_sort_as_the_ids():
+    from pesdata.descriptors._index import id_keys
+
+    rng = np.random.default_rng(0)
+    ids = [rng.bytes(16).hex() for _ in range(500)] + ["00" * 16, "ff" * 16, "0" * 31 + "1"]
+    keys = id_keys(pa.array(ids))
+    assert keys.dtype == np.dtype("S16")
+    assert [k.ljust(16, b"\0") for k in keys.tolist()] == [bytes.fromhex(i) for i in ids]
+    assert list(np.argsort(keys, kind="stable")) == sorted(range(len(ids)), key=ids.__getitem__)
+    # anything else (upper case, short, non-hex) gets its own key, never a pesdata id's
+    odd = ["AB" * 16, "abc", "zz" * 16, "ab" * 16]
+    k = id_keys(pa.array(odd))
+    assert len(set(k.tolist())) == 4 and k[3] == bytes.fromhex("ab" * 16)
+    assert np.array_equal(k[:3], id_keys(pa.array(odd[:3])))  # fixed width or not: one key
+
+
+def test_index_arrays_equal_the_parquet_files(tio2):
+    from pesdata.descriptors._cache import _group_dir
+    from pesdata.descriptors._index import read_index_arrays
+
+    st, desc, _ = tio2
+    root = _group_dir(st, desc)
+    files = sorted((root / "index").glob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    got = read_index_arrays(root)
+    assert [k.ljust(16, b"\0").hex() for k in got.keys.tolist()] == table["id"].to_pylist()
+    assert list(got.segments[got.codes]) == table["segment"].to_pylist()
+    assert got.first.tolist() == table["first_row"].to_pylist()
+    assert got.n_atoms.tolist() == table["n_atoms"].to_pylist()
+    assert len(files) > 5 and read_index_arrays(root, locations=False).codes is None
+
+
+def test_index_without_a_column_is_corruption(tio2, tmp_path):
+    from pesdata.descriptors._cache import _group_dir
+
+    st, desc, _ = tio2
+    copy = tmp_path / "s"
+    shutil.copytree(st.root, copy)
+    st2 = pesdata.open_store(copy)
+    index = sorted((_group_dir(st2, desc) / "index").glob("*.parquet"))[1]
+    pq.write_table(pq.read_table(index).drop_columns(["first_row"]), index)
+    with pytest.raises(StoreCorruptError, match=f"{index.name}: unreadable .* first_row"):
+        DescriptorStream(st2, desc)

@@ -356,6 +356,7 @@ def _ingest(
             valid.append(frame)
         existing = _existing(store, ds, [f.id for f in valid])
         to_spool: dict[str, tuple[Frame, str]] = {}
+        seen.prefetch([f.id for f in valid])
         for frame in valid:
             classify(frame, seen, existing, spool, report, to_spool)
         if to_spool:

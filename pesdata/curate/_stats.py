@@ -4,9 +4,9 @@ A run must remember every row it spooled: which ids it has seen (duplicates with
 the scalars the population (outlier) validators compare once all rows are in. Kept as Python
 objects (an id string, a :class:`~pesdata.curate.dedup.Seen`, a position tuple, a source string
 and a population key per row) that cost ~750 bytes per structure, so a million-frame curate
-grew by ~0.7 GB. Here a row costs one dict entry (16-byte id digest → packed int, ~130 bytes) in
-:class:`SeenIndex` and 29 bytes of typed arrays in :class:`RunStats`; the source of a rejected
-outlier is read back from the spool.
+grew by ~0.7 GB. Here a row costs 24 bytes of sorted arrays in :class:`SeenIndex` (the id's
+two 64-bit halves and the packed position) and 28 bytes of typed arrays in :class:`RunStats`;
+the source of a rejected outlier is read back from the spool.
 """
 
 from __future__ import annotations
@@ -35,37 +35,146 @@ def _unpack(v: int) -> tuple[tuple[int, int], bool, str]:
             _KINDS[v & 1])
 
 
+_MEM_ROWS = 1 << 16  # ids kept in a dict before they are sorted into a run
+_MAX_RUN = 1 << 20  # runs merge up to this many rows (24 MB); larger ones stay apart
+_DELETED = -1
+
+
+def _hi_lo(keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The two big-endian 64-bit halves of 16-byte keys, as native uint64 arrays."""
+    both = np.frombuffer(b"".join(keys), dtype=">u8").reshape(-1, 2)
+    return both[:, 0].astype(np.uint64), both[:, 1].astype(np.uint64)
+
+
 class SeenIndex:
     """id → :class:`Seen` for the rows a run has spooled (a mapping of the calls
-    :func:`~pesdata.curate.dedup.classify` makes: ``get``, ``in``, ``[id] =``, ``del``)."""
+    :func:`~pesdata.curate.dedup.classify` makes: ``get``, ``in``, ``[id] =``, ``del``).
 
-    __slots__ = ("_rows",)
+    The ids are 128-bit digests (32 hex digits). The newest :data:`_MEM_ROWS` live in a dict;
+    older ones are sorted into runs of three arrays (high and low 64 bits of the id, the packed
+    :class:`Seen`), 24 bytes per row, merged pairwise while they stay under :data:`_MAX_RUN`
+    rows (so there are few runs and a merge never copies more than ~24 MB). A deleted row keeps
+    its place with the value ``-1`` until its run is merged. :meth:`prefetch` looks a batch of
+    ids up in all runs at once (vectorised); any other id is looked up on its own.
+    """
+
+    __slots__ = ("_mem", "_other", "_runs", "_hits", "_n")
 
     def __init__(self) -> None:
-        self._rows: dict = {}
+        self._mem: dict[bytes, int] = {}
+        self._other: dict[str, int] = {}  # ids that are not 32 hex digits (none from pesdata)
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._hits: dict[bytes, tuple[int, int] | None] = {}  # key → (run, row), looked up
+        self._n = 0
 
     @staticmethod
-    def _key(sid: str):
+    def _key(sid: str) -> bytes | None:
+        if len(sid) != 32:
+            return None
         try:
-            return bytes.fromhex(sid)  # ids are hex digests: 16 bytes instead of a 32-char str
+            return bytes.fromhex(sid)
         except ValueError:
-            return sid
+            return None
+
+    def _lookup(self, keys: list[bytes]) -> dict[bytes, tuple[int, int] | None]:
+        """(run, row) of each key's live entry in the runs; ``None`` where it has none."""
+        found: dict[bytes, tuple[int, int] | None] = dict.fromkeys(keys)
+        if not self._runs or not keys:
+            return found
+        hi, lo = _hi_lo(keys)
+        for r, (rhi, rlo, rval) in enumerate(self._runs):
+            todo = np.arange(len(keys))
+            at = np.searchsorted(rhi, hi)
+            while todo.size:  # rows of equal high bits follow each other (sorted by hi, lo)
+                j = at[todo]
+                ok = j < len(rhi)
+                todo, j = todo[ok], j[ok]
+                ok = rhi[j] == hi[todo]
+                todo, j = todo[ok], j[ok]
+                match = rlo[j] == lo[todo]
+                for q, row in zip(todo[match].tolist(), j[match].tolist(), strict=True):
+                    if rval[row] != _DELETED:
+                        found[keys[q]] = (r, row)
+                todo = todo[~match]
+                at[todo] = j[~match] + 1
+        return found
+
+    def prefetch(self, sids: list[str]) -> None:
+        """Look a batch of ids up in the runs at once, for the calls that follow."""
+        keys = [k for k in map(self._key, sids) if k is not None]
+        self._hits = self._lookup(list(dict.fromkeys(keys)))
+
+    def _find(self, key: bytes) -> tuple[int, int] | None:
+        if key not in self._hits:
+            self._hits.update(self._lookup([key]))
+        loc = self._hits[key]
+        if loc is not None and self._runs[loc[0]][2][loc[1]] == _DELETED:
+            return None
+        return loc
+
+    def _value(self, sid: str) -> int | None:
+        key = self._key(sid)
+        if key is None:
+            return self._other.get(sid)
+        v = self._mem.get(key)
+        if v is None:
+            loc = self._find(key)
+            v = None if loc is None else int(self._runs[loc[0]][2][loc[1]])
+        return v
 
     def get(self, sid: str) -> Seen | None:
-        v = self._rows.get(self._key(sid))
+        v = self._value(sid)
         return None if v is None else Seen(*_unpack(v))
 
     def __contains__(self, sid: str) -> bool:
-        return self._key(sid) in self._rows
+        return self._value(sid) is not None
 
     def __setitem__(self, sid: str, seen: Seen) -> None:
-        self._rows[self._key(sid)] = _pack(seen.pos, seen.labelled, seen.kind)
+        v = _pack(seen.pos, seen.labelled, seen.kind)
+        key = self._key(sid)
+        if key is None:
+            self._n += sid not in self._other
+            self._other[sid] = v
+        elif key in self._mem:
+            self._mem[key] = v
+        elif (loc := self._find(key)) is not None:
+            self._runs[loc[0]][2][loc[1]] = v
+        else:
+            self._mem[key] = v
+            self._n += 1
+            if len(self._mem) >= _MEM_ROWS:
+                self._flush()
 
     def __delitem__(self, sid: str) -> None:
-        del self._rows[self._key(sid)]
+        key = self._key(sid)
+        if key is None:
+            del self._other[sid]
+        elif key in self._mem:
+            del self._mem[key]
+        elif (loc := self._find(key)) is not None:
+            self._runs[loc[0]][2][loc[1]] = _DELETED
+        else:
+            raise KeyError(sid)
+        self._n -= 1
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._n
+
+    def _flush(self) -> None:
+        """Sort the dict into a new run; merge it with the last run while that is no larger."""
+        hi, lo = _hi_lo(list(self._mem))
+        val = np.fromiter(self._mem.values(), dtype=np.int64, count=len(self._mem))
+        self._mem = {}
+        self._hits = {}  # rows move when runs merge
+        while self._runs and len(self._runs[-1][0]) <= len(hi) and (
+                len(self._runs[-1][0]) + len(hi) <= _MAX_RUN):
+            rhi, rlo, rval = self._runs.pop()
+            live = rval != _DELETED
+            hi = np.concatenate([rhi[live], hi])
+            lo = np.concatenate([rlo[live], lo])
+            val = np.concatenate([rval[live], val])
+        order = np.lexsort((lo, hi))
+        self._runs.append((hi[order], lo[order], val[order]))
 
 
 class RunStats:

@@ -42,16 +42,14 @@ from ..errors import (
     from_os_error,
 )
 from ._base import Descriptor
+from ._index import INDEX_SCHEMA, fixed_width, id_keys, read_index_arrays, sorted_positions
 
 __all__ = ["describe", "load_descriptors"]
 
 ROWS_PER_CHUNK = 4096
 
 
-_INDEX_SCHEMA = pa.schema(
-    [("id", pa.string()), ("segment", pa.string()), ("first_row", pa.int64()),
-     ("n_atoms", pa.int64())]
-)
+_INDEX_SCHEMA = INDEX_SCHEMA
 
 
 def _group_dir(store, descriptor) -> Path:
@@ -184,39 +182,9 @@ def describe(
 _SCAN_ROWS = 65536  # ids (or numbers) read per batch when scanning a version
 
 
-def _fixed_width(column) -> np.ndarray:
-    """A string column as fixed-width bytes, without a Python string per row when every
-    value has the same length (ids are hex digests): a view of Arrow's data buffer. A chunked
-    column is converted chunk by chunk (combined, its offsets would overflow at 2 GiB)."""
-    if isinstance(column, pa.ChunkedArray):
-        parts = [_fixed_width(c) for c in column.chunks]
-        if not parts:
-            return np.zeros(0, "S1")
-        width = max(p.dtype.itemsize for p in parts)
-        return np.concatenate([p.astype(f"S{width}") for p in parts])
-    arr = column
-    if arr.type == pa.string() and arr.null_count == 0 and len(arr):
-        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
-        width = int(offsets[1] - offsets[0])
-        if width > 0 and np.all(np.diff(offsets) == width):
-            return np.frombuffer(arr.buffers()[2], f"S{width}", len(arr),
-                                 int(offsets[0])).copy()
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype="S")
-
-
 def _cached_ids(root: Path) -> np.ndarray:
-    """The ids the cache holds, sorted, as fixed-width bytes (compact: no str objects)."""
-    ids = np.unique(_fixed_width(_read_index(root, ("id",)).column("id")))
-    release_arrow_memory()
-    return ids
-
-
-def _sorted_positions(sorted_keys: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Position of each of ``q`` in ``sorted_keys`` by binary search (-1 where absent)."""
-    if not len(sorted_keys):
-        return np.full(len(q), -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_keys, q), len(sorted_keys) - 1)
-    return np.where(sorted_keys[pos] == q, pos, -1)
+    """The ids the cache holds, sorted, as 16-byte keys (:func:`~._index.id_keys`)."""
+    return np.unique(read_index_arrays(root, locations=False).keys)
 
 
 def _uncached(snap, done: np.ndarray, size: int):
@@ -226,8 +194,8 @@ def _uncached(snap, done: np.ndarray, size: int):
     ids: list[str] = []
     offset = 0
     for batch in snap.batches(["id"], _SCAN_ROWS):
-        col = _fixed_width(batch.column(0))
-        new = np.flatnonzero(_sorted_positions(done, col) < 0)
+        col = fixed_width(batch.column(0))
+        new = np.flatnonzero(sorted_positions(done, id_keys(col)) < 0)
         for k in new:
             rows.append(offset + int(k))
             ids.append(col[k].decode())

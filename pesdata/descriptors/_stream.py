@@ -6,8 +6,9 @@ the copies made from them). :class:`DescriptorStream` serves the same rows, in t
 (structures in row order, atoms in order), as a sequence of :class:`ChunkPlan` — small,
 picklable instructions (which rows of which Zarr segments, and the atoms' elements) that any
 process seeing the store's directory reads with :meth:`ChunkPlan.read`. A Dask worker reads its
-own chunk; the driver holds one plan at a time plus a compact id → segment lookup (about
-60 bytes per cached structure: fixed-width id bytes, a segment code, a first row and a count).
+own chunk; the driver holds one plan at a time plus a compact id → segment lookup (32 bytes
+per cached structure: the id's 16-byte digest, a segment code, a first row and a count; see
+:mod:`pesdata.descriptors._index`).
 
 The checks are :func:`load_descriptors`'s: a structure without cached rows raises
 :class:`~pesdata.errors.ArtefactNotFound` when the stream is opened (before any work); an index
@@ -22,20 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 from .._params import check_int
 from ..errors import ArtefactNotFound, StoreCorruptError
 from ._base import Descriptor
-from ._cache import (
-    _fixed_width,
-    _group_dir,
-    _open_group,
-    _read_index,
-    _read_segment,
-    _sorted_positions,
-    release_arrow_memory,
-)
+from ._cache import _group_dir, _open_group, _read_segment, release_arrow_memory
+from ._index import fixed_width, id_keys, read_index_arrays, sorted_positions
 
 __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 
@@ -132,33 +125,31 @@ class DescriptorStream:
         self.feature_names = tuple(descriptor.feature_names)
         self.chunk_rows = (max(1, CHUNK_VALUES // max(self.n_features, 1)) if chunk_rows is None
                            else check_int("chunk_rows", chunk_rows))
-        index = _read_index(root)
-        keys = _fixed_width(index.column("id"))
-        order = np.argsort(keys, kind="stable")  # equal ids: the first index entry wins
-        keys = keys[order]
+        index = read_index_arrays(root)
+        order = np.argsort(index.keys, kind="stable")  # equal ids: the first index entry wins
+        keys = index.keys[order]
+        index.keys = None
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
         order, self._keys = order[first], keys[first]
-        # per Arrow chunk (a combined string column overflows 2 GiB of offsets)
-        seg = pc.dictionary_encode(index.column("segment")).unify_dictionaries()
-        self._segments = np.array(seg.chunk(0).dictionary.to_pylist() if seg.num_chunks
-                                  else [], dtype=object)
-        codes = [c.indices.to_numpy() for c in seg.chunks]
-        self._codes = (np.concatenate(codes) if codes else np.zeros(0, np.int32))[order].astype(
-            np.int32)
-        self._first = index.column("first_row").to_numpy()[order].astype(np.int64)
-        self._n = index.column("n_atoms").to_numpy()[order].astype(np.int64)
-        del index, keys, order, seg
+        del keys, first
+        self._segments = index.segments
+        self._codes = index.codes[order]
+        index.codes = None
+        self._first = index.first[order]
+        index.first = None
+        self._n = index.n_atoms[order]
+        del index, order
         self.n_structures, self.n_atoms = self._check_cached(descriptor)
         release_arrow_memory()
 
     def _lookup(self, ids: np.ndarray) -> np.ndarray:
         """Position in the sorted index of each id (fixed-width bytes; -1: not cached)."""
-        return _sorted_positions(self._keys, ids)
+        return sorted_positions(self._keys, id_keys(ids))
 
     def _check_cached(self, descriptor: Descriptor) -> tuple[int, int]:
         missing = n = atoms = 0
         for batch in self.snapshot.batches(["id", "n_atoms"], ROWS_PER_READ):
-            pos = self._lookup(_fixed_width(batch.column(0)))
+            pos = self._lookup(fixed_width(batch.column(0)))
             missing += int((pos < 0).sum())
             n += len(pos)
             atoms += int(batch.column(1).to_numpy().sum())
@@ -178,7 +169,7 @@ class DescriptorStream:
         rows = structures = 0
         start = atom = k = 0
         for batch in self.snapshot.batches(["id", "n_atoms", "numbers"], ROWS_PER_READ):
-            ids = _fixed_width(batch.column(0))
+            ids = fixed_width(batch.column(0))
             n_atoms = batch.column(1).to_numpy().astype(np.int64)
             numbers = batch.column(2).flatten().to_numpy().astype(np.int16)
             pos = self._lookup(ids)

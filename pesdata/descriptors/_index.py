@@ -1,0 +1,174 @@
+"""The descriptor cache's index, read compactly: which structure ids a group holds, and where.
+
+The index (``<group>/index/*.parquet``, one file per computed batch) has one entry per cached
+structure: ``id``, ``segment``, ``first_row``, ``n_atoms``. Read as an Arrow table it costs
+~90 bytes per structure (the id and segment name as text), and the table's copies more. Here it
+is read file by file and batch by batch into preallocated NumPy arrays: the id as a 16-byte key
+(its 32 hex digits decoded, :func:`id_keys`), the segment as an int32 code, the first row as
+int64 and the atom count as int32: 32 bytes per cached structure, and no Arrow table of the
+whole index ever in memory. Lookups are binary searches over the sorted keys
+(:func:`sorted_positions`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import StoreCorruptError
+
+__all__ = ["IndexArrays", "fixed_width", "id_keys", "read_index_arrays", "sorted_positions"]
+
+INDEX_SCHEMA = pa.schema(
+    [("id", pa.string()), ("segment", pa.string()), ("first_row", pa.int64()),
+     ("n_atoms", pa.int64())]
+)
+READ_ROWS = 65_536  # index entries converted per batch
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+_ODD_PERSON = b"pesdata-odd-id"  # keys of ids that are not 32 hex digits (none from pesdata)
+
+
+def fixed_width(column) -> np.ndarray:
+    """A string column as fixed-width bytes, without a Python string per row when every
+    value has the same length (ids are hex digests): a view of Arrow's data buffer. A chunked
+    column is converted chunk by chunk (combined, its offsets would overflow at 2 GiB)."""
+    if isinstance(column, pa.ChunkedArray):
+        parts = [fixed_width(c) for c in column.chunks]
+        if not parts:
+            return np.zeros(0, "S1")
+        width = max(p.dtype.itemsize for p in parts)
+        return np.concatenate([p.astype(f"S{width}") for p in parts])
+    arr = column
+    if arr.type == pa.string() and arr.null_count == 0 and len(arr):
+        offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+        width = int(offsets[1] - offsets[0])
+        if width > 0 and np.all(np.diff(offsets) == width):
+            return np.frombuffer(arr.buffers()[2], f"S{width}", len(arr),
+                                 int(offsets[0])).copy()
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype="S")
+
+
+def id_keys(ids) -> np.ndarray:
+    """Structure ids as 16-byte keys (``S16``) that sort, compare and search like the ids.
+
+    A pesdata id is a 128-bit digest written as 32 lower-case hex digits; its key is the
+    digest itself, half the text's size, and keys sort as the ids do. Any other string (no
+    pesdata id is one) is keyed by its own 128-bit BLAKE2b digest under a separate
+    personalisation, so it still has one key that nothing else shares in practice.
+
+    Parameters
+    ----------
+    ids : pyarrow string array or chunked array, or numpy bytes array
+        The ids.
+
+    Returns
+    -------
+    numpy.ndarray of dtype S16, shape (n,)
+    """
+    raw = ids if isinstance(ids, np.ndarray) else fixed_width(ids)
+    n = len(raw)
+    out = np.zeros((n, 16), dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    if n and raw.dtype.itemsize == 32:
+        nib = _HEX[raw.view(np.uint8).reshape(n, 32)]
+        ok = (nib != 255).all(axis=1)
+        out[:] = (nib[:, 0::2] << 4) | nib[:, 1::2]
+    for k in np.flatnonzero(~ok):
+        digest = hashlib.blake2b(bytes(raw[k]), digest_size=16, person=_ODD_PERSON).digest()
+        out[k] = np.frombuffer(digest, dtype=np.uint8)
+    return out.view("S16").reshape(n)
+
+
+def sorted_positions(sorted_keys: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Position of each of ``q`` in ``sorted_keys`` by binary search (-1 where absent)."""
+    if not len(sorted_keys):
+        return np.full(len(q), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, q), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == q, pos, -1)
+
+
+@dataclass
+class IndexArrays:
+    """A descriptor group's index entries as arrays, in file order (see the module doc).
+
+    Attributes
+    ----------
+    keys : numpy.ndarray of S16
+        Each entry's structure id (:func:`id_keys`).
+    segments : numpy.ndarray of object
+        The segment names; ``codes`` index into it (``None`` when read without locations).
+    codes, first, n_atoms : numpy.ndarray or None
+        Segment code (int32), first row in the segment (int64) and atom count (int32) of each
+        entry (``None`` when read without locations).
+    """
+
+    keys: np.ndarray
+    segments: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    first: np.ndarray | None = None
+    n_atoms: np.ndarray | None = None
+
+
+def read_index_arrays(root: Path, locations: bool = True) -> IndexArrays:
+    """Read a descriptor group's index compactly (keys only unless ``locations``).
+
+    Raises
+    ------
+    StoreCorruptError
+        An index file is unreadable or lacks a column (the message names it).
+    """
+    files = sorted((Path(root) / "index").glob("*.parquet"))
+    names = list(INDEX_SCHEMA.names if locations else ("id",))
+    total = 0
+    for f in files:  # the sizes first, one file open at a time (there are thousands)
+        try:
+            meta = pq.read_metadata(f)
+            missing = set(names) - set(meta.schema.to_arrow_schema().names)
+            total += meta.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
+        if missing:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index (no column(s) "
+                                    f"{', '.join(sorted(missing))})")
+    out = IndexArrays(np.empty(total, "S16"))
+    if locations:
+        out.codes = np.empty(total, np.int32)
+        out.first = np.empty(total, np.int64)
+        out.n_atoms = np.empty(total, np.int32)
+    segments: dict[str, int] = {}
+    at = 0
+    for f in files:
+        try:
+            with pq.ParquetFile(f) as pf:
+                for batch in pf.iter_batches(batch_size=READ_ROWS, columns=names):
+                    m = batch.num_rows
+                    if at + m > total:
+                        raise ValueError("more rows than its metadata says")
+                    out.keys[at:at + m] = id_keys(batch.column("id").cast(pa.string()))
+                    if locations:
+                        seg = pc.dictionary_encode(batch.column("segment").cast(pa.string()))
+                        local = np.array([segments.setdefault(s, len(segments))
+                                          for s in seg.dictionary.to_pylist()], dtype=np.int32)
+                        out.codes[at:at + m] = local[seg.indices.to_numpy()]
+                        out.first[at:at + m] = batch.column("first_row").cast(
+                            pa.int64()).to_numpy()
+                        out.n_atoms[at:at + m] = batch.column("n_atoms").cast(
+                            pa.int64()).to_numpy()
+                    at += m
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
+    if at != total:
+        raise StoreCorruptError(f"{Path(root) / 'index'}: the index files hold {at} entries, "
+                                f"their metadata {total}")
+    if locations:
+        out.segments = np.array(list(segments), dtype=object)
+    return out
