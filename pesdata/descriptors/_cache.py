@@ -97,8 +97,8 @@ def describe(
 
     Only structures whose ``id`` is not cached yet are computed. The version's ids are read in
     batches and the segments computed one batch at a time, so memory stays flat with the
-    number of structures; what grows is the set of cached ids (fixed-width bytes, one entry
-    per cached structure).
+    number of structures; what grows is the set of cached ids (a 16-byte digest per cached
+    structure).
 
     Parameters
     ----------

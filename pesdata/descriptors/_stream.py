@@ -143,7 +143,7 @@ class DescriptorStream:
         release_arrow_memory()
 
     def _lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Position in the sorted index of each id (fixed-width bytes; -1: not cached)."""
+        """Position in the sorted index of each id (fixed-width id text; -1: not cached)."""
         return sorted_positions(self._keys, id_keys(ids))
 
     def _check_cached(self, descriptor: Descriptor) -> tuple[int, int]:
