@@ -128,14 +128,14 @@ def test_streamed_nearest_equals_float64_brute_force(tio2, chunk_rows):
         xs = (x - mu) / scale
         q = (q_env.features[q_env.numbers == z] - mu) / scale
         q = np.vstack([q, xs[:5]])  # five queries equal to reference rows: distance 0
-        d, pos = ref.nearest({z: (mu, scale, q, None)})[z]
+        d, pos = ref.nearest({z: (mu, scale, q, None, None)})[z]
         exact = cdist(q, xs)
         np.testing.assert_allclose(d, exact.min(axis=1), rtol=1e-6, atol=5e-4)
         assert np.array_equal(d[-5:], np.zeros(5))
         np.testing.assert_allclose(np.linalg.norm(xs[pos] - q, axis=1), d, rtol=1e-12)
         # leave-one-out: a reference row's own row is skipped, never the nearest other one
         own = np.arange(0, len(xs), 7)
-        d_loo, pos_loo = ref.nearest({z: (mu, scale, xs[own], own)})[z]
+        d_loo, pos_loo = ref.nearest({z: (mu, scale, xs[own], own, None)})[z]
         full = cdist(xs[own], xs)
         full[np.arange(len(own)), own] = np.inf
         np.testing.assert_allclose(d_loo, full.min(axis=1), rtol=1e-6, atol=5e-4)
@@ -170,13 +170,16 @@ def test_streamed_novelty_equals_in_memory(tio2, chunk_rows, scheduler):
         np.testing.assert_allclose(s_str[z], s_mem[z], rtol=1e-10)
 
 
-def test_streamed_results_do_not_depend_on_the_scheduler(tio2):
+@pytest.mark.parametrize("exact_max", [None, 200])
+def test_streamed_results_do_not_depend_on_the_scheduler(tio2, exact_max):
     st, desc, cands = tio2
     env = _env(desc, cands)
     out = []
     for scheduler in (None, "threads", "processes"):
-        ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=150), scheduler, 2)
-        crit = NoveltyCriterion(n_calibration=200, index_mb=0).fit(ref)
+        ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=1500), scheduler, 2)
+        crit = NoveltyCriterion(n_calibration=200, index_mb=0, exact_max=exact_max).fit(ref)
+        assert set(crit.thresholds_["search"].values()) == {
+            "streamed" if exact_max is None else "streamed IVF"}
         out.append((crit.thresholds_["calibration"], crit.score(env)["atom_distances"].tolist()))
     assert out[0] == out[1] == out[2]
 
@@ -349,3 +352,43 @@ def test_index_without_a_column_is_corruption(tio2, tmp_path):
     pq.write_table(pq.read_table(index).drop_columns(["first_row"]), index)
     with pytest.raises(StoreCorruptError, match=f"{index.name}: unreadable .* first_row"):
         DescriptorStream(st2, desc)
+
+
+def test_streamed_ivf_recalls_the_exact_search(tio2, monkeypatch):
+    """Above exact_max rows a streamed element is searched through IVF cells shared by the
+    chunks: a distance is never below the exact one, and equals it for nearly every query."""
+    from pesdata.select import _nn
+
+    st, desc, cands = tio2
+    env = _env(desc, cands)
+    ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=1500))
+    built = []
+    real = _nn.ivf_from_centroids
+    monkeypatch.setattr(_nn, "ivf_from_centroids",
+                        lambda cells, x: built.append((len(cells), len(x))) or real(cells, x))
+    exact = NoveltyCriterion(n_calibration=None, seed=4, index_mb=0).fit(ref)
+    assert not built
+    ivf = NoveltyCriterion(n_calibration=None, seed=4, index_mb=0, exact_max=200).fit(ref)
+    assert ivf.thresholds_["search"] == {"O": "streamed IVF", "Ti": "streamed IVF"}
+    assert exact.thresholds_["search"] == {"O": "streamed", "Ti": "streamed"}
+    assert built and all(n > 4 * cells for cells, n in built)  # chunks searched by IVF
+    assert {s: len(c) for s, c in ivf.quantisers_.items()} == {
+        s: max(1, min(int(4 * np.sqrt(max(c.get(z, 0) for c in ref._counts))),
+                      ivf.thresholds_["n_reference"][s] // 39))
+        for s, z in (("O", 8), ("Ti", 22))}
+    d_exact = np.concatenate(exact.score(env)["atom_distances"].tolist())
+    d_ivf = np.concatenate(ivf.score(env)["atom_distances"].tolist())
+    assert np.all(d_ivf >= d_exact * (1 - 1e-6))  # the ledger's float32, both sides
+    assert np.mean(np.isclose(d_ivf, d_exact, rtol=1e-6)) >= 0.95
+    for sym in ("O", "Ti"):  # leave-one-out calibration: the same quantiles, near enough
+        np.testing.assert_allclose(ivf.thresholds_["per_element"][sym],
+                                   exact.thresholds_["per_element"][sym], rtol=0.05)
+    # one cell searched of 24-47: the search is approximate (some queries miss), yet never
+    # closer than the truth, and a miss only raises a threshold
+    monkeypatch.setattr(_nn, "IVF_NPROBE", 1)
+    rough = NoveltyCriterion(n_calibration=None, seed=4, index_mb=0, exact_max=200).fit(ref)
+    d_rough = np.concatenate(rough.score(env)["atom_distances"].tolist())
+    assert np.all(d_rough >= d_exact * (1 - 1e-6))
+    assert 0.5 < np.mean(np.isclose(d_rough, d_exact, rtol=1e-6)) < 1
+    for sym in ("O", "Ti"):
+        assert rough.thresholds_["per_element"][sym] >= exact.thresholds_["per_element"][sym]

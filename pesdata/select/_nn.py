@@ -28,8 +28,8 @@ import numpy as np
 
 from .._params import check_int
 
-__all__ = ["EXACT_MAX", "IVF_NPROBE", "REFINE_EXTRA", "build_index", "exact_index", "recall",
-           "search", "set_threads"]
+__all__ = ["EXACT_MAX", "IVF_NPROBE", "REFINE_EXTRA", "build_index", "exact_index",
+           "ivf_from_centroids", "recall", "search", "set_threads", "train_centroids"]
 
 #: Reference rows (per element) up to which the index is exact (IndexFlatL2).
 EXACT_MAX = 100_000
@@ -108,6 +108,35 @@ def build_index(x: np.ndarray, exact_max: int = EXACT_MAX, seed: int = 0):
     sample = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
     index.train(sample)
     index.add(x)
+    index.nprobe = IVF_NPROBE
+    return index
+
+
+def train_centroids(sample: np.ndarray, nlist: int, seed: int = 0) -> np.ndarray:
+    """The ``nlist`` k-means cells of an IVF quantiser trained on ``sample`` (as
+    :func:`build_index` trains its own), as a float32 array (nlist, d)."""
+    import faiss
+
+    x = _rows(sample)
+    nlist = check_int("nlist", nlist)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(x.shape[1]), x.shape[1], nlist, faiss.METRIC_L2)
+    index.cp.seed = int(seed)
+    index.train(x)
+    return index.quantizer.reconstruct_n(0, nlist)
+
+
+def ivf_from_centroids(centroids: np.ndarray, x: np.ndarray):
+    """An ``IndexIVFFlat`` over the rows of ``x`` whose cells are the given (already trained)
+    ``centroids``: the IVF of one chunk of a reference whose quantiser is shared by all chunks
+    (nothing is trained here; ``nprobe =`` :data:`IVF_NPROBE`)."""
+    import faiss
+
+    c = _rows(centroids, "centroids")
+    quantiser = faiss.IndexFlatL2(c.shape[1])
+    quantiser.add(c)
+    index = faiss.IndexIVFFlat(quantiser, c.shape[1], len(c), faiss.METRIC_L2)
+    index.referenced_objects = [quantiser]  # the index must not outlive its quantiser
+    index.add(_rows(x))
     index.nprobe = IVF_NPROBE
     return index
 

@@ -16,13 +16,23 @@ scheduler):
 * :meth:`~StreamedReference.nearest` — per query row, the distance to its nearest reference row
   of the same element in a scaled space, optionally leaving out the query's own row.
 
-Search is brute force per chunk (faiss ``IndexFlatL2``, k = 1, its fast path) followed by the
-float64 distance to the row faiss ranked first. The distance returned is therefore a true float64
-distance to a real reference row; it can exceed the exact minimum only when two rows are within
-float32 rounding of each other in squared distance (≈ 1e-7 of the data's squared scale): by at
-most ~5e-4 of the scale for near-identical rows and ~1e-6 at typical neighbour distances
-(tested against float64 brute force). No approximate index is used: the cost is linear in the
-reference and spreads over workers.
+Search follows the in-memory rule (:mod:`pesdata.select._nn`): an element with at most
+``exact_max`` rows is searched by brute force per chunk (faiss ``IndexFlatL2``, k = 1, its
+fast path) followed by the float64 distance to the row faiss ranked first. The distance
+returned is a true float64 distance to a real reference row; it can exceed the exact minimum
+only when two rows are within float32 rounding of each other in squared distance (≈ 1e-7 of the
+data's squared scale): by at most ~5e-4 of the scale for near-identical rows and ~1e-6 at
+typical neighbour distances (tested against float64 brute force).
+
+Above ``exact_max`` rows, **streamed IVF**: :func:`fit_streamed` trains one set of k-means cells
+(``4 sqrt(rows per chunk)`` of them) on a seeded sample of the element's rows; each chunk task
+files its own rows into those cells (``IndexIVFFlat``, nothing trained per chunk) and searches
+the :data:`~pesdata.select._nn.IVF_NPROBE` nearest cells, then re-ranks the
+``1 +`` :data:`~pesdata.select._nn.REFINE_EXTRA` proposals in float64. Memory stays flat (the
+cells, ~160 kB, travel with each task) and the cost per query falls from the element's rows to
+the cells plus ~``IVF_NPROBE / cells`` of the rows. Like the in-memory IVF it is approximate: a
+distance is never below the exact one and equals it for the recalled queries (recall measured
+in the tests and by ``benchmarks/bench_scale.py``).
 """
 
 from __future__ import annotations
@@ -37,9 +47,14 @@ __all__ = ["ElementStats", "StreamedReference", "fit_streamed"]
 _QUERY_BATCH = 65_536
 #: Query values (rows × features) sent with each search task; more queries take more passes.
 QUERY_VALUES = 2**22
+#: A chunk's rows of an element are searched through the shared IVF cells only when there are
+#: more than this many per cell (fewer: brute force is as fast, and exact).
+IVF_ROWS_PER_CELL = 4
 #: Calibration rows per element gathered and searched per pass (``n_calibration=None`` on a
 #: large streamed element takes several passes instead of holding all its rows).
 CALIBRATION_BLOCK = 65_536
+#: Fewest training rows per IVF cell (faiss's k-means wants 39).
+_MIN_TRAIN_PER_CELL = 39
 
 
 @dataclass
@@ -107,6 +122,30 @@ def _gather_task(task) -> dict[int, np.ndarray]:
     return out
 
 
+def _refined(index, xs: np.ndarray, q: np.ndarray, k: int, own: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the float64 distance to, and row of, the nearest of the ``k`` rows faiss
+    proposes (float32), leaving out row ``own[j]`` for query j (-1, inf where none is left)."""
+    kk = max(1, min(k, index.ntotal))
+    dist = np.full(len(q), np.inf)
+    row = np.full(len(q), -1, dtype=np.int64)
+    for a in range(0, len(q), _QUERY_BATCH):
+        qb = q[a:a + _QUERY_BATCH]
+        _, i = index.search(np.ascontiguousarray(qb, dtype=np.float32), kk)
+        diff = xs[np.maximum(i, 0)] - qb[:, None, :]
+        d = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+        # faiss answers -1 when it cannot rank (a query beyond float32's range, an empty cell)
+        bad = i < 0
+        if own is not None:
+            bad |= i == own[a:a + _QUERY_BATCH, None]
+        d[bad] = np.inf
+        best = np.argmin(d, axis=1)
+        at = np.arange(len(qb))
+        dist[a:a + len(qb)] = d[at, best]
+        row[a:a + len(qb)] = np.where(np.isfinite(d[at, best]), i[at, best], -1)
+    return dist, row
+
+
 def _nearest_task(task) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per element: (distance, global position) of each query's nearest row in this chunk."""
     from . import _nn
@@ -114,38 +153,23 @@ def _nearest_task(task) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     plan, offsets, queries = task
     rows, _ = _element_rows(plan, plan.read())
     out = {}
-    for z, (mu, scale, q, own) in queries.items():
+    for z, (mu, scale, q, own, cells) in queries.items():
         x = rows.get(z)
         m = len(q)
-        dist = np.full(m, np.inf)
-        pos = np.full(m, -1, dtype=np.int64)
         if x is None or not len(x) or not m:
-            out[z] = (dist, pos)
+            out[z] = (np.full(m, np.inf), np.full(m, -1, dtype=np.int64))
             continue
         xs = (x - mu) / scale
-        index = _nn.exact_index(xs)
+        ivf = cells is not None and len(x) > IVF_ROWS_PER_CELL * len(cells)
+        index = _nn.ivf_from_centroids(cells, xs) if ivf else _nn.exact_index(xs)
+        extra = _nn.REFINE_EXTRA if ivf else 0
         off = offsets[z]
-        for a in range(0, m, _QUERY_BATCH):
-            qb = q[a:a + _QUERY_BATCH]
-            _, i = index.search(np.ascontiguousarray(qb, dtype=np.float32), 1)
-            i = i[:, 0]
-            d = np.sqrt(np.einsum("md,md->m", xs[i] - qb, xs[i] - qb))
-            # faiss answers -1 when it cannot rank (a query beyond float32's range)
-            dist[a:a + len(qb)] = np.where(i >= 0, d, np.inf)
-            pos[a:a + len(qb)] = np.where(i >= 0, i + off, -1)
+        dist, row = _refined(index, xs, q, 1 + extra)
         if own is not None:  # leave-one-out: queries whose own row lies in this chunk
             mine = np.flatnonzero((own >= off) & (own < off + len(x)))
             if len(mine):
-                k = min(2, len(x))
-                _, i = index.search(np.ascontiguousarray(q[mine], dtype=np.float32), k)
-                diff = xs[np.maximum(i, 0)] - q[mine][:, None, :]
-                d = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
-                d[(i < 0) | (i + off == own[mine][:, None])] = np.inf
-                best = np.argmin(d, axis=1)
-                dist[mine] = d[np.arange(len(mine)), best]
-                pos[mine] = np.where(np.isfinite(dist[mine]), i[np.arange(len(mine)), best] + off,
-                                     -1)
-        out[z] = (dist, pos)
+                dist[mine], row[mine] = _refined(index, xs, q[mine], 2 + extra, own[mine] - off)
+        out[z] = (dist, np.where(row >= 0, row + off, -1))
     return out
 
 
@@ -236,10 +260,12 @@ class StreamedReference:
         Parameters
         ----------
         queries : dict
-            ``{z: (centre, scale, rows, own)}``: reference rows of element z are mapped to
-            ``(x - centre) / scale`` and compared with ``rows`` (already in that space,
+            ``{z: (centre, scale, rows, own, cells)}``: reference rows of element z are mapped
+            to ``(x - centre) / scale`` and compared with ``rows`` (already in that space,
             float64); ``own`` (positions among z's finite rows, or None) leaves each query's
-            own row out (leave-one-out). Sent in blocks of :data:`QUERY_VALUES` values, one
+            own row out (leave-one-out); ``cells`` (IVF centroids in that space, or None) makes
+            each chunk search its rows of z through an IVF index over those cells instead of
+            brute force. Sent in blocks of :data:`QUERY_VALUES` values, one
             pass over the reference per block, so a task's payload stays bounded.
 
         Returns
@@ -255,8 +281,10 @@ class StreamedReference:
         offsets = self._offsets()
         for a in range(0, max(longest, 1), block):  # bounded payload per task: one pass each
             payload = {z: (np.asarray(mu, float), scale, np.asarray(q[a:a + block], np.float64),
-                           None if own is None else np.asarray(own[a:a + block], np.int64))
-                       for z, (mu, scale, q, own) in queries.items() if len(q[a:a + block])}
+                           None if own is None else np.asarray(own[a:a + block], np.int64),
+                           cells)
+                       for z, (mu, scale, q, own, cells) in queries.items()
+                       if len(q[a:a + block])}
             if not payload:
                 break
             tasks = ((plan, off, payload) for plan, off in zip(self.stream.plans(), offsets,
@@ -277,7 +305,8 @@ def fit_streamed(crit, ref: StreamedReference, p: dict):
     Elements, in order of atomic number, whose rows and index fit the ``index_mb`` budget
     (``n × (8 d + 8)`` bytes: float32 rows, the index's copy and its ids) are gathered and
     indexed in memory as :meth:`fit` does; the others keep no rows and are searched chunk by
-    chunk (:meth:`StreamedReference.nearest`) in :meth:`fit` and in every ``score``.
+    chunk (:meth:`StreamedReference.nearest`) in :meth:`fit` and in every ``score`` — through
+    IVF cells trained here (``crit.quantisers_``) when they have more than ``exact_max`` rows.
     """
     from ase.data import chemical_symbols
 
@@ -304,7 +333,23 @@ def fit_streamed(crit, ref: StreamedReference, p: dict):
         if st.n * (8 * d + 8) <= budget:
             budget -= st.n * (8 * d + 8)
             in_memory[z] = (crit.centre_[sym], crit.scale_[sym])
-    rows = ref.gather({z: np.arange(stats[z].n) for z in in_memory}, scaled=in_memory)
+    # streamed elements above exact_max rows: IVF cells trained on a seeded sample (its own
+    # draws: the calibration's are fit's), gathered in the same pass as the in-memory rows
+    n_cells, train = {}, {}
+    for z, st in stats.items():
+        if z in in_memory or st.n <= p["exact_max"]:
+            continue
+        per_chunk = max(c.get(z, 0) for c in ref._counts)
+        n_cells[z] = max(1, min(int(4 * np.sqrt(per_chunk)), st.n // _MIN_TRAIN_PER_CELL))
+        n_train = min(st.n, n_cells[z] * _nn._TRAIN_PER_CELL)
+        draw = np.random.default_rng([p["seed"], z])
+        train[z] = (np.arange(st.n) if n_train == st.n
+                    else np.sort(draw.choice(st.n, n_train, replace=False)))
+    scaled = {**in_memory, **{z: (crit.centre_[chemical_symbols[z]],
+                                  crit.scale_[chemical_symbols[z]]) for z in train}}
+    rows = ref.gather({**{z: np.arange(stats[z].n) for z in in_memory}, **train}, scaled=scaled)
+    cells = {z: _nn.train_centroids(rows.pop(z), n_cells[z], p["seed"]) for z in train}
+    crit.quantisers_ = {chemical_symbols[z]: c for z, c in cells.items()}
     rng = np.random.default_rng(p["seed"])
     picks = {}
     for z, st in stats.items():  # in fit's order: the calibration draws are fit's
@@ -328,7 +373,8 @@ def fit_streamed(crit, ref: StreamedReference, p: dict):
                  if len(v[a:a + CALIBRATION_BLOCK])}
         cal = ref.gather(block)
         queries = {z: (crit.centre_[sym_of[z]], crit.scale_[sym_of[z]],
-                       (cal.pop(z) - crit.centre_[sym_of[z]]) / crit.scale_[sym_of[z]], block[z])
+                       (cal.pop(z) - crit.centre_[sym_of[z]]) / crit.scale_[sym_of[z]], block[z],
+                       cells.get(z))
                    for z in block}
         for z, (dist, _) in ref.nearest(queries).items():
             found[z].append(dist)
@@ -339,6 +385,7 @@ def fit_streamed(crit, ref: StreamedReference, p: dict):
             sym = sym_of[z]
             calibration[sym] = [float(v) for v in np.quantile(loo, _GRID)]
             n_cal[sym] = len(picks[z])
-    search = {sym: (type(crit.indexes_[sym]).__name__ if sym in crit.indexes_ else "streamed")
+    search = {sym: (type(crit.indexes_[sym]).__name__ if sym in crit.indexes_
+                    else "streamed IVF" if sym in crit.quantisers_ else "streamed")
               for sym in crit.centre_}
     return crit._set_thresholds(p, calibration, n_ref, n_cal, dropped, search)

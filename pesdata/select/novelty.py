@@ -209,7 +209,9 @@ class NoveltyCriterion(Criterion):
         Atoms averaged by ``aggregate="top_k"`` (default 3).
     exact_max : int
         Reference rows per element up to which the search is exact (faiss ``IndexFlatL2``);
-        above, an IVF index (recall ≥ 0.99, :mod:`pesdata.select._nn`). Default 100,000.
+        above, an IVF index (recall ≥ 0.99, :mod:`pesdata.select._nn`) — for a streamed
+        element, IVF cells shared by all chunks (:mod:`pesdata.select._reference`). Default
+        100,000.
     scaling : {"element", "feature", "none"}
         "element" (default): centre each feature, divide by the element's total RMS spread;
         "feature": per-feature z-scores; "none": raw descriptor values.
@@ -222,9 +224,9 @@ class NoveltyCriterion(Criterion):
         For a reference read in chunks (:class:`~pesdata.select._reference.StreamedReference`,
         what ``select`` passes): megabytes of its rows that may be held in memory, indexed as
         above (rows and index, float32); each element in order of atomic number that still
-        fits the budget left is held, the others are searched chunk by chunk (exact, memory
-        flat in the reference's size). Default 256; 0 streams every element. An in-memory
-        reference ignores it.
+        fits the budget left is held, the others are searched chunk by chunk (memory flat in
+        the reference's size; exact up to ``exact_max`` rows, IVF above). Default 256; 0
+        streams every element. An in-memory reference ignores it.
 
     Attributes
     ----------
@@ -232,7 +234,8 @@ class NoveltyCriterion(Criterion):
         ``{"per_element": {sym: t}, "quantile", "threshold", "aggregate", "top_k",
         "calibration": {sym: [1001 quantiles] or None}, "scaling": {"kind", "scale": {sym:
         s}}, "n_reference": {sym: n}, "n_calibration": {sym: m}, "n_nonfinite_dropped":
-        {sym: n}, "search": {sym: "IndexFlatL2" | "IndexIVFFlat" | "streamed"}}``.
+        {sym: n}, "search": {sym: "IndexFlatL2" | "IndexIVFFlat" | "streamed" |
+        "streamed IVF"}}``.
     """
 
     name = "novelty"
@@ -305,6 +308,7 @@ class NoveltyCriterion(Criterion):
         self.n_features_ = feats.shape[1]
         self.centre_, self.scale_, self.indexes_, self.rows_ = {}, {}, {}, {}
         self.reference_ = None  # a refit on Environments drops an earlier streamed reference
+        self.quantisers_ = {}
         calibration, n_ref, n_cal, dropped = {}, {}, {}, {}
         rng = np.random.default_rng(p["seed"])
         for z in reference.elements:
@@ -385,7 +389,8 @@ class NoveltyCriterion(Criterion):
             if streamed is not None and sym in self.centre_ and sym not in self.indexes_:
                 r = np.flatnonzero((numbers == z) & finite)
                 queries[int(z)] = (self.centre_[sym], self.scale_[sym],
-                                   (feats[r] - self.centre_[sym]) / self.scale_[sym], None)
+                                   (feats[r] - self.centre_[sym]) / self.scale_[sym], None,
+                                   getattr(self, "quantisers_", {}).get(sym))
                 continue
             if sym not in self.indexes_:
                 continue
