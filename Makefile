@@ -38,6 +38,7 @@ bench: install
 # ~1 h on 2 cores and ~1 GB of cached data (generated once, outside the repository)
 bench-scale: install
 	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_select_recall.py
 
 lint: install
 	$(BIN)/ruff check pesdata tests benchmarks

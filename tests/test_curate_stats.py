@@ -27,6 +27,13 @@ def test_seen_index_keeps_ids_that_are_not_hex():
     seen = SeenIndex()
     seen["not-hex"] = Seen((1, 2), True, "added")
     assert seen.get("not-hex") == Seen((1, 2), True, "added")
+    # upper case or spaces decode to a digest too, yet are other ids than the lower-case one
+    low, up, spaced = "ab" * 16, "AB" * 16, "ab " * 10 + "ab"
+    seen[low] = Seen((0, 1), True, "added")
+    seen[up] = Seen((0, 2), True, "added")
+    seen[spaced] = Seen((0, 3), True, "added")
+    assert [seen.get(i).pos for i in (low, up, spaced)] == [(0, 1), (0, 2), (0, 3)]
+    assert len(seen) == 4
 
 
 def test_seen_index_refuses_what_it_cannot_pack():

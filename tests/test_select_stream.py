@@ -170,13 +170,13 @@ def test_streamed_novelty_equals_in_memory(tio2, chunk_rows, scheduler):
         np.testing.assert_allclose(s_str[z], s_mem[z], rtol=1e-10)
 
 
-@pytest.mark.parametrize("exact_max", [None, 200])
-def test_streamed_results_do_not_depend_on_the_scheduler(tio2, exact_max):
+@pytest.mark.parametrize(("exact_max", "chunk_rows"), [(None, 150), (200, 1500)])
+def test_streamed_results_do_not_depend_on_the_scheduler(tio2, exact_max, chunk_rows):
     st, desc, cands = tio2
     env = _env(desc, cands)
     out = []
     for scheduler in (None, "threads", "processes"):
-        ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=1500), scheduler, 2)
+        ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=chunk_rows), scheduler, 2)
         crit = NoveltyCriterion(n_calibration=200, index_mb=0, exact_max=exact_max).fit(ref)
         assert set(crit.thresholds_["search"].values()) == {
             "streamed" if exact_max is None else "streamed IVF"}
@@ -323,6 +323,8 @@ def test_id_keys_are_the_digests_and_sort_as_the_ids():
     k = id_keys(pa.array(odd))
     assert len(set(k.tolist())) == 4 and k[3] == bytes.fromhex("ab" * 16)
     assert np.array_equal(k[:3], id_keys(pa.array(odd[:3])))  # fixed width or not: one key
+    wide = id_keys(pa.array(["ab" * 16, "ab" * 20]))  # a wider id in the batch changes nothing
+    assert wide[0] == k[3] and wide[1] != k[3]
 
 
 def test_index_arrays_equal_the_parquet_files(tio2):
@@ -356,39 +358,57 @@ def test_index_without_a_column_is_corruption(tio2, tmp_path):
 
 def test_streamed_ivf_recalls_the_exact_search(tio2, monkeypatch):
     """Above exact_max rows a streamed element is searched through IVF cells shared by the
-    chunks: a distance is never below the exact one, and equals it for nearly every query."""
+    chunks: each distance is the float64 distance to a real row, so never below float64 brute
+    force, and equal to it for nearly every query; with every cell probed it is exact,
+    leave-one-out included."""
     from pesdata.select import _nn
 
     st, desc, cands = tio2
     env = _env(desc, cands)
+    whole = load_descriptors(st, desc)
     ref = StreamedReference(DescriptorStream(st, desc, chunk_rows=1500))
     built = []
     real = _nn.ivf_from_centroids
     monkeypatch.setattr(_nn, "ivf_from_centroids",
-                        lambda cells, x: built.append((len(cells), len(x))) or real(cells, x))
+                        lambda cells, x: built.append(len(x)) or real(cells, x))
     exact = NoveltyCriterion(n_calibration=None, seed=4, index_mb=0).fit(ref)
     assert not built
     ivf = NoveltyCriterion(n_calibration=None, seed=4, index_mb=0, exact_max=200).fit(ref)
+    assert built  # chunks were searched through the cells
     assert ivf.thresholds_["search"] == {"O": "streamed IVF", "Ti": "streamed IVF"}
     assert exact.thresholds_["search"] == {"O": "streamed", "Ti": "streamed"}
-    assert built and all(n > 4 * cells for cells, n in built)  # chunks searched by IVF
     assert {s: len(c) for s, c in ivf.quantisers_.items()} == {
         s: max(1, min(int(4 * np.sqrt(max(c.get(z, 0) for c in ref._counts))),
                       ivf.thresholds_["n_reference"][s] // 39))
         for s, z in (("O", 8), ("Ti", 22))}
-    d_exact = np.concatenate(exact.score(env)["atom_distances"].tolist())
-    d_ivf = np.concatenate(ivf.score(env)["atom_distances"].tolist())
-    assert np.all(d_ivf >= d_exact * (1 - 1e-6))  # the ledger's float32, both sides
-    assert np.mean(np.isclose(d_ivf, d_exact, rtol=1e-6)) >= 0.95
     for sym in ("O", "Ti"):  # leave-one-out calibration: the same quantiles, near enough
         np.testing.assert_allclose(ivf.thresholds_["per_element"][sym],
                                    exact.thresholds_["per_element"][sym], rtol=0.05)
-    # one cell searched of 24-47: the search is approximate (some queries miss), yet never
-    # closer than the truth, and a miss only raises a threshold
-    monkeypatch.setattr(_nn, "IVF_NPROBE", 1)
+
+    def brute(nprobe):
+        monkeypatch.setattr(_nn, "IVF_NPROBE", nprobe)
+        recalled = []
+        for z, sym in ((8, "O"), (22, "Ti")):
+            mu, scale, cells = ivf.centre_[sym], ivf.scale_[sym], ivf.quantisers_[sym]
+            xs = (whole["features"][whole["numbers"] == z] - mu) / scale
+            q = (env.features[env.numbers == z] - mu) / scale
+            d, pos = ref.nearest({z: (mu, scale, q, None, cells)})[z]
+            truth = cdist(q, xs).min(axis=1)
+            assert np.all(d >= truth * (1 - 1e-12))
+            np.testing.assert_allclose(np.linalg.norm(xs[pos] - q, axis=1), d, rtol=1e-12)
+            recalled.append(np.isclose(d, truth, rtol=1e-9, atol=1e-12))
+            own = np.arange(0, len(xs), 5)
+            d_loo, pos_loo = ref.nearest({z: (mu, scale, xs[own], own, cells)})[z]
+            full = cdist(xs[own], xs)
+            full[np.arange(len(own)), own] = np.inf
+            assert np.all(d_loo >= full.min(axis=1) * (1 - 1e-12)) and not np.any(pos_loo == own)
+            if nprobe >= len(cells):  # every cell probed: exact
+                np.testing.assert_allclose(d_loo, full.min(axis=1), rtol=1e-9, atol=1e-12)
+        return np.mean(np.concatenate(recalled))
+
+    assert brute(_nn.IVF_NPROBE) >= 0.95
+    assert brute(1000) == 1.0
+    assert 0.5 < brute(1) < 1  # one cell of 24-47 probed: some queries miss, never low
     rough = NoveltyCriterion(n_calibration=None, seed=4, index_mb=0, exact_max=200).fit(ref)
-    d_rough = np.concatenate(rough.score(env)["atom_distances"].tolist())
-    assert np.all(d_rough >= d_exact * (1 - 1e-6))
-    assert 0.5 < np.mean(np.isclose(d_rough, d_exact, rtol=1e-6)) < 1
-    for sym in ("O", "Ti"):
+    for sym in ("O", "Ti"):  # a miss only raises a threshold
         assert rough.thresholds_["per_element"][sym] >= exact.thresholds_["per_element"][sym]

@@ -50,31 +50,35 @@ class SeenIndex:
     """id → :class:`Seen` for the rows a run has spooled (a mapping of the calls
     :func:`~pesdata.curate.dedup.classify` makes: ``get``, ``in``, ``[id] =``, ``del``).
 
-    The ids are 128-bit digests (32 hex digits). The newest :data:`_MEM_ROWS` live in a dict;
-    older ones are sorted into runs of three arrays (high and low 64 bits of the id, the packed
-    :class:`Seen`), 24 bytes per row, merged pairwise while they stay under :data:`_MAX_RUN`
-    rows (so there are few runs and a merge never copies more than ~24 MB). A deleted row keeps
-    its place with the value ``-1`` until its run is merged. :meth:`prefetch` looks a batch of
-    ids up in all runs at once (vectorised); any other id is looked up on its own.
+    The ids are 128-bit digests (32 lower-case hex digits; any other string is kept in a plain
+    dict). The newest :data:`_MEM_ROWS` live in a dict; older ones are sorted into runs of
+    three arrays (high and low 64 bits of the id, the packed :class:`Seen`), 24 bytes per row,
+    merged pairwise while they stay under :data:`_MAX_RUN` rows (a merge never copies more than
+    ~24 MB; 10⁸ ids make ~100 runs). A deleted row keeps its place with the value ``-1`` until
+    its run is merged. :meth:`prefetch` looks a batch of ids up in all runs at once
+    (vectorised), and again after a flush moves rows; any other id is looked up on its own.
     """
 
-    __slots__ = ("_mem", "_other", "_runs", "_hits", "_n")
+    __slots__ = ("_mem", "_other", "_runs", "_hits", "_batch", "_n")
 
     def __init__(self) -> None:
         self._mem: dict[bytes, int] = {}
         self._other: dict[str, int] = {}  # ids that are not 32 hex digits (none from pesdata)
         self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._hits: dict[bytes, tuple[int, int] | None] = {}  # key → (run, row), looked up
+        self._batch: list[bytes] = []  # the keys of the last prefetch
         self._n = 0
 
     @staticmethod
     def _key(sid: str) -> bytes | None:
+        """The 16-byte digest of a pesdata id (32 lower-case hex digits), else None."""
         if len(sid) != 32:
             return None
         try:
-            return bytes.fromhex(sid)
+            key = bytes.fromhex(sid)
         except ValueError:
             return None
+        return key if len(key) == 16 and key.hex() == sid else None  # no spaces, lower case
 
     def _lookup(self, keys: list[bytes]) -> dict[bytes, tuple[int, int] | None]:
         """(run, row) of each key's live entry in the runs; ``None`` where it has none."""
@@ -102,7 +106,8 @@ class SeenIndex:
     def prefetch(self, sids: list[str]) -> None:
         """Look a batch of ids up in the runs at once, for the calls that follow."""
         keys = [k for k in map(self._key, sids) if k is not None]
-        self._hits = self._lookup(list(dict.fromkeys(keys)))
+        self._batch = list(dict.fromkeys(keys))
+        self._hits = self._lookup(self._batch)
 
     def _find(self, key: bytes) -> tuple[int, int] | None:
         if key not in self._hits:
@@ -165,7 +170,6 @@ class SeenIndex:
         hi, lo = _hi_lo(list(self._mem))
         val = np.fromiter(self._mem.values(), dtype=np.int64, count=len(self._mem))
         self._mem = {}
-        self._hits = {}  # rows move when runs merge
         while self._runs and len(self._runs[-1][0]) <= len(hi) and (
                 len(self._runs[-1][0]) + len(hi) <= _MAX_RUN):
             rhi, rlo, rval = self._runs.pop()
@@ -175,6 +179,7 @@ class SeenIndex:
             val = np.concatenate([rval[live], val])
         order = np.lexsort((lo, hi))
         self._runs.append((hi[order], lo[order], val[order]))
+        self._hits = self._lookup(self._batch)  # rows moved: the batch's keys, looked up again
 
 
 class RunStats:

@@ -29,10 +29,15 @@ Above ``exact_max`` rows, **streamed IVF**: :func:`fit_streamed` trains one set 
 files its own rows into those cells (``IndexIVFFlat``, nothing trained per chunk) and searches
 the :data:`~pesdata.select._nn.IVF_NPROBE` nearest cells, then re-ranks the
 ``1 +`` :data:`~pesdata.select._nn.REFINE_EXTRA` proposals in float64. Memory stays flat (the
-cells, ~160 kB, travel with each task) and the cost per query falls from the element's rows to
-the cells plus ~``IVF_NPROBE / cells`` of the rows. Like the in-memory IVF it is approximate: a
-distance is never below the exact one and equals it for the recalled queries (recall measured
-in the tests and by ``benchmarks/bench_scale.py``).
+cells, cells × features float32 — 160 kB for 1,700 cells of 24 features — travel with each
+task) and the cost per query falls from the element's rows to the cells plus
+~``IVF_NPROBE / cells`` of the rows; filing a chunk's rows into the cells costs about as much
+as brute force for as many queries as there are cells, so IVF pays from a few thousand query
+rows per element up (a selection's candidates, a calibration subsample) and costs up to a
+second per chunk more for a handful. Like the in-memory IVF it is approximate: a distance is
+the true float64 distance to a real reference row, so never below the exact one, and equals it
+for the recalled queries (recall tested against float64 brute force and measured at 10⁶
+structures by ``benchmarks/bench_select_recall.py``).
 """
 
 from __future__ import annotations
@@ -129,15 +134,18 @@ def _refined(index, xs: np.ndarray, q: np.ndarray, k: int, own: np.ndarray | Non
     kk = max(1, min(k, index.ntotal))
     dist = np.full(len(q), np.inf)
     row = np.full(len(q), -1, dtype=np.int64)
-    for a in range(0, len(q), _QUERY_BATCH):
-        qb = q[a:a + _QUERY_BATCH]
+    step = max(1, _QUERY_BATCH // kk)  # the (step, kk, d) float64 proposals stay bounded
+    for a in range(0, len(q), step):
+        qb = q[a:a + step]
         _, i = index.search(np.ascontiguousarray(qb, dtype=np.float32), kk)
-        diff = xs[np.maximum(i, 0)] - qb[:, None, :]
+        diff = xs[np.maximum(i, 0)]
+        diff -= qb[:, None, :]
         d = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+        del diff
         # faiss answers -1 when it cannot rank (a query beyond float32's range, an empty cell)
         bad = i < 0
         if own is not None:
-            bad |= i == own[a:a + _QUERY_BATCH, None]
+            bad |= i == own[a:a + step, None]
         d[bad] = np.inf
         best = np.argmin(d, axis=1)
         at = np.arange(len(qb))
