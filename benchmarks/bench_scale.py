@@ -283,10 +283,21 @@ def main(argv=None) -> int:
         for w in args.workers:
             store = work / f"n{size}-w{w}"
             if "curate" in args.steps:
+                if store.is_symlink():
+                    store.unlink()
                 shutil.rmtree(store, ignore_errors=True)
                 r = run_child("curate", store, inputs, w, args.scheduler)
+                if r.get("added") != size:  # a store left behind would make this a dedup run
+                    raise SystemExit(f"curate into {store} added {r.get('added')} of {size} "
+                                     "frames: the store was not fresh")
                 results.append({"step": "curate", "size": size, "workers": w, **r})
                 _show(results[-1])
+            elif not store.is_dir():  # describe / select alone: the store an earlier run kept
+                kept = sorted(p for p in work.glob(f"n{size}-w*") if p.is_dir())
+                if not kept:
+                    raise SystemExit(f"no store of {size} structures under {work}: run the "
+                                     "curate step first")
+                store = kept[-1]
             if "describe" in args.steps:
                 shutil.rmtree(store / "arrays", ignore_errors=True)
                 r = run_child("describe", store, [], w, args.scheduler)
@@ -297,8 +308,9 @@ def main(argv=None) -> int:
                 r = run_child("select", store, cand_files, w, args.scheduler, args.index_mb)
                 results.append({"step": "select", "size": size, "workers": w, **r})
                 _show(results[-1])
-        for w in args.workers[:-1]:  # keep one store per size
-            shutil.rmtree(work / f"n{size}-w{w}", ignore_errors=True)
+        if "curate" in args.steps:  # keep one store per size
+            for w in args.workers[:-1]:
+                shutil.rmtree(work / f"n{size}-w{w}", ignore_errors=True)
     est = estimate(results)
     doc = {"machine": machine, "scheduler": args.scheduler, "results": results,
            "estimate_100_workers": est,
