@@ -176,7 +176,8 @@ def _select_estimate(r: dict) -> dict:
     per_candidate = (d1 - d0) / r["candidates"]
     fixed = a - (d1 - d0)
     atoms = OMAT24_FRAMES * OMAT24_ATOMS_PER_FRAME
-    streamed = r.get("search") == ["streamed"]
+    kinds = r.get("search") or []
+    streamed = bool(kinds) and all(k.startswith("streamed") for k in kinds)
     score, describe = atoms * per_atom, OMAT24_FRAMES * per_candidate
     hundred = (score + describe) / 100 if streamed else max(score, describe / 100)
     return {"driver_cpu_per_unit_ms": 0.0 if streamed else 1e3 * per_atom * OMAT24_ATOMS_PER_FRAME,
@@ -184,7 +185,7 @@ def _select_estimate(r: dict) -> dict:
                                              + (per_atom * OMAT24_ATOMS_PER_FRAME if streamed
                                                 else 0.0)),
             "fixed_s": fixed, "score_ms_per_atom": 1e3 * per_atom,
-            "search": "streamed" if streamed else "in memory",
+            "search": ", ".join(kinds) if streamed else "in memory",
             "one_worker_h": (fixed + score + describe) / 3600,
             "hundred_workers_h": (fixed + hundred) / 3600,
             "workers_until_driver_bound": float("inf") if streamed
