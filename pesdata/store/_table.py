@@ -34,6 +34,10 @@ _U64 = 2**64 - 1  # Lance's V2 manifest naming: _versions/<u64::MAX - version>.m
 COMPACT_ABOVE = 64
 #: Lance's default target rows per compacted fragment (``compact_files``).
 COMPACT_TARGET_ROWS = 1024 * 1024
+#: Bytes Lance's file writer buffers across all columns before it writes pages (its default is
+#: 8 MiB per column: +216 MB while appending 10⁶ 4-atom rows, +83 MB with this; scans and takes
+#: of the written file measured as fast).
+WRITE_BUFFER_BYTES = 32 * 2**20
 
 
 class StructureTable:
@@ -301,7 +305,7 @@ class StructureTable:
         if append_only:
             fragments = write_fragments(
                 reader, self.uri, schema=reader.schema, storage_options=self.storage_options,
-                enable_stable_row_ids=True,
+                enable_stable_row_ids=True, data_cache_bytes=WRITE_BUFFER_BYTES,
             )
             transaction = lance.Transaction(
                 read_version=ds.version, operation=lance.LanceOperation.Append(fragments)
