@@ -19,6 +19,8 @@ used.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 from collections import deque
@@ -27,7 +29,8 @@ from typing import Any
 
 from .errors import ParameterError
 
-__all__ = ["SCHEDULERS", "CONNECT_TIMEOUT", "check_scheduler", "check_workers", "stream_map"]
+__all__ = ["SCHEDULERS", "CONNECT_TIMEOUT", "check_scheduler", "check_workers", "pooled",
+           "shared_pool", "stream_map"]
 
 SCHEDULERS = ("synchronous", "threads", "processes")
 #: Seconds :func:`stream_map` waits for a ``tcp://`` scheduler to answer.
@@ -172,10 +175,68 @@ def _unwrap(results) -> Iterator:
         yield value
 
 
+_SHARED: dict[tuple[str, int], Any] = {}  # (scheduler, workers) → the pool of an open scope
+
+
+def _new_pool(spec: str, n: int):
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if spec == "processes":
+        import multiprocessing
+
+        # Lance is not fork-safe: spawn, whatever dask's config says
+        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(n, thread_name_prefix="pesdata-dask")
+
+
+@contextlib.contextmanager
+def shared_pool(scheduler: str | None, workers: int | None = None) -> Iterator[None]:
+    """Keep one local pool for every :func:`stream_map` call made inside the block.
+
+    A command that makes several passes (``select``: describe the reference and the
+    candidates, the reference's statistics, gathers and searches) otherwise spawns a fresh
+    process pool per pass, and each new worker imports pesdata, torch and faiss again (a few
+    seconds a pass). Calls with another scheduler or worker count, ``synchronous``, ``None``
+    and ``tcp://`` are unaffected; a nested scope with the same pool is a no-op. The pool is
+    shut down when the block ends.
+
+    Parameters
+    ----------
+    scheduler, workers :
+        As for :func:`stream_map`.
+    """
+    spec, n = check_scheduler(scheduler), check_workers(workers)
+    if spec not in ("threads", "processes"):
+        yield
+        return
+    key = (spec, n or _default_workers())
+    if key in _SHARED:
+        yield
+        return
+    _SHARED[key] = pool = _new_pool(*key)
+    try:
+        yield
+    finally:
+        del _SHARED[key]
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pooled(func: Callable) -> Callable:
+    """Decorate a function with ``scheduler`` and ``workers`` keywords so that the whole call
+    runs inside :func:`shared_pool` (one pool for all its passes)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with shared_pool(kwargs.get("scheduler"), kwargs.get("workers")):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 def _local(func, items, spec: str, n: int, window: int) -> Iterator:
     """Windows of ``dask.delayed`` tasks over one pool; the next window computes while the
     caller consumes the current one (so at most two windows of results exist)."""
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     import dask
 
@@ -184,13 +245,10 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
             yield from dask.compute(*[dask.delayed(func, pure=False)(x) for x in chunk],
                                     scheduler="synchronous")
         return
-    if spec == "processes":
-        import multiprocessing
-
-        # Lance is not fork-safe: spawn, whatever dask's config says
-        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
-    else:
-        pool = ThreadPoolExecutor(n, thread_name_prefix="pesdata-dask")
+    pool = _SHARED.get((spec, n))
+    owned = pool is None
+    if owned:
+        pool = _new_pool(spec, n)
     half = max(1, window // 2)
 
     def compute(chunk):
@@ -214,7 +272,8 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
             yield from _unwrap(pending.result())
     finally:
         driver.shutdown(wait=True, cancel_futures=True)
-        pool.shutdown(wait=True, cancel_futures=True)
+        if owned:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def connect(address: str, timeout: float | None = None):

@@ -97,6 +97,31 @@ def test_stream_map_spreads_a_window_over_the_workers(spec):
     assert len(workers) == 2
 
 
+def test_shared_pool_keeps_one_pool_for_every_pass():
+    """Inside shared_pool, stream_map calls reuse one pool's workers (no fresh spawn per
+    pass); outside, each call spawns and shuts down its own."""
+    from pesdata import parallel
+
+    def pids():
+        return {pid for pid, _ in stream_map(_worker_after_a_nap, range(4),
+                                             scheduler="processes", workers=2)}
+
+    with parallel.shared_pool("processes", 2):
+        with parallel.shared_pool("processes", 2):  # nested: the same pool
+            first = pids()
+        second = pids()
+        assert list(stream_map(abs, [-1, -2], scheduler="threads", workers=2)) == [1, 2]
+        assert set(parallel._SHARED) == {("processes", 2)}
+    assert len(first) == 2 and second == first
+    assert not parallel._SHARED
+    assert pids().isdisjoint(first)  # the scope's workers are gone; a call spawns its own
+    with parallel.shared_pool(None), parallel.shared_pool("synchronous"):
+        assert not parallel._SHARED
+    with pytest.raises(ParameterError):
+        with parallel.shared_pool("nonsense"):
+            pass
+
+
 def _fail_late_or_early(x: int) -> int:
     import time
 

@@ -24,6 +24,7 @@ from ase.data import chemical_symbols
 
 from .._params import check_int
 from ..errors import ParameterError
+from ..parallel import pooled
 from . import ledger as _ledger
 from ._base import Environments
 from ._output import check_queue_path, keep, new_name, write_selected
@@ -247,6 +248,7 @@ def _place(df: pd.DataFrame, rows: np.ndarray, scores: pd.DataFrame) -> None:
         df.loc[rows, col] = pd.Series(list(scores[col]), dtype=object).to_numpy()
 
 
+@pooled  # one process pool for select's passes (describe, statistics, gathers, searches)
 def select(
     store,
     candidates: Candidates | str | os.PathLike | Sequence[str | os.PathLike],
