@@ -32,13 +32,12 @@ the :data:`~pesdata.select._nn.IVF_NPROBE` nearest cells, then re-ranks the
 cells, cells × features float32 — 139 kB for the 1,448 cells of 24 features at 10⁶ structures —
 travel with each task) and the cost per query falls from the element's rows to the cells plus
 ~``IVF_NPROBE / cells`` of the rows; filing a chunk's rows into the cells costs about as much
-as brute force for as many queries as there are cells, so a pass with fewer queries of an
-element than cells searches it by brute force (exact) instead; IVF pays from a few thousand
-query rows per element up (a selection's candidates, a calibration subsample). Like the
-in-memory IVF it is approximate: a distance is the true float64 distance to a real reference
-row, so never below the exact one, and equals it for the recalled queries (recall tested
-against float64 brute force and measured at 10⁶ structures by
-``benchmarks/bench_select_recall.py``).
+as brute force for as many queries as there are cells, so IVF pays from a few thousand query
+rows per element up (a selection's candidates, a calibration subsample) and costs up to a
+second per chunk more for a handful. Like the in-memory IVF it is approximate: a distance is
+the true float64 distance to a real reference row, so never below the exact one, and equals it
+for the recalled queries (recall tested against float64 brute force and measured at 10⁶
+structures by ``benchmarks/bench_select_recall.py``).
 """
 
 from __future__ import annotations
@@ -274,10 +273,8 @@ class StreamedReference:
             float64); ``own`` (positions among z's finite rows, or None) leaves each query's
             own row out (leave-one-out); ``cells`` (IVF centroids in that space, or None) makes
             each chunk search its rows of z through an IVF index over those cells instead of
-            brute force — when a pass carries at least as many queries of z as there are
-            cells (fewer are compared with every row: cheaper, and exact). Sent in blocks of
-            :data:`QUERY_VALUES` values, one pass over the reference per block, so a task's
-            payload stays bounded.
+            brute force. Sent in blocks of :data:`QUERY_VALUES` values, one
+            pass over the reference per block, so a task's payload stays bounded.
 
         Returns
         -------
@@ -291,12 +288,9 @@ class StreamedReference:
         longest = max((len(q[2]) for q in queries.values()), default=0)
         offsets = self._offsets()
         for a in range(0, max(longest, 1), block):  # bounded payload per task: one pass each
-            # fewer queries than cells: filing a chunk's rows into the cells would cost more
-            # than comparing the queries with every row, so brute force (exact) it is
             payload = {z: (np.asarray(mu, float), scale, np.asarray(q[a:a + block], np.float64),
                            None if own is None else np.asarray(own[a:a + block], np.int64),
-                           cells if cells is not None and len(q[a:a + block]) >= len(cells)
-                           else None)
+                           cells)
                        for z, (mu, scale, q, own, cells) in queries.items()
                        if len(q[a:a + block])}
             if not payload:
