@@ -23,6 +23,7 @@ import contextlib
 import functools
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -175,7 +176,15 @@ def _unwrap(results) -> Iterator:
         yield value
 
 
-_SHARED: dict[tuple[str, int], Any] = {}  # (scheduler, workers) → the pool of an open scope
+_SCOPES = threading.local()  # per thread: (scheduler, workers) → the pool of an open scope
+
+
+def _shared() -> dict[tuple[str, int], Any]:
+    """This thread's open :func:`shared_pool` scopes (another thread never sees them)."""
+    pools = getattr(_SCOPES, "pools", None)
+    if pools is None:
+        pools = _SCOPES.pools = {}
+    return pools
 
 
 def _new_pool(spec: str, n: int):
@@ -197,8 +206,9 @@ def shared_pool(scheduler: str | None, workers: int | None = None) -> Iterator[N
     candidates, the reference's statistics, gathers and searches) otherwise spawns a fresh
     process pool per pass, and each new worker imports pesdata, torch and faiss again (a few
     seconds a pass). Calls with another scheduler or worker count, ``synchronous``, ``None``
-    and ``tcp://`` are unaffected; a nested scope with the same pool is a no-op. The pool is
-    shut down when the block ends.
+    and ``tcp://`` are unaffected; a nested scope with the same pool is a no-op. The scope
+    belongs to the thread that opens it (other threads keep their own pools), a pool broken
+    by a dead worker is not reused, and the pool is shut down when the block ends.
 
     Parameters
     ----------
@@ -210,15 +220,19 @@ def shared_pool(scheduler: str | None, workers: int | None = None) -> Iterator[N
         yield
         return
     key = (spec, n or _default_workers())
-    if key in _SHARED:
+    pools = _shared()
+    if key in pools:
         yield
         return
-    _SHARED[key] = pool = _new_pool(*key)
+    pools[key] = pool = _new_pool(*key)
     try:
         yield
     finally:
-        del _SHARED[key]
-        pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            if pools.get(key) is pool:
+                del pools[key]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def pooled(func: Callable) -> Callable:
@@ -245,8 +259,8 @@ def _local(func, items, spec: str, n: int, window: int) -> Iterator:
             yield from dask.compute(*[dask.delayed(func, pure=False)(x) for x in chunk],
                                     scheduler="synchronous")
         return
-    pool = _SHARED.get((spec, n))
-    owned = pool is None
+    pool = _shared().get((spec, n))
+    owned = pool is None or getattr(pool, "_broken", False)  # a dead worker broke it: not reused
     if owned:
         pool = _new_pool(spec, n)
     half = max(1, window // 2)

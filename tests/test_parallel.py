@@ -111,15 +111,41 @@ def test_shared_pool_keeps_one_pool_for_every_pass():
             first = pids()
         second = pids()
         assert list(stream_map(abs, [-1, -2], scheduler="threads", workers=2)) == [1, 2]
-        assert set(parallel._SHARED) == {("processes", 2)}
+        assert set(parallel._shared()) == {("processes", 2)}
     assert len(first) == 2 and second == first
-    assert not parallel._SHARED
+    assert not parallel._shared()
     assert pids().isdisjoint(first)  # the scope's workers are gone; a call spawns its own
     with parallel.shared_pool(None), parallel.shared_pool("synchronous"):
-        assert not parallel._SHARED
+        assert not parallel._shared()
     with pytest.raises(ParameterError):
         with parallel.shared_pool("nonsense"):
             pass
+
+
+def test_shared_pool_belongs_to_its_thread():
+    """Another thread's scope is neither used nor shut down by this one's."""
+    import threading
+
+    from pesdata import parallel
+
+    inside, release, out = threading.Event(), threading.Event(), {}
+
+    def other():
+        with parallel.shared_pool("threads", 2):
+            out["pool"] = parallel._shared()[("threads", 2)]
+            inside.set()
+            release.wait(10)
+            out["after"] = list(stream_map(abs, [-3], scheduler="threads", workers=2))
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert inside.wait(10)
+    assert not parallel._shared()  # not this thread's scope
+    with parallel.shared_pool("threads", 2):
+        assert parallel._shared()[("threads", 2)] is not out["pool"]
+    release.set()
+    t.join(10)
+    assert out["after"] == [3]  # its pool outlived this thread's scope
 
 
 def _fail_late_or_early(x: int) -> int:
