@@ -290,7 +290,8 @@ def main(argv=None) -> int:
                 r = run_child("curate", store, inputs, w, args.scheduler)
                 if r.get("added") != size:  # a store left behind would make this a dedup run
                     raise SystemExit(f"curate into {store} added {r.get('added')} of {size} "
-                                     "frames: the store was not fresh")
+                                     "frames (a store left behind, or rejected frames): the "
+                                     "figures would not be a fresh curate's")
                 results.append({"step": "curate", "size": size, "workers": w, **r})
                 _show(results[-1])
             elif not store.is_dir():  # describe / select alone: the store an earlier run kept
