@@ -35,7 +35,8 @@ bench: install
 	$(PY) benchmarks/bench_accuracy.py Cu Si
 	$(PY) benchmarks/bench_ssw.py
 
-# ~1 h on 2 cores and ~1 GB of cached data (generated once, outside the repository)
+# ~1 h on 2 cores (the recall check ~3 min of it) and ~1 GB of cached data (generated once,
+# outside the repository)
 bench-scale: install
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_select_recall.py
