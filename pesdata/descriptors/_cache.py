@@ -49,9 +49,6 @@ __all__ = ["describe", "load_descriptors"]
 ROWS_PER_CHUNK = 4096
 
 
-_INDEX_SCHEMA = INDEX_SCHEMA
-
-
 def _group_dir(store, descriptor) -> Path:
     if not isinstance(descriptor, Descriptor):
         raise ParameterError(
@@ -64,8 +61,8 @@ def _group_dir(store, descriptor) -> Path:
 def _read_index(root: Path, columns: tuple[str, ...] | None = None) -> pa.Table:
     """All index entries (``columns`` of them) of a descriptor group; an unreadable file is
     corruption."""
-    schema = _INDEX_SCHEMA if columns is None else pa.schema(
-        [_INDEX_SCHEMA.field(c) for c in columns])
+    schema = INDEX_SCHEMA if columns is None else pa.schema(
+        [INDEX_SCHEMA.field(c) for c in columns])
     tables = []
     for f in sorted((root / "index").glob("*.parquet")):
         try:
@@ -256,7 +253,7 @@ def _write_segment(root: Path, group, feats: np.ndarray, ids: list[str], counts)
     arr[:] = feats
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     index = pa.table({"id": ids, "segment": [name] * len(ids), "first_row": first,
-                      "n_atoms": counts}, schema=_INDEX_SCHEMA)
+                      "n_atoms": counts}, schema=INDEX_SCHEMA)
     with atomic_path(root / "index" / f"{name}.parquet") as tmp:  # the commit point
         pq.write_table(index, tmp)
 
