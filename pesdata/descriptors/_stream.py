@@ -6,9 +6,9 @@ the copies made from them). :class:`DescriptorStream` serves the same rows, in t
 (structures in row order, atoms in order), as a sequence of :class:`ChunkPlan` — small,
 picklable instructions (which rows of which Zarr segments, and the atoms' elements) that any
 process seeing the store's directory reads with :meth:`ChunkPlan.read`. A Dask worker reads its
-own chunk; the driver holds one plan at a time plus a compact id → segment lookup (32 bytes
-per cached structure: the id's 16-byte digest, a segment code, a first row and a count; see
-:mod:`pesdata.descriptors._index`).
+own chunk; the driver holds one plan at a time plus each structure's segment code and first
+row, in row order (12 bytes per structure), joined once from the cache index when the stream
+opens (:mod:`pesdata.descriptors._index`: 32 bytes per cached structure while it is read).
 
 The checks are :func:`load_descriptors`'s: a structure without cached rows raises
 :class:`~pesdata.errors.ArtefactNotFound` when the stream is opened (before any work); an index
@@ -130,68 +130,72 @@ class DescriptorStream:
         keys = index.keys[order]
         index.keys = None
         first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
-        order, self._keys = order[first], keys[first]
-        del keys, first
+        order, keys = order[first], keys[first]
+        del first
         self._segments = index.segments
-        self._codes = index.codes[order]
-        index.codes = None
-        self._first = index.first[order]
-        index.first = None
-        self._n = index.n_atoms[order]
-        del index, order
-        self.n_structures, self.n_atoms = self._check_cached(descriptor)
+        self.n_structures, self.n_atoms = self._locate(
+            descriptor, keys, index.codes[order], index.first[order], index.n_atoms[order])
         release_arrow_memory()
 
-    def _lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Position in the sorted index of each id (fixed-width id text; -1: not cached)."""
-        return sorted_positions(self._keys, id_keys(ids))
-
-    def _check_cached(self, descriptor: Descriptor) -> tuple[int, int]:
-        missing = n = atoms = 0
+    def _locate(self, descriptor: Descriptor, keys, codes, first, n) -> tuple[int, int]:
+        """Join the version's rows (one scan of ids and atom counts) with the sorted index:
+        each row's segment code and first row, kept in row order (12 bytes a structure) so
+        that :meth:`plans` never searches the index again."""
+        total = len(self.snapshot)
+        self._row_code = np.zeros(total, np.int32)
+        self._row_first = np.zeros(total, np.int64)
+        missing = at = atoms = 0
+        wrong = None
         for batch in self.snapshot.batches(["id", "n_atoms"], ROWS_PER_READ):
-            pos = self._lookup(fixed_width(batch.column(0)))
-            missing += int((pos < 0).sum())
-            n += len(pos)
-            atoms += int(batch.column(1).to_numpy().sum())
+            ids = fixed_width(batch.column(0))
+            n_atoms = batch.column(1).to_numpy()
+            pos = sorted_positions(keys, id_keys(ids))
+            found = pos >= 0
+            missing += int((~found).sum())
+            if not found.any():  # an empty index too: nothing to take from it
+                at += len(pos)
+                atoms += int(n_atoms.sum())
+                continue
+            bad = np.flatnonzero(found & (n[np.maximum(pos, 0)] != n_atoms))
+            if len(bad) and wrong is None:
+                b, p = int(bad[0]), int(pos[bad[0]])
+                wrong = StoreCorruptError(
+                    f"{Path(self.root) / self._segments[codes[p]]}: the cache index gives "
+                    f"structure {ids[b].decode()} {n[p]} atoms; the table has {n_atoms[b]}")
+            self._row_code[at:at + len(pos)] = np.where(found, codes[np.maximum(pos, 0)], 0)
+            self._row_first[at:at + len(pos)] = np.where(found, first[np.maximum(pos, 0)], 0)
+            at += len(pos)
+            atoms += int(n_atoms.sum())
         if missing:
             raise ArtefactNotFound(
                 f"{missing} structure(s) of version {self.version} have no cached "
                 f"{descriptor.name} descriptors (config {descriptor.config_hash}); run "
                 f"`pesdata describe` first")
-        return n, atoms
+        if wrong is not None:
+            raise wrong
+        return at, atoms
 
     def __len__(self) -> int:
         return self.n_structures
 
     def plans(self) -> Iterator[ChunkPlan]:
-        """The chunks, in the version's row order (cheap: reads ids and elements only)."""
+        """The chunks, in the version's row order (cheap: reads atom counts and elements)."""
         pending: list = []
         rows = structures = 0
         start = atom = k = 0
-        for batch in self.snapshot.batches(["id", "n_atoms", "numbers"], ROWS_PER_READ):
-            ids = fixed_width(batch.column(0))
-            n_atoms = batch.column(1).to_numpy().astype(np.int64)
-            numbers = batch.column(2).flatten().to_numpy().astype(np.int16)
-            pos = self._lookup(ids)
-            if (pos < 0).any():
-                lost = ids[int(np.argmax(pos < 0))].decode()
-                raise ArtefactNotFound(f"structure {lost} lost its cached descriptors while "
-                                       "being read")
-            bad = np.flatnonzero(self._n[pos] != n_atoms)
-            if len(bad):
-                b = int(bad[0])
-                raise StoreCorruptError(
-                    f"{Path(self.root) / self._segments[self._codes[pos[b]]]}: the cache index "
-                    f"gives structure {ids[b].decode()} {self._n[pos[b]]} atoms; the table has "
-                    f"{n_atoms[b]}")
+        base = 0  # the version row of the batch's first structure
+        for batch in self.snapshot.batches(["n_atoms", "numbers"], ROWS_PER_READ):
+            n_atoms = batch.column(0).to_numpy().astype(np.int64)
+            numbers = batch.column(1).flatten().to_numpy().astype(np.int16)
             offsets = np.r_[0, np.cumsum(n_atoms)]
             lo = 0
-            while lo < len(pos):
+            while lo < len(n_atoms):
                 # take structures until the chunk holds chunk_rows rows
                 room = self.chunk_rows - rows
                 hi = int(np.searchsorted(offsets, offsets[lo] + room, side="right"))
-                hi = min(max(hi - 1, lo + 1), len(pos))
-                pending.append((pos[lo:hi], numbers[offsets[lo]:offsets[hi]]))
+                hi = min(max(hi - 1, lo + 1), len(n_atoms))
+                pending.append((np.arange(base + lo, base + hi), n_atoms[lo:hi],
+                                numbers[offsets[lo]:offsets[hi]]))
                 rows += int(offsets[hi] - offsets[lo])
                 structures += hi - lo
                 lo = hi
@@ -199,21 +203,23 @@ class DescriptorStream:
                     yield self._plan(k, start, structures, atom, pending)
                     k, start, atom = k + 1, start + structures, atom + rows
                     pending, rows, structures = [], 0, 0
+            base += len(n_atoms)
         if pending or k == 0:
             yield self._plan(k, start, structures, atom, pending)
 
     def _plan(self, k: int, start: int, structures: int, atom: int, pending: list) -> ChunkPlan:
-        pos = (np.concatenate([p for p, _ in pending]) if pending
+        pos = (np.concatenate([p for p, _, _ in pending]) if pending
                else np.zeros(0, np.int64))
-        numbers = (np.concatenate([z for _, z in pending]) if pending
+        n = (np.concatenate([c for _, c, _ in pending]) if pending
+             else np.zeros(0, np.int64))
+        numbers = (np.concatenate([z for _, _, z in pending]) if pending
                    else np.zeros(0, np.int16))
-        n = self._n[pos]
         dst_first = np.r_[0, np.cumsum(n)[:-1]] if len(n) else np.zeros(0, np.int64)
         # per atom: its structure's entry, its row in the segment and its row in the chunk
         owner = np.repeat(np.arange(len(pos)), n)
         within = np.arange(int(n.sum())) - np.repeat(dst_first, n)
-        src = self._first[pos][owner] + within
-        codes = self._codes[pos][owner]
+        src = self._row_first[pos][owner] + within
+        codes = self._row_code[pos][owner]
         segments = []
         for c in np.unique(codes):
             rows = np.flatnonzero(codes == c)
