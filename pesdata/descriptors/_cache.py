@@ -42,7 +42,8 @@ from ..errors import (
     from_os_error,
 )
 from ._base import Descriptor
-from ._index import INDEX_SCHEMA, fixed_width, id_keys, read_index_arrays, sorted_positions
+from ._index import INDEX_SCHEMA, fixed_width
+from ._locate import Locations, locate
 
 __all__ = ["describe", "load_descriptors"]
 
@@ -93,9 +94,9 @@ def describe(
     """Compute and cache per-atom descriptors for every structure of a version.
 
     Only structures whose ``id`` is not cached yet are computed. The version's ids are read in
-    batches and the segments computed one batch at a time, so memory stays flat with the
-    number of structures; what grows is the set of cached ids (a 16-byte digest per cached
-    structure).
+    batches and the segments computed one batch at a time, and which structures are cached is
+    found by a join spilled to disk above a size (:func:`~pesdata.descriptors._locate.locate`),
+    so memory stays flat with the number of structures.
 
     Parameters
     ----------
@@ -152,14 +153,14 @@ def describe(
         group = zarr.open_group(root, mode="a")
         if group.attrs.get("config") != descriptor.config():  # a cached group is not rewritten
             group.attrs["config"] = descriptor.config()
-    done = _cached_ids(root)
-    total = sum(len(rows) for rows, _ in _uncached(snap, done, _SCAN_ROWS))
+    located = locate(snap, root)
+    total = located.missing
     # the store's absolute directory: dask.distributed workers may run elsewhere
     tasks = ((str(store.root), None, snap.version, descriptor, str(root), rows, ids)
-             for rows, ids in _uncached(snap, done, batch_size))
+             for rows, ids in _uncached(snap, located, batch_size))
     computed = n_atoms = 0
     results = stream_map(_segment_task, tasks, scheduler=scheduler, workers=workers)
-    with contextlib.closing(results):  # a failing progress callback shuts the pool down
+    with contextlib.closing(results), contextlib.closing(located):
         for n_structures, atoms in results:
             computed += n_structures
             n_atoms += atoms
@@ -176,23 +177,20 @@ def describe(
     }
 
 
-_SCAN_ROWS = 65536  # ids (or numbers) read per batch when scanning a version
+_SCAN_ROWS = 65536  # ids read per batch when scanning a version
 
 
-def _cached_ids(root: Path) -> np.ndarray:
-    """The ids the cache holds, sorted, as 16-byte keys (:func:`~._index.id_keys`)."""
-    return np.unique(read_index_arrays(root, locations=False).keys)
-
-
-def _uncached(snap, done: np.ndarray, size: int):
-    """(rows, ids) of the version's structures not in ``done``, ``size`` at a time, in row
+def _uncached(snap, located: Locations, size: int):
+    """(rows, ids) of the version's structures with no cache entry, ``size`` at a time, in row
     order (streamed: the version's ids are never all in memory)."""
     rows: list[int] = []
     ids: list[str] = []
     offset = 0
+    if not located.missing:
+        return
     for batch in snap.batches(["id"], _SCAN_ROWS):
         col = fixed_width(batch.column(0))
-        new = np.flatnonzero(sorted_positions(done, id_keys(col)) < 0)
+        new = np.flatnonzero(located.read(offset, offset + len(col))["code"] < 0)
         for k in new:
             rows.append(offset + int(k))
             ids.append(col[k].decode())

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreCorruptError
 
-__all__ = ["IndexArrays", "fixed_width", "id_keys", "read_index_arrays", "sorted_positions"]
+__all__ = ["IndexArrays", "fixed_width", "id_keys", "index_files", "iter_index",
+           "read_index_arrays", "sorted_positions"]
 
 INDEX_SCHEMA = pa.schema(
     [("id", pa.string()), ("segment", pa.string()), ("first_row", pa.int64()),
@@ -120,6 +121,71 @@ class IndexArrays:
     n_atoms: np.ndarray | None = None
 
 
+def index_files(root: Path, locations: bool = True) -> tuple[list[Path], int]:
+    """A descriptor group's index files, in order, and their total number of entries (from the
+    Parquet footers; one file open at a time, there are thousands).
+
+    Raises
+    ------
+    StoreCorruptError
+        An index file is unreadable or lacks a column (the message names it).
+    """
+    files = sorted((Path(root) / "index").glob("*.parquet"))
+    names = set(INDEX_SCHEMA.names if locations else ("id",))
+    total = 0
+    for f in files:
+        try:
+            meta = pq.read_metadata(f)
+            missing = names - set(meta.schema.to_arrow_schema().names)
+            total += meta.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
+        if missing:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index (no column(s) "
+                                    f"{', '.join(sorted(missing))})")
+    return files, total
+
+
+def iter_index(files: list[Path], segments: dict[str, int] | None = None):
+    """The entries of ``files`` in order, :data:`READ_ROWS` at a time, as arrays.
+
+    Parameters
+    ----------
+    files : list of Path
+        Index files (:func:`index_files`).
+    segments : dict, optional
+        Segment name → code, filled as names are met; ``None``: keys only.
+
+    Yields
+    ------
+    (keys, codes, first, n_atoms)
+        ``S16`` keys (:func:`id_keys`); with ``segments``, int32 segment codes, int64 first rows
+        and int32 atom counts, else ``None`` for the three.
+
+    Raises
+    ------
+    StoreCorruptError
+        An index file is unreadable (the message names it).
+    """
+    names = list(INDEX_SCHEMA.names if segments is not None else ("id",))
+    for f in files:
+        try:
+            with pq.ParquetFile(f) as pf:
+                for batch in pf.iter_batches(batch_size=READ_ROWS, columns=names):
+                    keys = id_keys(batch.column("id").cast(pa.string()))
+                    if segments is None:
+                        yield keys, None, None, None
+                        continue
+                    seg = pc.dictionary_encode(batch.column("segment").cast(pa.string()))
+                    local = np.array([segments.setdefault(s, len(segments))
+                                      for s in seg.dictionary.to_pylist()], dtype=np.int32)
+                    yield (keys, local[seg.indices.to_numpy()],
+                           batch.column("first_row").cast(pa.int64()).to_numpy(),
+                           batch.column("n_atoms").cast(pa.int64()).to_numpy().astype(np.int32))
+        except (OSError, KeyError, pa.ArrowException) as exc:
+            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
+
+
 def read_index_arrays(root: Path, locations: bool = True) -> IndexArrays:
     """Read a descriptor group's index compactly (keys only unless ``locations``).
 
@@ -128,46 +194,25 @@ def read_index_arrays(root: Path, locations: bool = True) -> IndexArrays:
     StoreCorruptError
         An index file is unreadable or lacks a column (the message names it).
     """
-    files = sorted((Path(root) / "index").glob("*.parquet"))
-    names = list(INDEX_SCHEMA.names if locations else ("id",))
-    total = 0
-    for f in files:  # the sizes first, one file open at a time (there are thousands)
-        try:
-            meta = pq.read_metadata(f)
-            missing = set(names) - set(meta.schema.to_arrow_schema().names)
-            total += meta.num_rows
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
-        if missing:
-            raise StoreCorruptError(f"{f}: unreadable descriptor cache index (no column(s) "
-                                    f"{', '.join(sorted(missing))})")
+    files, total = index_files(root, locations)
     out = IndexArrays(np.empty(total, "S16"))
     if locations:
         out.codes = np.empty(total, np.int32)
         out.first = np.empty(total, np.int64)
         out.n_atoms = np.empty(total, np.int32)
-    segments: dict[str, int] = {}
+    segments: dict[str, int] | None = {} if locations else None
     at = 0
-    for f in files:
-        try:
-            with pq.ParquetFile(f) as pf:
-                for batch in pf.iter_batches(batch_size=READ_ROWS, columns=names):
-                    m = batch.num_rows
-                    if at + m > total:
-                        raise ValueError("more rows than its metadata says")
-                    out.keys[at:at + m] = id_keys(batch.column("id").cast(pa.string()))
-                    if locations:
-                        seg = pc.dictionary_encode(batch.column("segment").cast(pa.string()))
-                        local = np.array([segments.setdefault(s, len(segments))
-                                          for s in seg.dictionary.to_pylist()], dtype=np.int32)
-                        out.codes[at:at + m] = local[seg.indices.to_numpy()]
-                        out.first[at:at + m] = batch.column("first_row").cast(
-                            pa.int64()).to_numpy()
-                        out.n_atoms[at:at + m] = batch.column("n_atoms").cast(
-                            pa.int64()).to_numpy()
-                    at += m
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
+    for keys, codes, first, n_atoms in iter_index(files, segments):
+        m = len(keys)
+        if at + m > total:
+            raise StoreCorruptError(f"{Path(root) / 'index'}: the index files hold more "
+                                    f"entries than their metadata says ({total})")
+        out.keys[at:at + m] = keys
+        if locations:
+            out.codes[at:at + m] = codes
+            out.first[at:at + m] = first
+            out.n_atoms[at:at + m] = n_atoms
+        at += m
     if at != total:
         raise StoreCorruptError(f"{Path(root) / 'index'}: the index files hold {at} entries, "
                                 f"their metadata {total}")

@@ -7,8 +7,10 @@ the copies made from them). :class:`DescriptorStream` serves the same rows, in t
 picklable instructions (which rows of which Zarr segments, and the atoms' elements) that any
 process seeing the store's directory reads with :meth:`ChunkPlan.read`. A Dask worker reads its
 own chunk; the driver holds one plan at a time plus each structure's segment code and first
-row, in row order (12 bytes per structure), joined once from the cache index when the stream
-opens (:mod:`pesdata.descriptors._index`: 32 bytes per cached structure while it is read).
+row, in row order, joined once from the cache index when the stream opens
+(:func:`~pesdata.descriptors._locate.locate`: in memory for small versions, spilled to a
+temporary file of 12 bytes per structure above that, so the driver's memory does not grow with
+the version).
 
 The checks are :func:`load_descriptors`'s: a structure without cached rows raises
 :class:`~pesdata.errors.ArtefactNotFound` when the stream is opened (before any work); an index
@@ -28,7 +30,7 @@ from .._params import check_int
 from ..errors import ArtefactNotFound, StoreCorruptError
 from ._base import Descriptor
 from ._cache import _group_dir, _open_group, _read_segment, release_arrow_memory
-from ._index import fixed_width, id_keys, read_index_arrays, sorted_positions
+from ._locate import locate
 
 __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 
@@ -125,55 +127,21 @@ class DescriptorStream:
         self.feature_names = tuple(descriptor.feature_names)
         self.chunk_rows = (max(1, CHUNK_VALUES // max(self.n_features, 1)) if chunk_rows is None
                            else check_int("chunk_rows", chunk_rows))
-        index = read_index_arrays(root)
-        order = np.argsort(index.keys, kind="stable")  # equal ids: the first index entry wins
-        keys = index.keys[order]
-        index.keys = None
-        first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
-        order, keys = order[first], keys[first]
-        del first
-        self._segments = index.segments
-        self.n_structures, self.n_atoms = self._locate(
-            descriptor, keys, index.codes[order], index.first[order], index.n_atoms[order])
-        release_arrow_memory()
-
-    def _locate(self, descriptor: Descriptor, keys, codes, first, n) -> tuple[int, int]:
-        """Join the version's rows (one scan of ids and atom counts) with the sorted index:
-        each row's segment code and first row, kept in row order (12 bytes a structure) so
-        that :meth:`plans` never searches the index again."""
-        total = len(self.snapshot)
-        self._row_code = np.zeros(total, np.int32)
-        self._row_first = np.zeros(total, np.int64)
-        missing = at = atoms = 0
-        wrong = None
-        for batch in self.snapshot.batches(["id", "n_atoms"], ROWS_PER_READ):
-            ids = fixed_width(batch.column(0))
-            n_atoms = batch.column(1).to_numpy()
-            pos = sorted_positions(keys, id_keys(ids))
-            found = pos >= 0
-            missing += int((~found).sum())
-            if not found.any():  # an empty index too: nothing to take from it
-                at += len(pos)
-                atoms += int(n_atoms.sum())
-                continue
-            bad = np.flatnonzero(found & (n[np.maximum(pos, 0)] != n_atoms))
-            if len(bad) and wrong is None:
-                b, p = int(bad[0]), int(pos[bad[0]])
-                wrong = StoreCorruptError(
-                    f"{Path(self.root) / self._segments[codes[p]]}: the cache index gives "
-                    f"structure {ids[b].decode()} {n[p]} atoms; the table has {n_atoms[b]}")
-            self._row_code[at:at + len(pos)] = np.where(found, codes[np.maximum(pos, 0)], 0)
-            self._row_first[at:at + len(pos)] = np.where(found, first[np.maximum(pos, 0)], 0)
-            at += len(pos)
-            atoms += int(n_atoms.sum())
-        if missing:
+        self._locations = locate(self.snapshot, root)
+        loc = self._locations
+        self._segments = loc.segments
+        if loc.missing:
             raise ArtefactNotFound(
-                f"{missing} structure(s) of version {self.version} have no cached "
+                f"{loc.missing} structure(s) of version {self.version} have no cached "
                 f"{descriptor.name} descriptors (config {descriptor.config_hash}); run "
                 f"`pesdata describe` first")
-        if wrong is not None:
-            raise wrong
-        return at, atoms
+        if loc.mismatch is not None:
+            bad = loc.mismatch
+            raise StoreCorruptError(
+                f"{Path(self.root) / bad.segment}: the cache index gives structure {bad.id} "
+                f"{bad.cached} atoms; the table has {bad.table}")
+        self.n_structures, self.n_atoms = loc.n_rows, loc.n_atoms
+        release_arrow_memory()
 
     def __len__(self) -> int:
         return self.n_structures
@@ -218,8 +186,9 @@ class DescriptorStream:
         # per atom: its structure's entry, its row in the segment and its row in the chunk
         owner = np.repeat(np.arange(len(pos)), n)
         within = np.arange(int(n.sum())) - np.repeat(dst_first, n)
-        src = self._row_first[pos][owner] + within
-        codes = self._row_code[pos][owner]
+        loc = self._locations.read(start, start + structures)
+        src = loc["first"][pos - start][owner] + within
+        codes = loc["code"][pos - start][owner]
         segments = []
         for c in np.unique(codes):
             rows = np.flatnonzero(codes == c)
