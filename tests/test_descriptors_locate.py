@@ -63,7 +63,7 @@ def _expected(st, root: Path):
 def _check(loc, expected):
     got = loc.read(0, loc.n_rows)
     assert len(got) == loc.n_rows == len(expected)
-    for (code, first), (seg, row, n_cached, n_table) in zip(got.tolist(), expected, strict=True):
+    for (code, first), (seg, row, _, _) in zip(got.tolist(), expected, strict=True):
         if seg is None:
             assert code == -1
         else:

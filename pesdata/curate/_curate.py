@@ -15,6 +15,7 @@ from ..errors import InputError, ParameterError, ValidationError, from_os_error
 from ..frames import Frame, LabelKeys, chemical_formula, frames_to_table, reduced_formula
 from ..io import detect_format, read_frames
 from ._batches import _parallel_batches, iter_batches, validate_batch
+from ._population import flag_outliers
 from ._report import CurateReport
 from ._spool import Spool
 from ._stats import RunStats, SeenIndex
@@ -185,7 +186,8 @@ def curate(
                     batch_size, progress, unmapped, (scheduler, workers),
                 )
             report.warnings = unmapped.warnings()
-            _population(positions, population_checks, spool, report)
+            with _disk_errors(store):
+                _population(positions, population_checks, spool, report)
             if report.rejected and not quarantine:
                 raise ValidationError(
                     f"{len(report.rejected)} of {report.read} frame(s) invalid, nothing written "
@@ -331,7 +333,7 @@ def _ingest(
     Returns the per-spooled-row statistics used by the population validators.
     """
     seen = SeenIndex()
-    stats = RunStats()
+    stats = RunStats(spool.dir / "stats.bin")
     schema = ds.schema
     current = {"path": ""}
 
@@ -415,11 +417,7 @@ def _population(stats, population_checks, spool, report) -> None:
     """Run the outlier validators over the spooled rows; reject and drop the outliers."""
     if not len(stats) or not population_checks:
         return
-    arrays = stats.arrays()
-    flagged: dict[int, list[Issue]] = {}
-    for check in population_checks:
-        for idx, issue in check.check_population(arrays).items():
-            flagged.setdefault(idx, []).append(issue)
+    flagged = flag_outliers(stats, population_checks, spool.dir / "population")
     for idx in sorted(flagged):
         pos, kind = stats.row(idx)
         if pos in spool.dropped:

@@ -5,19 +5,22 @@ the scalars the population (outlier) validators compare once all rows are in. Ke
 objects (an id string, a :class:`~pesdata.curate.dedup.Seen`, a position tuple, a source string
 and a population key per row) that cost ~750 bytes per structure, so a million-frame curate
 grew by ~0.7 GB. Here a row costs 24 bytes of sorted arrays in :class:`SeenIndex` (the id's
-two 64-bit halves and the packed position) and 28 bytes of typed arrays in :class:`RunStats`;
-the source of a rejected outlier is read back from the spool.
+two 64-bit halves and the packed position), and its 28 bytes of statistics in
+:class:`RunStats` go to a file in the spool directory every 65,536 rows (read back by
+:mod:`pesdata.curate._population` in bounded memory); the source of a rejected outlier is read
+back from the spool.
 """
 
 from __future__ import annotations
 
-from array import array
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from .dedup import Seen
 
-__all__ = ["RunStats", "SeenIndex"]
+__all__ = ["STAT_REC", "RunStats", "SeenIndex", "records_arrays"]
 
 _KINDS = ("added", "relabelled")
 _ROW_BITS = 32
@@ -182,20 +185,38 @@ class SeenIndex:
         self._hits = self._lookup(self._batch)  # rows moved: the batch's keys, looked up again
 
 
-class RunStats:
-    """Per spooled row: spool position, kind, population, largest force, energy per atom."""
+#: One spooled row's statistics: packed spool position and kind, population code, largest
+#: force and energy per atom (28 bytes).
+STAT_REC = np.dtype([("pos", "<i8"), ("group", "<i4"), ("fmax", "<f8"),
+                     ("energy_per_atom", "<f8")])
+#: Rows kept in memory before they are appended to the run's statistics file.
+STAT_MEM_ROWS = 1 << 16
 
-    def __init__(self) -> None:
-        self._pos = array("q")
-        self._group = array("i")
-        self._fmax = array("d")
-        self._energy = array("d")
+
+class RunStats:
+    """Per spooled row: spool position, kind, population, largest force, energy per atom.
+
+    The rows are appended to ``path`` (a file in the run's spool directory) every
+    :data:`STAT_MEM_ROWS` rows, so memory does not grow with the run; without a path they stay
+    in memory.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._buf = np.empty(STAT_MEM_ROWS, STAT_REC)
+        self._n_buf = 0
+        self._n_file = 0
         self.keys: list[str] = []  # population keys, in order of first appearance
         self.populations: dict[str, dict] = {}  # key → its fields (method, composition, ...)
         self._key_index: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._pos)
+        return self._n_file + self._n_buf
+
+    @property
+    def spilled(self) -> bool:
+        """Whether some rows were written to the file."""
+        return self._n_file > 0
 
     def record(self, pos: tuple[int, int], kind: str, key: str, population: dict,
                fmax: float, energy_per_atom: float) -> None:
@@ -205,21 +226,49 @@ class RunStats:
             k = self._key_index[key] = len(self.keys)
             self.keys.append(key)
             self.populations[key] = population
-        self._pos.append(_pack(pos, False, kind))
-        self._group.append(k)
-        self._fmax.append(fmax)
-        self._energy.append(energy_per_atom)
+        if self._n_buf == len(self._buf):
+            if self.path is None:
+                self._buf = np.resize(self._buf, 2 * len(self._buf))
+            else:
+                self._flush()
+        self._buf[self._n_buf] = (_pack(pos, False, kind), k, fmax, energy_per_atom)
+        self._n_buf += 1
+
+    def _flush(self) -> None:
+        with open(self.path, "ab") as fh:
+            fh.write(self._buf[:self._n_buf].tobytes())
+        self._n_file += self._n_buf
+        self._n_buf = 0
 
     def row(self, idx: int) -> tuple[tuple[int, int], str]:
         """Spool position and kind of row ``idx``."""
-        pos, _, kind = _unpack(self._pos[idx])
+        if idx < self._n_file:
+            rec = np.fromfile(self.path, dtype=STAT_REC, count=1,
+                              offset=idx * STAT_REC.itemsize)[0]
+        else:
+            rec = self._buf[idx - self._n_file]
+        pos, _, kind = _unpack(int(rec["pos"]))
         return pos, kind
 
+    def chunks(self, rows: int = STAT_MEM_ROWS) -> Iterator[np.ndarray]:
+        """All rows as :data:`STAT_REC` records, ``rows`` at a time (the file's, then memory's)."""
+        for lo in range(0, self._n_file, rows):
+            yield np.fromfile(self.path, dtype=STAT_REC, count=min(rows, self._n_file - lo),
+                              offset=lo * STAT_REC.itemsize)
+        if self._n_buf:
+            yield self._buf[:self._n_buf]
+
     def arrays(self) -> dict:
-        """What the population validators read: ``group`` (object array of keys), ``fmax``,
-        ``energy_per_atom`` and ``populations``."""
-        keys = np.array(self.keys, dtype=object)
-        return {"group": keys[np.frombuffer(self._group, dtype=np.int32)],
-                "fmax": np.frombuffer(self._fmax, dtype=float),
-                "energy_per_atom": np.frombuffer(self._energy, dtype=float),
-                "populations": self.populations}
+        """What the population validators read, all rows at once: ``group`` (object array of
+        keys), ``fmax``, ``energy_per_atom`` and ``populations``."""
+        rec = np.concatenate(list(self.chunks())) if len(self) else np.zeros(0, STAT_REC)
+        return records_arrays(rec, self.keys, self.populations)
+
+
+def records_arrays(rec: np.ndarray, keys: list[str], populations: dict) -> dict:
+    """The validators' view (see :meth:`RunStats.arrays`) of some :data:`STAT_REC` records."""
+    names = np.array(keys, dtype=object)
+    return {"group": names[rec["group"]] if len(names) else np.zeros(0, object),
+            "fmax": np.ascontiguousarray(rec["fmax"]),
+            "energy_per_atom": np.ascontiguousarray(rec["energy_per_atom"]),
+            "populations": populations}

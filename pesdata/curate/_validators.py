@@ -401,16 +401,15 @@ class _OutlierValidator:
             z = robust_z(values[idx], self.mad_floor)
             population = {**described.get(key, {"group": str(key)}), "n": int(idx.size)}
             for k in np.flatnonzero(np.abs(z) > self.threshold):
-                msg = self.message.format(
-                    stat=self.stat,
-                    value=values[idx[k]],
-                    z=z[k],
-                    threshold=self.threshold,
-                    n=idx.size,
-                    population=key,
-                )
-                out[int(idx[k])] = Issue(self.name, self.field, msg, population=population)
+                out[int(idx[k])] = self.issue(values[idx[k]], z[k], key, population)
         return out
+
+    def issue(self, value: float, z: float, key, population: dict) -> Issue:
+        """The issue of an outlier: ``value`` with robust z-score ``z`` in group ``key``
+        (``population`` holds the group's fields and its size ``n``)."""
+        msg = self.message.format(stat=self.stat, value=value, z=z, threshold=self.threshold,
+                                  n=population["n"], population=key)
+        return Issue(self.name, self.field, msg, population=population)
 
 
 class ForceOutlierValidator(_OutlierValidator):

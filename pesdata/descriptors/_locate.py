@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._spill import Parts
 from ._index import fixed_width, id_keys, index_files, iter_index, sorted_positions
 
 __all__ = ["LOCATION", "MEM_ENTRIES", "Locations", "Mismatch", "locate"]
@@ -99,44 +100,6 @@ class Locations:
             self._tmp.cleanup()
 
 
-class _Parts:
-    """``n`` append-only record lists, in memory or as files under ``dir``."""
-
-    def __init__(self, n: int, dtype: np.dtype, dir: Path | None) -> None:
-        self.n, self.dtype, self.dir = n, dtype, dir
-        self._mem: list[list[np.ndarray]] | None = [[] for _ in range(n)] if dir is None else None
-        if dir is not None:
-            dir.mkdir()
-
-    def add(self, part: np.ndarray, recs: np.ndarray) -> None:
-        """Append ``recs[i]`` to part ``part[i]`` (order within a part kept)."""
-        if self.n == 1:
-            groups = [(0, recs)]
-        else:
-            order = np.argsort(part, kind="stable")
-            bounds = np.searchsorted(part[order], np.arange(self.n + 1))
-            groups = [(p, recs[order[bounds[p]:bounds[p + 1]]]) for p in range(self.n)
-                      if bounds[p + 1] > bounds[p]]
-        for p, chunk in groups:
-            if self._mem is not None:
-                self._mem[p].append(chunk)
-            else:
-                with open(self.dir / f"{p:05d}", "ab") as fh:
-                    fh.write(chunk.tobytes())
-
-    def take(self, p: int) -> np.ndarray:
-        """Part ``p``'s records (its memory or file is released)."""
-        if self._mem is not None:
-            chunks, self._mem[p] = self._mem[p], []
-            return np.concatenate(chunks) if chunks else np.zeros(0, self.dtype)
-        path = self.dir / f"{p:05d}"
-        if not path.exists():
-            return np.zeros(0, self.dtype)
-        out = np.fromfile(path, dtype=self.dtype)
-        path.unlink()
-        return out
-
-
 def _part(keys: np.ndarray, bits: int) -> np.ndarray:
     """The partition of each ``S16`` key: its leading ``bits`` bits."""
     if bits == 0:
@@ -198,12 +161,12 @@ def _join(snapshot, files, n_rows: int, bits: int, wbits: int, tmp) -> Locations
     spill = None if tmp is None else Path(tmp.name)
     parts = 1 << bits
     segments: dict[str, int] = {}
-    index = _Parts(parts, _INDEX_REC, spill and spill / "index")
+    index = Parts(parts, _INDEX_REC, spill and spill / "index")
     for keys, codes, first, n in iter_index(files, segments):  # 1. the index, partitioned
         rec = np.empty(len(keys), _INDEX_REC)
         rec["key"], rec["code"], rec["first"], rec["n"] = keys, codes, first, n
         index.add(_part(keys, bits), rec)
-    rows = _Parts(parts, _ROW_REC, spill and spill / "rows")
+    rows = Parts(parts, _ROW_REC, spill and spill / "rows")
     at = n_atoms = 0
     for batch in snapshot.batches(["id", "n_atoms"], SCAN_ROWS):  # 2. the version's rows
         keys = id_keys(fixed_width(batch.column(0)))
@@ -215,7 +178,7 @@ def _join(snapshot, files, n_rows: int, bits: int, wbits: int, tmp) -> Locations
         rows.add(_part(keys, bits), rec)
     names = np.array(list(segments), dtype=object)
     windows = max(1, -(-n_rows // (1 << wbits))) if spill is not None else 1
-    out = _Parts(windows, _OUT_REC, spill and spill / "out")
+    out = Parts(windows, _OUT_REC, spill and spill / "out")
     missing, mismatch = 0, None
     for p in range(parts):  # 3. joined partition by partition
         idx = index.take(p)

@@ -1,0 +1,73 @@
+"""Record lists spilled to disk: the building block of the joins and group-bys that keep memory
+flat in the number of structures (:mod:`pesdata.descriptors._locate`,
+:mod:`pesdata.curate._population`).
+
+A :class:`Parts` is ``n`` append-only lists of NumPy records, kept in memory when the caller
+knows they are small and as one raw file each otherwise: records are appended in batches (each
+routed to its part), and a part is taken back whole, in the order it was appended, once the
+caller has bounded its size (by partitioning on a hash or a row window).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Parts"]
+
+
+class Parts:
+    """``n`` append-only record lists, in memory or as files under ``dir``."""
+
+    def __init__(self, n: int, dtype: np.dtype, dir: Path | None) -> None:
+        self.n, self.dtype, self.dir = n, dtype, dir
+        self._mem: list[list[np.ndarray]] | None = [[] for _ in range(n)] if dir is None else None
+        if dir is not None:
+            dir.mkdir()
+
+    def add(self, part: np.ndarray, recs: np.ndarray) -> None:
+        """Append ``recs[i]`` to part ``part[i]`` (order within a part kept)."""
+        if self.n == 1:
+            groups = [(0, recs)]
+        else:
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(self.n + 1))
+            groups = [(p, recs[order[bounds[p]:bounds[p + 1]]]) for p in range(self.n)
+                      if bounds[p + 1] > bounds[p]]
+        for p, chunk in groups:
+            if self._mem is not None:
+                self._mem[p].append(chunk)
+            else:
+                with open(self.dir / f"{p:05d}", "ab") as fh:
+                    fh.write(chunk.tobytes())
+
+    def take(self, p: int) -> np.ndarray:
+        """Part ``p``'s records (its memory or file is released)."""
+        if self._mem is not None:
+            chunks, self._mem[p] = self._mem[p], []
+            return np.concatenate(chunks) if chunks else np.zeros(0, self.dtype)
+        path = self.dir / f"{p:05d}"
+        if not path.exists():
+            return np.zeros(0, self.dtype)
+        out = np.fromfile(path, dtype=self.dtype)
+        path.unlink()
+        return out
+
+    def size(self, p: int) -> int:
+        """Records in part ``p``."""
+        if self._mem is not None:
+            return sum(len(c) for c in self._mem[p])
+        path = self.dir / f"{p:05d}"
+        return path.stat().st_size // self.dtype.itemsize if path.exists() else 0
+
+    def chunks(self, p: int, rows: int):
+        """Part ``p``'s records, ``rows`` at a time, in order (the part is kept)."""
+        if self._mem is not None:
+            yield from self._mem[p]
+            return
+        path = self.dir / f"{p:05d}"
+        n = self.size(p)
+        for lo in range(0, n, rows):
+            yield np.fromfile(path, dtype=self.dtype, count=min(rows, n - lo),
+                              offset=lo * self.dtype.itemsize)
