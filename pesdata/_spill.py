@@ -28,6 +28,8 @@ class Parts:
 
     def add(self, part: np.ndarray, recs: np.ndarray) -> None:
         """Append ``recs[i]`` to part ``part[i]`` (order within a part kept)."""
+        if len(part) and (int(part.min()) < 0 or int(part.max()) >= self.n):
+            raise ValueError(f"part out of range 0..{self.n - 1}")
         if self.n == 1:
             groups = [(0, recs)]
         else:
@@ -71,3 +73,60 @@ class Parts:
         for lo in range(0, n, rows):
             yield np.fromfile(path, dtype=self.dtype, count=min(rows, n - lo),
                               offset=lo * self.dtype.itemsize)
+
+
+class RecordLog:
+    """An append-only list of NumPy records that goes to ``path`` every ``mem_rows`` records
+    (kept in memory, growing, when ``path`` is None).
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The records' dtype.
+    path : Path, optional
+        The file (created on the first flush, appended to after).
+    mem_rows : int
+        Records buffered before a flush.
+    """
+
+    def __init__(self, dtype: np.dtype, path: Path | None, mem_rows: int) -> None:
+        self.dtype, self.path = np.dtype(dtype), path
+        self._buf = np.empty(max(1, int(mem_rows)), self.dtype)
+        self._n_buf = self._n_file = 0
+
+    def __len__(self) -> int:
+        return self._n_file + self._n_buf
+
+    @property
+    def spilled(self) -> bool:
+        """Whether some records are in the file."""
+        return self._n_file > 0
+
+    def append(self, record: tuple) -> None:
+        """Append one record (a tuple in the dtype's field order)."""
+        if self._n_buf == len(self._buf):
+            if self.path is None:
+                self._buf = np.resize(self._buf, 2 * len(self._buf))
+            else:
+                with open(self.path, "ab") as fh:
+                    fh.write(self._buf.tobytes())
+                self._n_file += self._n_buf
+                self._n_buf = 0
+        self._buf[self._n_buf] = record
+        self._n_buf += 1
+
+    def __getitem__(self, idx: int) -> np.void:
+        if not 0 <= idx < len(self):
+            raise IndexError(idx)
+        if idx < self._n_file:
+            return np.fromfile(self.path, dtype=self.dtype, count=1,
+                               offset=idx * self.dtype.itemsize)[0]
+        return self._buf[idx - self._n_file]
+
+    def chunks(self, rows: int):
+        """All records, ``rows`` at a time, in order (the file's, then the buffer's)."""
+        for lo in range(0, self._n_file, rows):
+            yield np.fromfile(self.path, dtype=self.dtype, count=min(rows, self._n_file - lo),
+                              offset=lo * self.dtype.itemsize)
+        if self._n_buf:
+            yield self._buf[:self._n_buf]

@@ -117,3 +117,38 @@ def test_curate_rejects_the_same_outliers_when_spilled(tmp_path, monkeypatch):
         reports.append((rep.added, rep.rejected, sorted(st.read().ids)))
     assert reports[0] == reports[1]
     assert [r["source"] for r in reports[0][1]] == [f"{tmp_path / 'in.extxyz'}#40"]
+
+
+class _RunMax:
+    """A custom population check that compares across populations: the run's largest fmax."""
+
+    def check_population(self, stats):
+        from pesdata.curate._validators import Issue
+
+        k = int(np.nanargmax(stats["fmax"]))
+        return {k: Issue("run_max", "forces", "largest fmax of the run")}
+
+
+class _Lenient(ForceOutlierValidator):
+    """A subclass that overrides the rule: never flags the first row."""
+
+    def check_population(self, stats):
+        return {k: v for k, v in super().check_population(stats).items() if k != 0}
+
+
+def test_custom_checks_see_the_whole_run_when_spilled(frames, tmp_path, monkeypatch):
+    rows = [("Si", r[1], r[2]) for r in _stats_of(frames)]
+    rows[0] = ("Si", 1e4, rows[0][2])  # flagged by the built-in rule, not by _Lenient
+    monkeypatch.setattr(_stats, "STAT_MEM_ROWS", 50)
+    whole, spilled = RunStats(), RunStats(tmp_path / "stats.bin")
+    for k, (key, fmax, e) in enumerate(rows):
+        for s in (whole, spilled):
+            s.record((0, k), "added", key, {"composition": key}, fmax, e)
+    for checks in ([_RunMax(), ForceOutlierValidator(3.0, mad_floor=0.0)],
+                   [ForceOutlierValidator(3.0, mad_floor=0.0), _RunMax(), _Lenient()]):
+        expected = flag_outliers(whole, checks, None)
+        got = flag_outliers(spilled, checks, tmp_path / f"p{len(checks)}", mem_rows=13)
+        assert {k: [i.to_dict() for i in v] for k, v in got.items()} == {
+            k: [i.to_dict() for i in v] for k, v in expected.items()}
+        assert sum(i.validator == "run_max" for v in got.values() for i in v) == 1
+        assert len(expected) > 3

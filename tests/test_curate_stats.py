@@ -1,46 +1,13 @@
-"""The compact per-row memory of a curate run (pesdata.curate._stats) keeps exactly what the
-Python objects it replaced kept."""
+"""What a curate run logs per spooled row (statistics, ids) keeps exactly what it was given,
+and the deferred in-run deduplication (``dedup.resolve``) gives what applying the identity rules
+frame by frame gives, spilled or not."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pesdata.curate._stats import RunStats, SeenIndex
-from pesdata.curate.dedup import Seen
-
-
-@pytest.mark.parametrize("pos, labelled, kind", [
-    ((0, 0), False, "added"), ((3, 511), True, "relabelled"),
-    ((70_000, 2**32 - 1), True, "added"), ((2**20, 7), False, "relabelled")])
-def test_seen_index_round_trips(pos, labelled, kind):
-    seen = SeenIndex()
-    sid = "0123456789abcdef" * 2
-    assert seen.get(sid) is None and sid not in seen
-    seen[sid] = Seen(pos, labelled, kind)
-    assert seen.get(sid) == Seen(pos, labelled, kind) and sid in seen and len(seen) == 1
-    del seen[sid]
-    assert seen.get(sid) is None and len(seen) == 0
-
-
-def test_seen_index_keeps_ids_that_are_not_hex():
-    seen = SeenIndex()
-    seen["not-hex"] = Seen((1, 2), True, "added")
-    assert seen.get("not-hex") == Seen((1, 2), True, "added")
-    # upper case or spaces decode to a digest too, yet are other ids than the lower-case one
-    low, up, spaced = "ab" * 16, "AB" * 16, "ab " * 10 + "ab"
-    seen[low] = Seen((0, 1), True, "added")
-    seen[up] = Seen((0, 2), True, "added")
-    seen[spaced] = Seen((0, 3), True, "added")
-    assert [seen.get(i).pos for i in (low, up, spaced)] == [(0, 1), (0, 2), (0, 3)]
-    assert len(seen) == 4
-
-
-def test_seen_index_refuses_what_it_cannot_pack():
-    with pytest.raises(ValueError, match="out of range"):
-        SeenIndex()["ab"] = Seen((0, 2**32), True, "added")
-    with pytest.raises(ValueError):
-        SeenIndex()["ab"] = Seen((0, 1), True, "superseded")
+from pesdata.curate._stats import RunStats
 
 
 def test_run_stats_arrays_and_rows():
@@ -58,35 +25,105 @@ def test_run_stats_arrays_and_rows():
     assert arrays["populations"] == {"EMT Cu": {"method": "EMT"}, "EMT Au": {"method": "EMT"}}
 
 
-def test_seen_index_runs_behave_as_a_dict(monkeypatch):
-    """Random sets, overwrites, deletes and lookups, with runs merged and kept apart, against a
-    plain dict; ids that collide in their high 64 bits are told apart by the low ones."""
-    from pesdata.curate import _stats
+def test_id_keys_and_label_digests():
+    from pesdata.curate.dedup import id_key, label_digest
 
-    monkeypatch.setattr(_stats, "_MEM_ROWS", 7)
-    monkeypatch.setattr(_stats, "_MAX_RUN", 40)
-    rng = np.random.default_rng(3)
-    pool = [rng.bytes(16).hex() for _ in range(300)]
-    pool += [pool[0][:16] + rng.bytes(8).hex() for _ in range(5)]  # same high half as pool[0]
-    seen, model = SeenIndex(), {}
-    for step in range(4000):
-        sid = pool[rng.integers(len(pool))]
-        op = rng.random()
-        if step % 50 == 0:
-            seen.prefetch([pool[i] for i in rng.integers(len(pool), size=20)])
-        if op < 0.5:
-            s = Seen((int(rng.integers(100)), int(rng.integers(2**32))), bool(rng.random() < .5),
-                     "added" if rng.random() < .5 else "relabelled")
-            seen[sid] = s
-            model[sid] = s
-        elif op < 0.65 and sid in model:
-            del seen[sid]
-            del model[sid]
+    sid = "0123456789abcdef" * 2
+    assert id_key(sid) == bytes.fromhex(sid)
+    odd = [id_key(x) for x in ("not-hex", sid.upper(), " " + sid[1:], sid + "0")]
+    assert len(set(odd)) == 4 and all(len(k) == 16 and k != bytes.fromhex(sid) for k in odd)
+    f = np.arange(6.0).reshape(2, 3)
+    assert label_digest(-1.5, f) == label_digest(-1.5, f.copy())
+    digests = {label_digest(-1.5, f), label_digest(-1.5 + 1e-12, f), label_digest(None, f),
+               label_digest(-1.5, None), label_digest(None, None), label_digest(-1.5, f + 1e-9),
+               label_digest(-1.5, f.reshape(3, 2))}
+    assert len(digests) == 7
+
+
+def _oracle(stored: dict, copies: list) -> tuple:
+    """The identity rules applied frame by frame (DESIGN §3): ``stored`` maps a structure to
+    its stored (energy, forces, source), energy and forces None when unlabelled; ``copies`` are
+    (structure, n_atoms, energy, forces, source) in arrival order."""
+    from pesdata.curate.dedup import is_conflict, label_diff
+
+    kept, counts, conflicts = {}, {"added": 0, "duplicates": 0, "relabelled": 0}, []
+
+    def labelled(e, f):
+        return e is not None or f is not None
+
+    for s, n, e, f, src in copies:
+        if s in kept:
+            counts["duplicates"] += 1
+            ke, kf, ksrc, kind = kept[s]
+            if not labelled(ke, kf) and labelled(e, f):
+                kept[s] = (e, f, src, kind)
+            elif is_conflict(*label_diff(ke, kf, e, f, n)):
+                conflicts.append([ksrc, src])
+        elif s in stored:
+            se, sf, ssrc = stored[s]
+            counts["duplicates"] += 1  # the store holds it: relabelled or not
+            if not labelled(se, sf) and labelled(e, f):
+                counts["relabelled"] += 1
+                kept[s] = (e, f, src, "relabelled")
+            elif is_conflict(*label_diff(se, sf, e, f, n)):
+                    conflicts.append([ssrc, src])
         else:
-            assert seen.get(sid) == model.get(sid) and (sid in seen) == (sid in model)
-        assert len(seen) == len(model)
-    assert len(seen._runs) > 2 and max(len(r[0]) for r in seen._runs) <= 40
-    for sid in pool:
-        assert seen.get(sid) == model.get(sid)
-    with pytest.raises(KeyError):
-        del seen["f" * 32 if "f" * 32 not in model else "e" * 32]
+            counts["added"] += 1
+            kept[s] = (e, f, src, "added")
+    return counts, conflicts, {s: v[2] for s, v in kept.items()}
+
+
+@pytest.mark.parametrize("spill", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 4, 1000])
+def test_deferred_dedup_equals_the_frame_by_frame_rules(tmp_path, monkeypatch, spill, batch_size):
+    """Random copies of real TiO2 cells (unlabelled, identical, within tolerance, conflicting),
+    some already stored with or without labels, curated in batches: counts, conflicts (in
+    arrival order) and the rows kept are the oracle's."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    import pesdata
+    from pesdata.curate import dedup
+
+    from .conftest import DATA
+
+    if spill:
+        monkeypatch.setattr(dedup, "MEM_ROWS", 3)
+        monkeypatch.setattr(dedup, "LOG_MEM_ROWS", 5)
+    base = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", ":12")
+    rng = np.random.default_rng(batch_size + 7 * spill)
+
+    def copy(s, how):
+        a = base[s].copy()
+        e, f = base[s].get_potential_energy(), base[s].get_forces()
+        if how == "bare":
+            return a, None, None
+        if how == "near":
+            e = e + 1e-4 * len(a)
+        elif how == "far":
+            e = e + 0.05 * len(a)
+        elif how == "force":
+            f = f + 0.01
+        elif how == "energy-only":
+            f = None
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        return a, e, f
+
+    st = pesdata.open_store(tmp_path / "s", create=True)
+    first = [copy(0, "bare"), copy(1, "same"), copy(2, "bare"), copy(3, "same")]
+    ase.io.write(tmp_path / "first.extxyz", [a for a, _, _ in first])
+    st.curate(tmp_path / "first.extxyz", method="PBE")
+    stored = {s: (e, f, f"{tmp_path / 'first.extxyz'}#{s}") for s, (_, e, f) in enumerate(first)}
+    hows = ["bare", "same", "same", "near", "far", "force", "energy-only"]
+    plan = [(int(rng.integers(8)), hows[int(rng.integers(len(hows)))]) for _ in range(60)]
+    made = [copy(s, how) for s, how in plan]
+    copies = [(s, len(a), e, f, f"<memory>#{k}") for k, ((s, _), (a, e, f)) in
+              enumerate(zip(plan, made, strict=True))]
+    counts, conflicts, kept = _oracle(stored, copies)
+    assert conflicts and counts["duplicates"] > 20  # the case is not trivial
+    report = st.curate([a for a, _, _ in made], method="PBE", batch_size=batch_size)
+    assert {k: getattr(report, k) for k in counts} == counts
+    assert [c["sources"] for c in report.conflicts] == conflicts
+    rows = st.read().table(["source"]).column("source").to_pylist()
+    expected = [kept.get(s, stored.get(s, (None, None, None))[2]) for s in set(kept) | set(stored)]
+    assert sorted(rows) == sorted(expected)

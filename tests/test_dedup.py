@@ -58,21 +58,20 @@ def test_duplicate_within_tolerance_is_counted_not_added():
     stored = _cu()
     n = stored.n_atoms
     incoming = _cu(de=0.5 * ENERGY_TOL * n, df=0.5 * FORCE_TOL)
-    report, to_spool = _report(), {}
-    kind = classify(incoming, {}, _stored(stored), None, report, to_spool)
+    report = _report()
+    kind = classify(incoming, _stored(stored), report)
     assert kind == "duplicate" and report.duplicates == 1 and report.added == 0
-    assert to_spool == {} and report.conflicts == []
+    assert report.conflicts == []
 
 
 @pytest.mark.parametrize("de_per_atom, df", [(2 * ENERGY_TOL, 0.0), (0.0, 2 * FORCE_TOL)])
 def test_conflict_beyond_1mev_per_atom_or_1e3_ev_per_a(de_per_atom, df):
     stored = _cu()
     incoming = _cu(de=de_per_atom * stored.n_atoms, df=df)
-    report, to_spool = _report(), {}
-    assert classify(incoming, {}, _stored(stored), None, report, to_spool) == "conflict"
+    report = _report()
+    assert classify(incoming, _stored(stored), report) == "conflict"  # not spooled: stored stays
     (c,) = report.conflicts
     assert c["sources"] == ["old.xyz#0", incoming.source]
-    assert to_spool == {}  # the stored labels stay
     if de_per_atom:
         assert c["energy_per_atom_diff"] == pytest.approx(de_per_atom)
     else:
@@ -83,29 +82,39 @@ def test_labelled_copy_relabels_an_unlabelled_stored_row():
     stored = _cu(labelled=False)
     incoming = _cu()
     existing = {stored.id: {"energy": None, "forces": None, "source": "old.xyz#0"}}
-    report, to_spool = _report(), {}
-    assert classify(incoming, {}, existing, None, report, to_spool) == "relabelled"
-    assert report.relabelled == 1 and to_spool[incoming.id] == (incoming, "relabelled")
+    report = _report()
+    assert classify(incoming, existing, report) == "relabelled"
+    assert report.relabelled == 1 and report.duplicates == 1  # the store holds it
 
 
-def test_labelled_copy_supersedes_an_unlabelled_one_in_the_same_batch():
-    first, second = _cu(labelled=False), _cu()
-    report, to_spool = _report(), {}
-    assert classify(first, {}, {}, None, report, to_spool) == "added"
-    assert classify(second, {}, {}, None, report, to_spool) == "superseded"
-    assert to_spool[first.id] == (second, "added")
-    assert (report.added, report.duplicates) == (1, 1)
-    # an unlabelled copy after a labelled one changes nothing
-    assert classify(_cu(labelled=False), {}, {}, None, report, to_spool) == "duplicate"
-    assert to_spool[first.id][0] is second
+@pytest.mark.parametrize("spill", [False, True])
+def test_labelled_copy_supersedes_an_unlabelled_one_of_the_same_run(tmp_path, spill):
+    """resolve: the unlabelled first copy is dropped for the labelled one; a later unlabelled
+    copy, a later identical one and a later conflicting one are dropped, the conflict named."""
+    from pesdata.curate._spool import Spool
+    from pesdata.frames import frames_to_table
+
+    copies = [_cu(labelled=False), _cu(), _cu(labelled=False), _cu(), _cu(de=0.5)]
+    report = _report()
+    assert [classify(f, {}, report) for f in copies] == ["added"] * 5
+    spool = Spool(tmp_path / "spool")
+    ids = dedup.RunIds(tmp_path / "ids.bin" if spill else None)
+    for k, (f, pos) in enumerate(zip(copies, spool.append(frames_to_table(copies)), strict=True)):
+        ids.record(f, pos, "added", 10 + k)
+    found = dedup.resolve(ids, spool, report, tmp_path / "dedup", mem_rows=1 if spill else None)
+    assert (report.added, report.duplicates) == (1, 4)
+    assert spool.dropped().tolist() == [0, 2, 3, 4]  # (file 0, rows 0, 2, 3, 4)
+    ((seq, conflict),) = found
+    assert seq == 14 and conflict["id"] == copies[0].id
+    assert conflict["energy_per_atom_diff"] == pytest.approx(0.5 / copies[0].n_atoms)
 
 
 def test_same_geometry_with_another_method_is_a_new_row():
     a, b = _cu(method="EMT"), _cu(method="PBE", de=5.0)
     assert a.geometry_hash == b.geometry_hash and a.id != b.id
-    report, to_spool = _report(), {}
+    report = _report()
     existing = _stored(a)
-    assert classify(b, {}, existing, None, report, to_spool) == "added"
+    assert classify(b, existing, report) == "added"
     assert report.added == 1 and report.conflicts == []
 
 

@@ -148,3 +148,30 @@ def test_describe_and_stream_equal_when_spilled(cached, tmp_path, monkeypatch):
 
     gc.collect()
     assert not spill.exists()  # the temporary directory goes with the stream
+
+
+def test_a_full_temporary_disk_is_a_clear_error(cached, tmp_path, monkeypatch):
+    import errno
+
+    from pesdata.errors import DiskFull
+
+    st, desc, root = _copy(cached, tmp_path)
+    monkeypatch.setattr(_locate, "MEM_ENTRIES", 4)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(_locate.tempfile, "tempdir", str(tmp_path / "tmp"))  # as $TMPDIR does
+    import builtins
+
+    opened = builtins.open
+
+    def full(path, mode="r", *a, **k):
+        if "pesdata-locate-" in str(path) and ("a" in mode or "w" in mode):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return opened(path, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full)
+    with pytest.raises(DiskFull, match="pesdata-locate-.*TMPDIR"):
+        describe(st, desc)
+    with pytest.raises(DiskFull, match="no space left"):
+        DescriptorStream(st, desc)
+    monkeypatch.setattr(builtins, "open", opened)
+    assert not list((tmp_path / "tmp").iterdir())  # nothing left behind

@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
@@ -18,10 +19,10 @@ from ._batches import _parallel_batches, iter_batches, validate_batch
 from ._population import flag_outliers
 from ._report import CurateReport
 from ._spool import Spool
-from ._stats import RunStats, SeenIndex
+from ._stats import RunStats
 from ._unmapped import UnmappedLabels
 from ._validators import Issue, default_validators
-from .dedup import ENERGY_TOL, FORCE_TOL, Seen, classify
+from .dedup import ENERGY_TOL, FORCE_TOL, RunIds, classify, resolve
 
 __all__ = ["ENERGY_TOL", "FORCE_TOL", "curate", "curate_new"]
 
@@ -180,14 +181,15 @@ def curate(
         unmapped = UnmappedLabels(keys)
         try:
             with _disk_errors(store):
-                positions = _ingest(
+                run = _ingest(
                     store, ds, spool, inputs, report, frame_checks, keys,
                     dict(format=format, method=method, config_type=config_type, group=group),
                     batch_size, progress, unmapped, (scheduler, workers),
                 )
             report.warnings = unmapped.warnings()
             with _disk_errors(store):
-                _population(positions, population_checks, spool, report)
+                _resolve(run, spool, report)
+                _population(run.stats, population_checks, spool, report)
             if report.rejected and not quarantine:
                 raise ValidationError(
                     f"{len(report.rejected)} of {report.read} frame(s) invalid, nothing written "
@@ -328,12 +330,13 @@ def _ingest(
     store, ds, spool, inputs, report, frame_checks, keys, meta, batch_size, progress, unmapped,
     parallel=(None, None),
 ):
-    """Read, validate and classify every frame; spool the rows to commit.
+    """Read, validate and classify every frame against the store; spool the rows to commit.
 
-    Returns the per-spooled-row statistics used by the population validators.
+    Returns the run's logs (:class:`_Run`): the ids that :func:`_resolve` deduplicates and the
+    statistics the population validators read.
     """
-    seen = SeenIndex()
-    stats = RunStats(spool.dir / "stats.bin")
+    run = _Run(RunStats(spool.dir / "stats.bin"), RunIds(spool.dir / "ids.bin"), [])
+    stats = run.stats
     schema = ds.schema
     current = {"path": ""}
 
@@ -344,9 +347,10 @@ def _ingest(
 
     def process(batch: list[Frame], checked: list[list[Issue]]) -> None:
         nonlocal schema
+        first = report.read
         report.read += len(batch)
         valid = []
-        for frame, errors in zip(batch, checked, strict=True):
+        for seq, (frame, errors) in enumerate(zip(batch, checked, strict=True), first):
             unmapped.observe(frame)
             if errors:
                 report.rejected.append(
@@ -355,17 +359,20 @@ def _ingest(
                 continue
             if not frame.has_labels:
                 report.unlabelled += 1
-            valid.append(frame)
-        existing = _existing(store, ds, [f.id for f in valid])
-        to_spool: dict[str, tuple[Frame, str]] = {}
-        seen.prefetch([f.id for f in valid])
-        for frame in valid:
-            classify(frame, seen, existing, spool, report, to_spool)
+            valid.append((seq, frame))
+        existing = _existing(store, ds, [f.id for _, f in valid])
+        to_spool: list[tuple[int, Frame, str]] = []
+        for seq, frame in valid:
+            before = len(report.conflicts)
+            kind = classify(frame, existing, report)
+            if kind in ("added", "relabelled"):
+                to_spool.append((seq, frame, kind))
+            run.conflict_seq += [seq] * (len(report.conflicts) - before)
         if to_spool:
-            table = frames_to_table([f for f, _ in to_spool.values()], schema)
+            table = frames_to_table([f for _, f, _ in to_spool], schema)
             schema = table.schema
-            for (frame, kind), pos in zip(to_spool.values(), spool.append(table), strict=True):
-                seen[frame.id] = Seen(pos, frame.has_labels, kind)
+            for (seq, frame, kind), pos in zip(to_spool, spool.append(table), strict=True):
+                run.ids.record(frame, pos, kind, seq)
                 _record(stats, frame, pos, kind)
         if progress is not None:
             progress(report.read, current["path"])
@@ -374,7 +381,7 @@ def _ingest(
         for batch, checked in _parallel_batches(inputs, keys, meta, batch_size, frame_checks,
                                                 parallel, current):
             process(batch, checked)
-        return stats
+        return run
     # validation of one batch (numpy, scipy's KD-tree: mostly outside the GIL) runs in a worker
     # thread while the next batch is parsed; batches are still processed in order
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pesdata-validate") as pool:
@@ -386,7 +393,27 @@ def _ingest(
             pending = (batch, checked)
         if pending is not None:
             process(pending[0], pending[1].result())
-    return stats
+    return run
+
+
+@dataclass
+class _Run:
+    """What a run logs per spooled row (both spilled to the spool directory) and the arrival
+    order of each conflict it reported so far."""
+
+    stats: RunStats
+    ids: RunIds
+    conflict_seq: list[int]
+
+
+def _resolve(run: _Run, spool, report) -> None:
+    """Apply the identity rules across the run's spooled copies (:func:`~.dedup.resolve`) and
+    put every conflict in arrival order."""
+    found = resolve(run.ids, spool, report, spool.dir / "dedup")
+    if found:
+        merged = sorted([*zip(run.conflict_seq, report.conflicts, strict=True), *found],
+                        key=lambda c: c[0])
+        report.conflicts = [entry for _, entry in merged]
 
 
 def _record(stats: RunStats, frame: Frame, pos: tuple[int, int], kind: str) -> None:
@@ -417,11 +444,10 @@ def _population(stats, population_checks, spool, report) -> None:
     """Run the outlier validators over the spooled rows; reject and drop the outliers."""
     if not len(stats) or not population_checks:
         return
-    flagged = flag_outliers(stats, population_checks, spool.dir / "population")
+    flagged = flag_outliers(stats, population_checks, spool.dir / "population",
+                            dropped=spool.dropped())
     for idx in sorted(flagged):
         pos, kind = stats.row(idx)
-        if pos in spool.dropped:
-            continue
         source = spool.labels(pos)[3]
         spool.drop(pos)
         if kind == "added":

@@ -15,7 +15,8 @@ values; a run of 10⁸ frames would hold them all. When the run's statistics wer
 
 The result is the in-memory one exactly: the same medians (NumPy's mean of the two middle values
 for an even count), the same z-scores, the same issues. A validator that is not one of the
-built-in outlier validators gets a large population whole in memory.
+built-in outlier validators (or overrides their ``check_population``) is given the whole run in
+memory, as before: it may compare across populations.
 """
 
 from __future__ import annotations
@@ -81,24 +82,55 @@ def streamed_median(chunks: Callable[[], Iterable[np.ndarray]], n: int) -> float
     return float(np.mean(np.array([a, b])))
 
 
-def flag_outliers(stats: RunStats, checks: list, spill: Path,
-                  mem_rows: int | None = None) -> dict[int, list[Issue]]:
+def _live(rec: np.ndarray, dropped: np.ndarray | None) -> np.ndarray:
+    """Which records' spool rows were not dropped (``dropped``: sorted packed positions)."""
+    if dropped is None or not len(dropped):
+        return np.ones(len(rec), bool)
+    pos = rec["pos"].astype(np.int64)
+    packed = ((pos >> 34) << 32) | ((pos >> 2) & 0xFFFFFFFF)  # see _stats._pack
+    at = np.minimum(np.searchsorted(dropped, packed), len(dropped) - 1)
+    return dropped[at] != packed
+
+
+def flag_outliers(stats: RunStats, checks: list, spill: Path, mem_rows: int | None = None,
+                  dropped: np.ndarray | None = None) -> dict[int, list[Issue]]:
     """Row index → issues of the outliers the population ``checks`` find among ``stats``.
 
     In memory (every check's ``check_population`` on all rows) unless the statistics were
-    spilled; then binned under ``spill`` (a new directory) as the module doc says.
+    spilled; then binned under ``spill`` (a new directory) as the module doc says. Rows whose
+    spool position is in ``dropped`` (sorted, packed as ``file << 32 | row``: duplicates and
+    superseded copies) take no part.
     """
+    found: dict[int, dict[int, Issue]] = {j: {} for j in range(len(checks))}  # per check
+    whole = [j for j, c in enumerate(checks) if not stats.spilled or not _builtin(c)]
+    if whole:  # in memory: a small run, or custom checks (they see the whole run)
+        rec = np.concatenate(list(stats.chunks())) if len(stats) else np.zeros(0, STAT_REC)
+        live = np.flatnonzero(_live(rec, dropped))
+        arrays = records_arrays(rec[live], stats.keys, stats.populations)
+        del rec
+        for j in whole:
+            found[j] = {int(live[idx]): issue
+                        for idx, issue in checks[j].check_population(arrays).items()}
+        del arrays, live
+    builtin = [j for j in range(len(checks)) if j not in whole]
+    if builtin:
+        _binned(stats, [checks[j] for j in builtin], spill, mem_rows, dropped,
+                [found[j] for j in builtin])
     flagged: dict[int, list[Issue]] = {}
-    if not stats.spilled:
-        arrays = stats.arrays()
-        for check in checks:
-            for idx, issue in check.check_population(arrays).items():
-                flagged.setdefault(int(idx), []).append(issue)
-        return flagged
+    for j in range(len(checks)):  # a row's issues in the order of the checks
+        for idx, issue in found[j].items():
+            flagged.setdefault(idx, []).append(issue)
+    return {idx: flagged[idx] for idx in sorted(flagged)}
+
+
+def _binned(stats: RunStats, checks: list, spill: Path, mem_rows: int | None,
+            dropped: np.ndarray | None, found: list[dict[int, Issue]]) -> None:
+    """Built-in outlier ``checks`` over the populations, binned to files (module doc, 2–3);
+    each check's issues are added to its dict in ``found``."""
     mem_rows = MEM_ROWS if mem_rows is None else max(1, int(mem_rows))
     counts = np.zeros(len(stats.keys), np.int64)
     for rec in stats.chunks():
-        counts += np.bincount(rec["group"], minlength=len(counts))
+        counts += np.bincount(rec["group"][_live(rec, dropped)], minlength=len(counts))
     bin_of, large, n_bins, room = np.zeros(len(counts), np.int64), set(), 0, 0
     for g in np.argsort(-counts, kind="stable"):  # largest first; first fit in the open bin
         if counts[g] > mem_rows:
@@ -113,33 +145,38 @@ def flag_outliers(stats: RunStats, checks: list, spill: Path,
     parts = Parts(max(n_bins, 1), _BIN_REC, spill)
     at = 0
     for rec in stats.chunks():
-        out = np.empty(len(rec), _BIN_REC)
-        out["idx"] = np.arange(at, at + len(rec))
+        live = np.flatnonzero(_live(rec, dropped))
+        out = np.empty(len(live), _BIN_REC)
+        out["idx"] = at + live
         for name in _BIN_REC.names[1:]:
-            out[name] = rec[name]
-        parts.add(bin_of[rec["group"]], out)
+            out[name] = rec[name][live]
+        parts.add(bin_of[out["group"]], out)
         at += len(rec)
     for b in range(n_bins):
-        streamed = b in large
-        rec = None if streamed else parts.take(b)
-        for check in checks:
-            if streamed and isinstance(check, _OutlierValidator):
-                found = _large(check, parts, b, stats)
+        rec = None if b in large else parts.take(b)
+        for j, check in enumerate(checks):
+            if rec is None:
+                found[j].update(_large(check, parts, b, stats, mem_rows))
             else:
-                rec = parts.take(b) if rec is None else rec
-                found = {int(rec["idx"][k]): issue for k, issue in check.check_population(
-                    records_arrays(rec, stats.keys, stats.populations)).items()}
-            for idx, issue in found.items():
-                flagged.setdefault(idx, []).append(issue)
-    return flagged
+                found[j].update({int(rec["idx"][k]): issue for k, issue in check.check_population(
+                    records_arrays(rec, stats.keys, stats.populations)).items()})
 
 
-def _large(check: _OutlierValidator, parts: Parts, b: int, stats: RunStats) -> dict[int, Issue]:
-    """A built-in outlier validator over one population too large to hold (bin ``b``)."""
+def _builtin(check) -> bool:
+    """Whether ``check`` judges each population on its own with the built-in rule (so it can
+    be binned and streamed): an outlier validator whose ``check_population`` is not overridden."""
+    return (isinstance(check, _OutlierValidator)
+            and type(check).check_population is _OutlierValidator.check_population)
+
+
+def _large(check: _OutlierValidator, parts: Parts, b: int, stats: RunStats,
+           rows: int) -> dict[int, Issue]:
+    """A built-in outlier validator over one population too large to hold (bin ``b``, read
+    ``rows`` at a time)."""
     stat = check.stat
 
     def values() -> Iterator[np.ndarray]:
-        for rec in parts.chunks(b, MEM_ROWS):
+        for rec in parts.chunks(b, rows):
             v = rec[stat]
             yield v[np.isfinite(v)]
 
@@ -152,7 +189,7 @@ def _large(check: _OutlierValidator, parts: Parts, b: int, stats: RunStats) -> d
         return {}
     out: dict[int, Issue] = {}
     population = None
-    for rec in parts.chunks(b, MEM_ROWS):
+    for rec in parts.chunks(b, rows):
         v = rec[stat]
         fin = np.isfinite(v)
         z = np.zeros(len(v))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,26 +30,30 @@ class Spool:
             shutil.rmtree(stale, ignore_errors=True)
         self.dir = root / f"spool-{uuid.uuid4().hex}"
         self.dir.mkdir(parents=True)
-        self.files: list[Path] = []
-        self.dropped: set[tuple[int, int]] = set()
+        self.n_files = 0  # files 000000.arrow, 000001.arrow, ...
+        self._dropped = array("q")  # packed positions (file << 32 | row), in the order dropped
+        self._sorted: np.ndarray | None = None
         self.schema: pa.Schema | None = None
         self.n_rows = 0
         self._cache: tuple[int, pa.Table] | None = None
 
     def append(self, table: pa.Table) -> list[tuple[int, int]]:
         """Write ``table`` as the next spool file; return the (file, row) position of each row."""
-        b = len(self.files)
-        path = self.dir / f"{b:06d}.arrow"
+        b = self.n_files
+        path = self._path(b)
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        self.files.append(path)
+        self.n_files += 1
         self.schema = table.schema
         self.n_rows += table.num_rows
         return [(b, r) for r in range(table.num_rows)]
 
+    def _path(self, b: int) -> Path:
+        return self.dir / f"{b:06d}.arrow"
+
     def _table(self, b: int) -> pa.Table:
         if self._cache is None or self._cache[0] != b:
-            source = pa.memory_map(str(self.files[b]))
+            source = pa.memory_map(str(self._path(b)))
             self._cache = (b, pa.ipc.open_file(source).read_all())
         return self._cache[1]
 
@@ -63,20 +68,40 @@ class Spool:
             forces = flat[offs[0] : offs[1]]
         return energy, forces, row.column("n_atoms")[0].as_py(), row.column("source")[0].as_py()
 
+    def value(self, pos: tuple[int, int], column: str):
+        """One column's value of the spooled row at ``pos``."""
+        return self._table(pos[0]).column(column)[pos[1]].as_py()
+
     def drop(self, pos: tuple[int, int]) -> None:
-        """Exclude the row at ``pos`` from the commit."""
-        self.dropped.add(pos)
+        """Exclude the row at ``pos`` from the commit (8 bytes kept per dropped row)."""
+        self._dropped.append((pos[0] << 32) | pos[1])
+        self._sorted = None
+
+    def dropped(self) -> np.ndarray:
+        """The dropped positions, packed (``file << 32 | row``), sorted and unique."""
+        if self._sorted is None:
+            self._sorted = np.unique(np.frombuffer(self._dropped, dtype=np.int64))
+        return self._sorted
+
+    def is_dropped(self, pos: tuple[int, int]) -> bool:
+        """Whether the row at ``pos`` was dropped."""
+        d = self.dropped()
+        v = (pos[0] << 32) | pos[1]
+        i = int(np.searchsorted(d, v))
+        return i < len(d) and int(d[i]) == v
 
     @property
     def n_kept(self) -> int:
-        return self.n_rows - len(self.dropped)
+        return self.n_rows - len(self.dropped())
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The kept rows, batch by batch."""
-        for b in range(len(self.files)):
+        for b in range(self.n_files):
             table = self._table(b)
-            drop = [r for (fb, r) in self.dropped if fb == b]
-            if drop:
+            d = self.dropped()
+            lo, hi = np.searchsorted(d, [b << 32, (b + 1) << 32])
+            drop = (d[lo:hi] & 0xFFFFFFFF).astype(np.int64)
+            if len(drop):
                 keep = np.ones(table.num_rows, dtype=bool)
                 keep[drop] = False
                 table = table.filter(pa.array(keep))

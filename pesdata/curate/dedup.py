@@ -8,21 +8,37 @@ Identity (DESIGN §3): a structure's ``id`` hashes its geometry (numbers, positi
   :data:`FORCE_TOL` (eV/Å, largest force-component difference) → a **conflict**: the first
   (stored) labels stay and the conflict is reported with both sources, never dropped silently;
 * an unlabelled copy followed by a labelled one → the labelled copy supersedes it
-  (**relabelled** when the unlabelled copy is already stored, replaced in place when it was
-  only seen earlier in the same run);
+  (**relabelled** when the unlabelled copy is already stored, replaced when it was only seen
+  earlier in the same run);
 * same geometry with another method → another ``id``, a **new row**.
 
-:func:`classify` applies these rules to one incoming frame against what the run has already
-spooled (``seen``, ``to_spool``) and what the store holds (``existing``). The rest of the curate
-run (reading, validating, spooling, committing) lives in :mod:`pesdata.curate._curate`.
+A run applies the rules in two steps, so that it never holds every id it has seen:
+
+1. :func:`classify` judges each incoming frame against the store (``existing``, looked up
+   batch by batch): a frame the store already holds with labels, or holds unlabelled while the
+   frame is unlabelled too, is a duplicate (or a conflict) at once; any other frame is spooled
+   as ``added`` or ``relabelled``, and :class:`RunIds` logs its id, spool position, arrival
+   order and a digest of its labels (41 bytes, appended to a file in the spool directory).
+2. :func:`resolve` then finds the ids spooled more than once (the log partitioned by id into
+   files of a bounded size, :class:`~pesdata._spill.Parts`) and replays the rules over each
+   id's copies in arrival order: the kept copy is superseded by a labelled one when it is
+   unlabelled, else each later copy is a duplicate (a conflict when both carry labels that
+   differ beyond the tolerances, read back from the spool only when the digests differ) and is
+   dropped from the spool; the counts are corrected.
+
+The outcome (rows committed, counts, conflicts and their order) is what applying the rules
+frame by frame gives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .._spill import Parts, RecordLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..frames import Frame
@@ -32,34 +48,18 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ENERGY_TOL",
     "FORCE_TOL",
-    "Seen",
+    "RunIds",
     "classify",
+    "id_key",
     "is_conflict",
     "label_diff",
+    "label_digest",
     "record_conflict",
+    "resolve",
 ]
 
 ENERGY_TOL = 1e-3  # eV/atom: duplicates whose energies differ more are conflicts
 FORCE_TOL = 1e-3  # eV/Å: same for the largest force-component difference
-
-
-@dataclass
-class Seen:
-    """A row this run has already spooled.
-
-    Attributes
-    ----------
-    pos : (int, int)
-        Its position in the spool (file, row).
-    labelled : bool
-        Whether it carries an energy or forces.
-    kind : str
-        ``"added"`` (a new row) or ``"relabelled"`` (labels for a stored unlabelled row).
-    """
-
-    pos: tuple[int, int]
-    labelled: bool
-    kind: str
 
 
 def label_diff(e1, f1, e2, f2, n: int) -> tuple[float | None, float | None]:
@@ -125,68 +125,176 @@ def record_conflict(
     return entry
 
 
-def classify(
-    frame: Frame,
-    seen: dict[str, Seen],
-    existing: dict[str, dict],
-    spool: Spool,
-    report: CurateReport,
-    to_spool: dict[str, tuple[Frame, str]],
-) -> str:
-    """Apply the identity rules to one valid incoming frame.
+def classify(frame: Frame, existing: dict[str, dict], report: CurateReport) -> str:
+    """Judge one valid incoming frame against the store (step 1 of the module doc).
 
     Parameters
     ----------
     frame : Frame
         The incoming frame (already validated).
-    seen : dict
-        id → :class:`Seen` for rows spooled by earlier batches of this run; a superseded
-        unlabelled copy is removed from it (and dropped from the spool).
     existing : dict
         id → stored row (``energy``, ``forces`` as an array or None, ``source``) for the ids of
         the current batch that the store already holds.
-    spool : Spool
-        The run's spool (read for earlier copies' labels; superseded rows dropped).
     report : CurateReport
         Counts (``added``, ``duplicates``, ``relabelled``) and conflicts are recorded here.
-    to_spool : dict
-        id → (frame, kind) of the rows the current batch will spool; updated in place.
 
     Returns
     -------
     str
-        What the frame was: ``"added"``, ``"relabelled"`` (labels for a stored unlabelled
-        row), ``"superseded"`` (replaces an unlabelled copy seen earlier in this run),
-        ``"conflict"`` or ``"duplicate"``.
+        ``"added"`` or ``"relabelled"`` (labels for a stored unlabelled row; counted among the
+        duplicates too): the frame is to be spooled; ``"conflict"`` or ``"duplicate"``: it is
+        not.
     """
-    first = seen.get(frame.id)
-    if first is not None or frame.id in to_spool:
-        report.duplicates += 1
-        if frame.id in to_spool:  # duplicate inside the same batch
-            other, kind = to_spool[frame.id]
-            e, f, src = other.energy, other.forces, other.source
-            other_labelled = other.has_labels
-        else:
-            e, f, _, src = spool.labels(first.pos)
-            other_labelled = first.labelled
-        if not other_labelled and frame.has_labels:  # supersede the unlabelled copy
-            if frame.id not in to_spool:
-                kind = first.kind
-                spool.drop(first.pos)
-                del seen[frame.id]
-            to_spool[frame.id] = (frame, kind)
-            return "superseded"
-        return "conflict" if record_conflict(frame, e, f, src, report) else "duplicate"
     row = existing.get(frame.id)
     if row is None:
         report.added += 1
-        to_spool[frame.id] = (frame, "added")
         return "added"
-    report.duplicates += 1
+    report.duplicates += 1  # a relabelled frame is a duplicate too: the store holds it
     stored_labelled = row["energy"] is not None or row["forces"] is not None
     if not stored_labelled and frame.has_labels:
         report.relabelled += 1
-        to_spool[frame.id] = (frame, "relabelled")
         return "relabelled"
     conflict = record_conflict(frame, row["energy"], row["forces"], row["source"], report)
     return "conflict" if conflict else "duplicate"
+
+
+#: One spooled row of a run: id key, packed spool position, arrival order, label digest and
+#: flags (1: labelled, 2: relabelled), 41 bytes.
+RUN_REC = np.dtype([("key", "S16"), ("pos", "<i8"), ("seq", "<i8"), ("labels", "<u8"),
+                    ("flags", "u1")])
+#: Rows logged in memory before they are appended to the run's id file.
+LOG_MEM_ROWS = 1 << 16
+#: Rows of the log resolved in memory at a time.
+MEM_ROWS = 1 << 18
+_ODD_PERSON = b"pesdata-odd-id"
+
+
+def id_key(sid: str) -> bytes:
+    """A structure id as 16 bytes: the digest its 32 lower-case hex digits spell, else (never
+    for a pesdata id) its own BLAKE2b digest."""
+    if len(sid) == 32:
+        try:
+            key = bytes.fromhex(sid)
+            if key.hex() == sid:
+                return key
+        except ValueError:
+            pass
+    return hashlib.blake2b(sid.encode(), digest_size=16, person=_ODD_PERSON).digest()
+
+
+def label_digest(energy, forces) -> int:
+    """A 64-bit digest of a frame's labels: equal digests mean equal labels (no conflict)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(b"-" if energy is None else b"E" + np.float64(energy).tobytes())
+    if forces is None:
+        h.update(b"-")
+    else:
+        f = np.ascontiguousarray(forces, dtype=np.float64)
+        h.update(b"F" + str(f.shape).encode() + f.tobytes())
+    return int.from_bytes(h.digest(), "little")
+
+
+def pack_pos(pos: tuple[int, int]) -> int:
+    """A spool position (file, row) as one int64."""
+    return (pos[0] << 32) | pos[1]
+
+
+def unpack_pos(v: int) -> tuple[int, int]:
+    return int(v) >> 32, int(v) & 0xFFFFFFFF
+
+
+class RunIds:
+    """The log of a run's spooled rows (step 1 of the module doc), one :data:`RUN_REC` each,
+    appended to ``path`` every :data:`LOG_MEM_ROWS` rows (kept in memory without a path)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._log = RecordLog(RUN_REC, path, LOG_MEM_ROWS)
+
+    def __len__(self) -> int:
+        return len(self._log)
+
+    def record(self, frame: Frame, pos: tuple[int, int], kind: str, seq: int) -> None:
+        """Log a spooled row: ``frame`` at spool position ``pos``, the ``seq``-th frame read."""
+        if not 0 <= pos[1] < 2**32:
+            raise ValueError(f"spool row {pos[1]} out of range")
+        flags = (1 if frame.has_labels else 0) | (2 if kind == "relabelled" else 0)
+        self._log.append((id_key(frame.id), pack_pos(pos), seq,
+                          label_digest(frame.energy, frame.forces), flags))
+
+    def chunks(self, rows: int = LOG_MEM_ROWS):
+        return self._log.chunks(rows)
+
+
+def resolve(ids: RunIds, spool: Spool, report: CurateReport, spill: Path | None,
+            mem_rows: int | None = None) -> list[tuple[int, dict]]:
+    """Apply the identity rules across the copies of an id the run spooled (step 2).
+
+    Parameters
+    ----------
+    ids : RunIds
+        The run's log.
+    spool : Spool
+        Later copies and superseded ones are dropped from it; labels are read from it.
+    report : CurateReport
+        ``added`` / ``relabelled`` / ``duplicates`` are corrected.
+    spill : Path, optional
+        A new directory for the partitions (in memory when None or when the log is small).
+    mem_rows : int, optional
+        Log rows per partition (default :data:`MEM_ROWS`).
+
+    Returns
+    -------
+    list of (int, dict)
+        The conflicts found, each with the arrival order of its incoming copy.
+    """
+    mem_rows = MEM_ROWS if mem_rows is None else max(1, int(mem_rows))
+    n = len(ids)
+    bits = 0
+    while bits < 16 and n > mem_rows << bits:
+        bits += 1
+    parts = Parts(1 << bits, RUN_REC, spill if bits else None)
+    for rec in ids.chunks():
+        b = np.ascontiguousarray(rec["key"]).view(np.uint8).reshape(-1, 16)
+        part = (((b[:, 0].astype(np.int64) << 8) | b[:, 1]) >> (16 - bits) if bits
+                else np.zeros(len(rec), np.int64))
+        parts.add(part, rec)
+    conflicts: list[tuple[int, dict]] = []
+    for p in range(1 << bits):
+        rec = parts.take(p)
+        if len(rec) < 2:
+            continue
+        rec = rec[np.lexsort((rec["seq"], rec["key"]))]
+        same = rec["key"][1:] == rec["key"][:-1]
+        if not same.any():
+            continue
+        starts = np.flatnonzero(np.r_[True, ~same])
+        ends = np.r_[starts[1:], len(rec)]
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            if hi - lo > 1:
+                _replay(rec[lo:hi], spool, report, conflicts)
+    return conflicts
+
+
+def _replay(copies: np.ndarray, spool: Spool, report: CurateReport,
+            conflicts: list[tuple[int, dict]]) -> None:
+    """The rules over one id's spooled copies, in arrival order."""
+    kept = copies[0]
+    for new in copies[1:]:
+        if new["flags"] & 2:  # counted as a duplicate of the stored row already
+            report.relabelled -= 1
+        else:
+            report.added -= 1
+            report.duplicates += 1
+        if not kept["flags"] & 1 and new["flags"] & 1:  # supersede the unlabelled copy
+            spool.drop(unpack_pos(kept["pos"]))
+            kept = new
+            continue
+        spool.drop(unpack_pos(new["pos"]))
+        if kept["flags"] & new["flags"] & 1 and kept["labels"] != new["labels"]:
+            e1, f1, _, src1 = spool.labels(unpack_pos(kept["pos"]))
+            e2, f2, n, src2 = spool.labels(unpack_pos(new["pos"]))
+            de, df = label_diff(e1, f1, e2, f2, n)
+            if is_conflict(de, df):
+                conflicts.append((int(new["seq"]), {
+                    "id": spool.value(unpack_pos(new["pos"]), "id"), "sources": [src1, src2],
+                    "energy_per_atom_diff": de, "max_force_diff": df}))

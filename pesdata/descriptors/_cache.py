@@ -153,7 +153,7 @@ def describe(
         group = zarr.open_group(root, mode="a")
         if group.attrs.get("config") != descriptor.config():  # a cached group is not rewritten
             group.attrs["config"] = descriptor.config()
-    located = locate(snap, root)
+    located = locate(snap, root)  # DiskFull / StoreReadOnly name the temporary directory
     total = located.missing
     # the store's absolute directory: dask.distributed workers may run elsewhere
     tasks = ((str(store.root), None, snap.version, descriptor, str(root), rows, ids)

@@ -160,7 +160,7 @@ def iter_index(files: list[Path], segments: dict[str, int] | None = None):
     ------
     (keys, codes, first, n_atoms)
         ``S16`` keys (:func:`id_keys`); with ``segments``, int32 segment codes, int64 first rows
-        and int32 atom counts, else ``None`` for the three.
+        and int64 atom counts, else ``None`` for the three.
 
     Raises
     ------
@@ -181,7 +181,7 @@ def iter_index(files: list[Path], segments: dict[str, int] | None = None):
                                       for s in seg.dictionary.to_pylist()], dtype=np.int32)
                     yield (keys, local[seg.indices.to_numpy()],
                            batch.column("first_row").cast(pa.int64()).to_numpy(),
-                           batch.column("n_atoms").cast(pa.int64()).to_numpy().astype(np.int32))
+                           batch.column("n_atoms").cast(pa.int64()).to_numpy())
         except (OSError, KeyError, pa.ArrowException) as exc:
             raise StoreCorruptError(f"{f}: unreadable descriptor cache index ({exc})") from exc
 
@@ -199,7 +199,7 @@ def read_index_arrays(root: Path, locations: bool = True) -> IndexArrays:
     if locations:
         out.codes = np.empty(total, np.int32)
         out.first = np.empty(total, np.int64)
-        out.n_atoms = np.empty(total, np.int32)
+        out.n_atoms = np.empty(total, np.int64)
     segments: dict[str, int] | None = {} if locations else None
     at = 0
     for keys, codes, first, n_atoms in iter_index(files, segments):

@@ -9,16 +9,21 @@ instead, with a partitioned (grace) hash join spilled to a temporary directory o
 has more than :data:`MEM_ENTRIES` entries:
 
 1. the index entries are split by the leading bits of their id into ``P`` partition files, in
-   file order (so the first entry of an id still wins), 32 bytes each;
-2. the version's rows (id, row, atom count) are split the same way, 28 bytes each;
+   file order (so the first entry of an id still wins), 36 bytes each;
+2. the version's rows (id, row, atom count) are split the same way, 32 bytes each;
 3. partition by partition, both sides are joined in memory (a binary search over the sorted
    index part) and each row's location is written to the file of its window of rows;
 4. window by window, the locations are put in row order and appended to one file of 12 bytes
    per row, which :meth:`Locations.read` serves a range at a time.
 
+The temporary directory is the system's (``$TMPDIR``; point it at a disk, not a RAM-backed
+``tmpfs``, for large versions): select reads the store without writing to it, so a read-only
+store works. It is removed by :meth:`Locations.close` or when the object is collected.
+
 ``P`` and the windows are sized so that no step holds more than :data:`MEM_ENTRIES` entries of a
 side (a few tens of MB); the disk traffic is about 100 bytes per structure. Ids are 128-bit
-digests, so partitions come out even. Below the limit the same steps run on arrays in memory.
+digests, so partitions come out even (up to 2¹⁶ of them: bounded up to 1.7·10¹⁰ entries a side).
+Below the limit the same steps run on arrays in memory.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .._spill import Parts
+from ..errors import from_os_error
 from ._index import fixed_width, id_keys, index_files, iter_index, sorted_positions
 
 __all__ = ["LOCATION", "MEM_ENTRIES", "Locations", "Mismatch", "locate"]
@@ -41,8 +47,8 @@ MEM_ENTRIES = 1 << 18
 #: Version rows read per table scan batch.
 SCAN_ROWS = 65_536
 
-_INDEX_REC = np.dtype([("key", "S16"), ("code", "<i4"), ("first", "<i8"), ("n", "<i4")])
-_ROW_REC = np.dtype([("key", "S16"), ("row", "<i8"), ("n", "<i4")])
+_INDEX_REC = np.dtype([("key", "S16"), ("code", "<i4"), ("first", "<i8"), ("n", "<i8")])
+_ROW_REC = np.dtype([("key", "S16"), ("row", "<i8"), ("n", "<i8")])
 _OUT_REC = np.dtype([("row", "<i8"), ("code", "<i4"), ("first", "<i8")])
 
 
@@ -140,6 +146,8 @@ def locate(snapshot, root: Path, mem_entries: int | None = None,
     ------
     StoreCorruptError
         An index file is unreadable or lacks a column.
+    DiskFull, StoreReadOnly
+        The temporary directory is full or not writable.
     """
     mem_entries = MEM_ENTRIES if mem_entries is None else max(1, int(mem_entries))
     files, n_index = index_files(root)
@@ -147,13 +155,18 @@ def locate(snapshot, root: Path, mem_entries: int | None = None,
     bits = max(_bits(n_index, mem_entries), _bits(n_rows, mem_entries))
     wbits = max(0, int(mem_entries).bit_length() - 1)  # rows per window: 2**wbits
     tmp = None
-    if bits:
-        tmp = tempfile.TemporaryDirectory(prefix="pesdata-locate-", dir=spill_dir)
     try:
+        if bits:
+            tmp = tempfile.TemporaryDirectory(prefix="pesdata-locate-", dir=spill_dir)
         return _join(snapshot, files, n_rows, bits, wbits, tmp)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             tmp.cleanup()
+        where = tmp.name if tmp is not None else (spill_dir or tempfile.gettempdir())
+        new = from_os_error(exc, f"{where} (the temporary files of the descriptor cache join; "
+                                 f"set TMPDIR elsewhere)")
+        if new is not None:
+            raise new from exc
         raise
 
 

@@ -127,9 +127,18 @@ class DescriptorStream:
         self.feature_names = tuple(descriptor.feature_names)
         self.chunk_rows = (max(1, CHUNK_VALUES // max(self.n_features, 1)) if chunk_rows is None
                            else check_int("chunk_rows", chunk_rows))
-        self._locations = locate(self.snapshot, root)
-        loc = self._locations
+        self._locations = loc = locate(self.snapshot, root)
+        try:
+            self._check(descriptor)
+        except BaseException:
+            loc.close()
+            raise
         self._segments = loc.segments
+        self.n_structures, self.n_atoms = loc.n_rows, loc.n_atoms
+        release_arrow_memory()
+
+    def _check(self, descriptor: Descriptor) -> None:
+        loc = self._locations
         if loc.missing:
             raise ArtefactNotFound(
                 f"{loc.missing} structure(s) of version {self.version} have no cached "
@@ -140,8 +149,16 @@ class DescriptorStream:
             raise StoreCorruptError(
                 f"{Path(self.root) / bad.segment}: the cache index gives structure {bad.id} "
                 f"{bad.cached} atoms; the table has {bad.table}")
-        self.n_structures, self.n_atoms = loc.n_rows, loc.n_atoms
-        release_arrow_memory()
+
+    def close(self) -> None:
+        """Remove the join's temporary files (also done when the stream is collected)."""
+        self._locations.close()
+
+    def __enter__(self) -> DescriptorStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return self.n_structures

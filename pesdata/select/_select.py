@@ -443,6 +443,8 @@ def select(
         model_hash = crit.model_hash_
         criteria[cname] = crit.thresholds_
     center, scale = element_scaling(ref if ref is not None else cand_env)
+    if ref is not None:  # the last read of the reference: its join's temporary files go
+        ref.stream.close()
     fp = structure_fingerprints(cand_env, desc.species, center=center, scale=scale)
     df["fingerprint"] = pd.Series([[] for _ in range(n)], dtype=object)
     df.loc[valid, "fingerprint"] = pd.Series([row.astype(np.float32) for row in fp],
