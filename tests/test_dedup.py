@@ -129,3 +129,21 @@ def test_curate_uses_the_same_rules(store):
         atoms.append(a)
     report = store.curate(atoms)
     assert (report.added, report.duplicates, len(report.conflicts)) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 512])
+def test_committed_order_does_not_depend_on_the_batch_size(store, batch_size):
+    """An unlabelled copy, another structure, then the labelled copy: the labelled copy is
+    committed where it arrived, whatever the batching."""
+    cu, other = _cu(), _cu(method="PBE")
+    atoms = []
+    for f, labelled in ((cu, False), (other, True), (cu, True)):
+        a = Atoms(numbers=f.numbers, positions=f.positions, cell=f.cell, pbc=f.pbc)
+        a.info["method"] = f.method
+        if labelled:
+            a.calc = SinglePointCalculator(a, energy=f.energy, forces=f.forces)
+        atoms.append(a)
+    report = store.curate(atoms, batch_size=batch_size)
+    assert (report.added, report.duplicates) == (2, 1)
+    assert store.read().table(["source"]).column("source").to_pylist() == [
+        "<memory>#1", "<memory>#2"]

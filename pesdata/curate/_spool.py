@@ -2,8 +2,8 @@
 
 Rows are written batch by batch as Arrow IPC files in a private directory of the store, so
 memory stays flat with input size; a row can be read back (memory-mapped) to compare labels of a
-later duplicate, and rows can be dropped (outliers, superseded unlabelled copies) before the one
-commit reads them all back.
+later duplicate, and rows can be dropped (later copies of an id, superseded unlabelled copies,
+outliers) before the one commit reads them all back.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pyarrow as pa
 from .._arrow import flat_values
 
 __all__ = ["Spool"]
+
+_OPEN_FILES = 8  # spool files kept mapped for reads of single rows
 
 
 class Spool:
@@ -35,7 +38,7 @@ class Spool:
         self._sorted: np.ndarray | None = None
         self.schema: pa.Schema | None = None
         self.n_rows = 0
-        self._cache: tuple[int, pa.Table] | None = None
+        self._cache: OrderedDict[int, pa.Table] = OrderedDict()  # the last files read
 
     def append(self, table: pa.Table) -> list[tuple[int, int]]:
         """Write ``table`` as the next spool file; return the (file, row) position of each row."""
@@ -52,10 +55,13 @@ class Spool:
         return self.dir / f"{b:06d}.arrow"
 
     def _table(self, b: int) -> pa.Table:
-        if self._cache is None or self._cache[0] != b:
-            source = pa.memory_map(str(self._path(b)))
-            self._cache = (b, pa.ipc.open_file(source).read_all())
-        return self._cache[1]
+        table = self._cache.pop(b, None)
+        if table is None:
+            table = pa.ipc.open_file(pa.memory_map(str(self._path(b)))).read_all()
+            if len(self._cache) >= _OPEN_FILES:
+                self._cache.popitem(last=False)
+        self._cache[b] = table
+        return table
 
     def labels(self, pos: tuple[int, int]) -> tuple[float | None, np.ndarray | None, int, str]:
         """Energy, forces, n_atoms and source of the spooled row at ``pos``."""
@@ -83,13 +89,6 @@ class Spool:
             self._sorted = np.unique(np.frombuffer(self._dropped, dtype=np.int64))
         return self._sorted
 
-    def is_dropped(self, pos: tuple[int, int]) -> bool:
-        """Whether the row at ``pos`` was dropped."""
-        d = self.dropped()
-        v = (pos[0] << 32) | pos[1]
-        i = int(np.searchsorted(d, v))
-        return i < len(d) and int(d[i]) == v
-
     @property
     def n_kept(self) -> int:
         return self.n_rows - len(self.dropped())
@@ -106,9 +105,9 @@ class Spool:
                 keep[drop] = False
                 table = table.filter(pa.array(keep))
             yield from table.to_batches()
-        self._cache = None
+        self._cache.clear()
 
     def close(self) -> None:
         """Remove the spool directory."""
-        self._cache = None
+        self._cache.clear()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -23,11 +23,14 @@ A run applies the rules in two steps, so that it never holds every id it has see
    files of a bounded size, :class:`~pesdata._spill.Parts`) and replays the rules over each
    id's copies in arrival order: the kept copy is superseded by a labelled one when it is
    unlabelled, else each later copy is a duplicate (a conflict when both carry labels that
-   differ beyond the tolerances, read back from the spool only when the digests differ) and is
-   dropped from the spool; the counts are corrected.
+   differ beyond the tolerances, read back from the spool only when the 64-bit digests differ)
+   and is dropped from the spool; the counts are corrected.
 
-The outcome (rows committed, counts, conflicts and their order) is what applying the rules
-frame by frame gives.
+The outcome (counts, conflicts and their order, the labels kept) is what applying the rules
+frame by frame gives. A superseding copy is committed at its own place in the run's order
+(before, it took the superseded copy's place within a batch, so the order depended on the batch
+size). The spool holds every copy the store does not resolve until the commit, duplicates
+within the run included: disk grows with them, memory by 8 bytes per dropped copy.
 """
 
 from __future__ import annotations
@@ -269,15 +272,19 @@ def resolve(ids: RunIds, spool: Spool, report: CurateReport, spill: Path | None,
             continue
         starts = np.flatnonzero(np.r_[True, ~same])
         ends = np.r_[starts[1:], len(rec)]
+        compare: list[tuple[int, int, int]] = []
         for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
             if hi - lo > 1:
-                _replay(rec[lo:hi], spool, report, conflicts)
+                _replay(rec[lo:hi], spool, report, compare)
+        conflicts += _compare(compare, spool)
     return conflicts
 
 
 def _replay(copies: np.ndarray, spool: Spool, report: CurateReport,
-            conflicts: list[tuple[int, dict]]) -> None:
-    """The rules over one id's spooled copies, in arrival order."""
+            compare: list[tuple[int, int, int]]) -> None:
+    """The rules over one id's spooled copies, in arrival order. Which copy is kept depends on
+    the labels' presence only, so the label comparisons are queued in ``compare`` as (kept
+    position, later position, later arrival) and done by :func:`_compare` in spool order."""
     kept = copies[0]
     for new in copies[1:]:
         if new["flags"] & 2:  # counted as a duplicate of the stored row already
@@ -291,10 +298,20 @@ def _replay(copies: np.ndarray, spool: Spool, report: CurateReport,
             continue
         spool.drop(unpack_pos(new["pos"]))
         if kept["flags"] & new["flags"] & 1 and kept["labels"] != new["labels"]:
-            e1, f1, _, src1 = spool.labels(unpack_pos(kept["pos"]))
-            e2, f2, n, src2 = spool.labels(unpack_pos(new["pos"]))
-            de, df = label_diff(e1, f1, e2, f2, n)
-            if is_conflict(de, df):
-                conflicts.append((int(new["seq"]), {
-                    "id": spool.value(unpack_pos(new["pos"]), "id"), "sources": [src1, src2],
-                    "energy_per_atom_diff": de, "max_force_diff": df}))
+            compare.append((int(kept["pos"]), int(new["pos"]), int(new["seq"])))
+
+
+def _compare(compare: list[tuple[int, int, int]], spool: Spool) -> list[tuple[int, dict]]:
+    """The conflicts among queued label comparisons (kept copy first, as reported)."""
+    out = []
+    last, kept = None, None
+    for kp, pos, seq in sorted(compare):  # spool order: each kept copy read once
+        if kp != last:
+            last, kept = kp, spool.labels(unpack_pos(kp))
+        e1, f1, _, src1 = kept
+        e2, f2, n, src2 = spool.labels(unpack_pos(pos))
+        de, df = label_diff(e1, f1, e2, f2, n)
+        if is_conflict(de, df):
+            out.append((seq, {"id": spool.value(unpack_pos(pos), "id"), "sources": [src1, src2],
+                              "energy_per_atom_diff": de, "max_force_diff": df}))
+    return out
