@@ -88,8 +88,12 @@ def test_deferred_dedup_equals_the_frame_by_frame_rules(tmp_path, monkeypatch, s
     from .conftest import DATA
 
     if spill:
+        from pesdata.curate import _spool
+
         monkeypatch.setattr(dedup, "MEM_ROWS", 3)
         monkeypatch.setattr(dedup, "LOG_MEM_ROWS", 5)
+        monkeypatch.setattr(_spool, "_DROP_MEM", 4)
+        monkeypatch.setattr(_spool, "_DROP_WINDOW", 3)
     base = ase.io.read(DATA / "tio2/TiO2_aenet_subset.extxyz", ":12")
     rng = np.random.default_rng(batch_size + 7 * spill)
 
@@ -127,3 +131,35 @@ def test_deferred_dedup_equals_the_frame_by_frame_rules(tmp_path, monkeypatch, s
     rows = st.read().table(["source"]).column("source").to_pylist()
     expected = [kept.get(s, stored.get(s, (None, None, None))[2]) for s in set(kept) | set(stored)]
     assert sorted(rows) == sorted(expected)
+
+
+@pytest.mark.parametrize("mem, window", [(1 << 16, 1 << 18), (3, 2), (5, 50)])
+def test_spool_drops_read_back_sorted_by_range(tmp_path, monkeypatch, mem, window):
+    """Dropped positions (repeats, any order, spilled or not) are the model's set in every
+    range, and the commit's batches skip exactly them."""
+    import pyarrow as pa
+
+    from pesdata.curate import _spool
+
+    monkeypatch.setattr(_spool, "_DROP_MEM", mem)
+    monkeypatch.setattr(_spool, "_DROP_WINDOW", window)
+    spool = _spool.Spool(tmp_path)
+    sizes = [5, 1, 7, 3, 6, 2]
+    for b, n in enumerate(sizes):
+        spool.append(pa.table({"row": [f"{b}:{r}" for r in range(n)]}))
+    rng = np.random.default_rng(mem)
+    model = set()
+    for _ in range(3):  # drops, reads, more drops (the outliers after the duplicates)
+        for _ in range(12):
+            b = int(rng.integers(len(sizes)))
+            r = int(rng.integers(sizes[b]))
+            spool.drop((b, r))
+            model.add((b << 32) | r)
+        assert spool.dropped().tolist() == sorted(model)
+        for lo, hi in [(0, 3 << 32), ((2 << 32) + 1, (4 << 32) + 2), (5 << 32, 6 << 32)]:
+            assert spool.dropped(lo, hi).tolist() == sorted(v for v in model if lo <= v < hi)
+        assert spool.n_kept == sum(sizes) - len(model)
+        kept = [x for batch in spool.batches() for x in batch.column("row").to_pylist()]
+        assert kept == [f"{b}:{r}" for b, n in enumerate(sizes) for r in range(n)
+                        if (b << 32) | r not in model]
+    spool.close()

@@ -71,11 +71,14 @@ def curate(
 ) -> CurateReport:
     """Ingest structure files into ``store`` as one new version.
 
-    Frames stream in batches (memory stays flat with file size), are validated, deduplicated
-    against the store and each other by ``id`` (geometry + method), and committed in a single
-    atomic version. Duplicates with labels that differ beyond 1 meV/atom or 1e-3 eV/Å are
-    conflicts: the stored labels stay, the conflict is reported with both sources. An
-    unlabelled stored structure that arrives with labels is relabelled.
+    Frames stream in batches, are validated, deduplicated against the store and each other by
+    ``id`` (geometry + method), and committed in a single atomic version. Memory stays flat
+    with the number of frames: the rows wait in a spool on disk, and what the run remembers per
+    row (its id, its outlier statistics) goes to files beside it, read back in bounded pieces
+    (:func:`~pesdata.curate.dedup.resolve`, :mod:`pesdata.curate._population`). Duplicates
+    with labels that differ beyond 1 meV/atom or 1e-3 eV/Å are conflicts: the stored labels
+    stay, the conflict is reported with both sources. An unlabelled stored structure that
+    arrives with labels is relabelled.
 
     Parameters
     ----------
@@ -445,7 +448,7 @@ def _population(stats, population_checks, spool, report) -> None:
     if not len(stats) or not population_checks:
         return
     flagged = flag_outliers(stats, population_checks, spool.dir / "population",
-                            dropped=spool.dropped())
+                            dropped=spool.dropped)
     for idx in sorted(flagged):
         pos, kind = stats.row(idx)
         source = spool.labels(pos)[3]

@@ -82,24 +82,29 @@ def streamed_median(chunks: Callable[[], Iterable[np.ndarray]], n: int) -> float
     return float(np.mean(np.array([a, b])))
 
 
-def _live(rec: np.ndarray, dropped: np.ndarray | None) -> np.ndarray:
-    """Which records' spool rows were not dropped (``dropped``: sorted packed positions)."""
-    if dropped is None or not len(dropped):
+def _live(rec: np.ndarray, dropped: Callable[[int, int], np.ndarray] | None) -> np.ndarray:
+    """Which records' spool rows were not dropped (``dropped(lo, hi)``: the sorted packed
+    positions in a range, :meth:`~pesdata.curate._spool.Spool.dropped`)."""
+    if dropped is None or not len(rec):
         return np.ones(len(rec), bool)
     pos = rec["pos"].astype(np.int64)
     packed = ((pos >> 34) << 32) | ((pos >> 2) & 0xFFFFFFFF)  # see _stats._pack
-    at = np.minimum(np.searchsorted(dropped, packed), len(dropped) - 1)
-    return dropped[at] != packed
+    d = dropped(int(packed.min()), int(packed.max()) + 1)
+    if not len(d):
+        return np.ones(len(rec), bool)
+    at = np.minimum(np.searchsorted(d, packed), len(d) - 1)
+    return d[at] != packed
 
 
 def flag_outliers(stats: RunStats, checks: list, spill: Path, mem_rows: int | None = None,
-                  dropped: np.ndarray | None = None) -> dict[int, list[Issue]]:
+                  dropped: Callable[[int, int], np.ndarray] | None = None
+                  ) -> dict[int, list[Issue]]:
     """Row index → issues of the outliers the population ``checks`` find among ``stats``.
 
     In memory (every check's ``check_population`` on all rows) unless the statistics were
     spilled; then binned under ``spill`` (a new directory) as the module doc says. Rows whose
-    spool position is in ``dropped`` (sorted, packed as ``file << 32 | row``: duplicates and
-    superseded copies) take no part.
+    spool position ``dropped(lo, hi)`` lists (sorted, packed as ``file << 32 | row``:
+    duplicates and superseded copies) take no part.
     """
     found: dict[int, dict[int, Issue]] = {j: {} for j in range(len(checks))}  # per check
     whole = [j for j, c in enumerate(checks) if not stats.spilled or not _builtin(c)]
@@ -124,7 +129,8 @@ def flag_outliers(stats: RunStats, checks: list, spill: Path, mem_rows: int | No
 
 
 def _binned(stats: RunStats, checks: list, spill: Path, mem_rows: int | None,
-            dropped: np.ndarray | None, found: list[dict[int, Issue]]) -> None:
+            dropped: Callable[[int, int], np.ndarray] | None,
+            found: list[dict[int, Issue]]) -> None:
     """Built-in outlier ``checks`` over the populations, binned to files (module doc, 2–3);
     each check's issues are added to its dict in ``found``."""
     mem_rows = MEM_ROWS if mem_rows is None else max(1, int(mem_rows))

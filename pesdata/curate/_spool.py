@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._arrow import flat_values
+from .._spill import Parts, RecordLog
 
 __all__ = ["Spool"]
 
@@ -34,8 +34,7 @@ class Spool:
         self.dir = root / f"spool-{uuid.uuid4().hex}"
         self.dir.mkdir(parents=True)
         self.n_files = 0  # files 000000.arrow, 000001.arrow, ...
-        self._dropped = array("q")  # packed positions (file << 32 | row), in the order dropped
-        self._sorted: np.ndarray | None = None
+        self._drops = _Drops(self.dir)
         self.schema: pa.Schema | None = None
         self.n_rows = 0
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()  # the last files read
@@ -79,27 +78,23 @@ class Spool:
         return self._table(pos[0]).column(column)[pos[1]].as_py()
 
     def drop(self, pos: tuple[int, int]) -> None:
-        """Exclude the row at ``pos`` from the commit (8 bytes kept per dropped row)."""
-        self._dropped.append((pos[0] << 32) | pos[1])
-        self._sorted = None
+        """Exclude the row at ``pos`` from the commit."""
+        self._drops.add((pos[0] << 32) | pos[1])
 
-    def dropped(self) -> np.ndarray:
-        """The dropped positions, packed (``file << 32 | row``), sorted and unique."""
-        if self._sorted is None:
-            self._sorted = np.unique(np.frombuffer(self._dropped, dtype=np.int64))
-        return self._sorted
+    def dropped(self, lo: int = 0, hi: int = 2**63 - 1) -> np.ndarray:
+        """The dropped positions packed as ``file << 32 | row`` in ``[lo, hi)``, sorted, unique
+        (read a range at a time: all of them may not fit)."""
+        return self._drops.between(lo, hi, self.n_files)
 
     @property
     def n_kept(self) -> int:
-        return self.n_rows - len(self.dropped())
+        return self.n_rows - self._drops.count(self.n_files)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The kept rows, batch by batch."""
         for b in range(self.n_files):
             table = self._table(b)
-            d = self.dropped()
-            lo, hi = np.searchsorted(d, [b << 32, (b + 1) << 32])
-            drop = (d[lo:hi] & 0xFFFFFFFF).astype(np.int64)
+            drop = (self.dropped(b << 32, (b + 1) << 32) & 0xFFFFFFFF).astype(np.int64)
             if len(drop):
                 keep = np.ones(table.num_rows, dtype=bool)
                 keep[drop] = False
@@ -111,3 +106,71 @@ class Spool:
         """Remove the spool directory."""
         self._cache.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_DROP = np.dtype([("pos", "<i8")])
+_DROP_WINDOW = 1 << 18  # dropped positions sorted in memory at a time
+_DROP_MEM = 1 << 16  # dropped positions kept in memory before they go to the file
+
+
+class _Drops:
+    """Dropped spool positions: appended in any order to a file in the spool directory (every
+    :data:`_DROP_MEM`), read back sorted and unique window by window of spool files (about
+    :data:`_DROP_WINDOW` positions each), so a run that drops 10⁸ duplicates does not hold
+    them."""
+
+    def __init__(self, dir: Path) -> None:
+        self.dir = dir
+        self._log = RecordLog(_DROP, dir / "drops.bin", _DROP_MEM)
+        self._built: tuple | None = None  # (files per window, windows, unique count)
+        self._cache: tuple[int, np.ndarray] | None = None
+        self._builds = 0
+
+    def add(self, packed: int) -> None:
+        self._log.append((packed,))
+        self._built = self._cache = None
+
+    def _build(self, n_files: int) -> tuple:
+        if self._built is None:
+            n = len(self._log)
+            per = max(1, -(-max(n_files, 1) * _DROP_WINDOW // max(n, 1)))  # files per window
+            count = -(-max(n_files, 1) // per)
+            self._builds += 1
+            spill = self.dir / f"drops-{self._builds}" if self._log.spilled else None
+            parts = Parts(count, _DROP, spill)
+            for chunk in self._log.chunks(1 << 16):
+                parts.add(np.minimum((chunk["pos"] >> 32) // per, count - 1), chunk)
+            windows, total = [], 0
+            for w in range(count):
+                sorted_ = np.unique(parts.take(w)["pos"])
+                total += len(sorted_)
+                if spill is None:
+                    windows.append(sorted_)
+                else:
+                    np.save(spill / f"w{w:05d}.npy", sorted_)
+                    windows.append(spill / f"w{w:05d}.npy")
+            self._built = (per, windows, total)
+        return self._built
+
+    def _window(self, w: int, windows: list) -> np.ndarray:
+        if isinstance(windows[w], np.ndarray):
+            return windows[w]
+        if self._cache is None or self._cache[0] != w:
+            self._cache = (w, np.load(windows[w]))
+        return self._cache[1]
+
+    def count(self, n_files: int) -> int:
+        return self._build(n_files)[2]
+
+    def between(self, lo: int, hi: int, n_files: int) -> np.ndarray:
+        per, windows, _ = self._build(n_files)
+        if hi <= lo:
+            return np.zeros(0, np.int64)
+        first = min(max(lo, 0) >> 32, (1 << 31)) // per
+        last = min((hi - 1) >> 32, (1 << 31)) // per
+        out = []
+        for w in range(min(first, len(windows) - 1), min(last, len(windows) - 1) + 1):
+            d = self._window(w, windows)
+            a, b = np.searchsorted(d, [lo, hi])
+            out.append(d[a:b])
+        return np.concatenate(out) if out else np.zeros(0, np.int64)

@@ -30,7 +30,7 @@ The outcome (counts, conflicts and their order, the labels kept) is what applyin
 frame by frame gives. A superseding copy is committed at its own place in the run's order
 (before, it took the superseded copy's place within a batch, so the order depended on the batch
 size). The spool holds every copy the store does not resolve until the commit, duplicates
-within the run included: disk grows with them, memory by 8 bytes per dropped copy.
+within the run included: disk grows with them (the dropped positions go to a file too).
 """
 
 from __future__ import annotations
