@@ -9,7 +9,8 @@ structure in the driver, on synthetic data of the same shape (random 128-bit ids
   ``n_atoms``) with the descriptor cache index (Parquet files of 2,000 entries; the cache holds
   every id), :func:`pesdata.descriptors._locate.locate`;
 * **resolve** — curate's in-run deduplication over the log of spooled rows (10 % of them a
-  second copy of an earlier id, same labels), :func:`pesdata.curate.dedup.resolve`;
+  second copy of an earlier id, same labels), :func:`pesdata.curate.dedup.resolve`, and the
+  count of rows kept (the dropped copies sorted window by window);
 * **outliers** — the energy and force outlier validators over the run's statistics (one
   population per 1 % of the rows, one population holding a third of them),
   :func:`pesdata.curate._population.flag_outliers`.
@@ -108,6 +109,7 @@ def run(case: str, work: Path) -> dict:
         import lance
 
         from pesdata.descriptors._locate import locate
+        from pesdata.store._snapshot import SCAN_OPTIONS
 
         ds = lance.dataset(str(work / "table.lance"))
 
@@ -115,8 +117,8 @@ def run(case: str, work: Path) -> dict:
             def __len__(self):
                 return ds.count_rows()
 
-            def batches(self, columns, size):
-                yield from ds.to_batches(columns=list(columns), batch_size=size)
+            def batches(self, columns, size):  # as Snapshot.batches scans
+                yield from ds.to_batches(columns=list(columns), batch_size=size, **SCAN_OPTIONS)
 
         call = lambda: locate(Snap(), work)  # noqa: E731
     elif case == "resolve":
@@ -125,9 +127,10 @@ def run(case: str, work: Path) -> dict:
         ids = dedup.RunIds(work / "log.bin")
         ids._log._n_file = int((work / "n").read_text())  # the log written by make()
         spool = _spool.Spool(work / "spool")
+        spool.n_files = len(ids) // 512 + 1  # the spool files the log's positions name
         report = type("R", (), {"added": 0, "duplicates": 0, "relabelled": 0})()
         call = lambda: (dedup.resolve(ids, spool, report, work / "parts"),  # noqa: E731
-                        len(spool.dropped()))
+                        spool.n_kept)
     else:
         from pesdata.curate._population import flag_outliers
         from pesdata.curate._stats import RunStats

@@ -152,3 +152,28 @@ def test_custom_checks_see_the_whole_run_when_spilled(frames, tmp_path, monkeypa
             k: [i.to_dict() for i in v] for k, v in expected.items()}
         assert sum(i.validator == "run_max" for v in got.values() for i in v) == 1
         assert len(expected) > 3
+
+
+def test_check_population_equals_a_group_by_group_reference():
+    """Many populations (the grouped implementation) against the rule written out per group."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    keys = np.array([f"g{k}" for k in rng.integers(0, 400, n)], dtype=object)
+    values = rng.normal(0, 1, n)
+    values[rng.integers(0, n, 40)] *= 50
+    values[rng.integers(0, n, 30)] = np.nan
+    check = EnergyOutlierValidator(threshold=3.0, min_group=4, mad_floor=0.0)
+    got = check.check_population({"group": keys, "energy_per_atom": values})
+    expected = {}
+    for key in sorted(set(keys.tolist())):
+        rows = [i for i in range(n) if keys[i] == key and np.isfinite(values[i])]
+        if len(rows) < 4:
+            continue
+        v = values[rows]
+        med = np.median(v)
+        mad = np.median(np.abs(v - med))
+        for i, x in zip(rows, v, strict=True):
+            if mad > 0 and abs(0.6745 * (x - med) / mad) > 3.0:
+                expected[i] = key
+    assert {i: issue.message.rsplit(" of ", 1)[1] for i, issue in got.items()} == expected
+    assert len(expected) > 20

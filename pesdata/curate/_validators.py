@@ -394,8 +394,15 @@ class _OutlierValidator:
         keys = stats["group"]
         values = stats[self.stat]
         described = stats.get("populations", {})
-        for key in sorted(set(keys.tolist())):
-            idx = np.flatnonzero((keys == key) & np.isfinite(values))
+        if not len(keys):
+            return out
+        names, code = np.unique(keys, return_inverse=True)  # sorted, as sorted(set(keys))
+        order = np.argsort(code, kind="stable")  # each group's rows, in row order
+        bounds = np.searchsorted(code[order], np.arange(len(names) + 1))
+        finite = np.isfinite(values)
+        for g, key in enumerate(names.tolist()):
+            idx = order[bounds[g]:bounds[g + 1]]
+            idx = idx[finite[idx]]
             if idx.size < self.min_group:
                 continue
             z = robust_z(values[idx], self.mad_floor)

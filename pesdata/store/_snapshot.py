@@ -22,6 +22,8 @@ __all__ = ["ArrayCache", "Snapshot"]
 CREATED = "_row_created_at_version"
 UPDATED = "_row_last_updated_at_version"
 _READS = ("to_table", "to_batches", "take", "count_rows")
+#: Lance scanner options of :meth:`Snapshot.batches`, the flat-memory scan.
+SCAN_OPTIONS = {"fragment_readahead": 1, "batch_readahead": 2, "io_buffer_size": 16 << 20}
 
 
 def _translate(exc: Exception, ds: lance.LanceDataset) -> Exception | None:
@@ -162,7 +164,10 @@ class Snapshot:
         for c in columns:
             if c not in names:
                 raise ParameterError(f"unknown column {c!r:.200}; columns: {', '.join(names)}")
-        yield from self._ds.to_batches(columns=list(columns), batch_size=int(batch_size))
+        # one data file at a time, two batches ahead: Lance's defaults read several files at
+        # once (+260 MB scanning the ids of 10⁷ rows in ten files, +100 MB this way, as fast)
+        yield from self._ds.to_batches(columns=list(columns), batch_size=int(batch_size),
+                                       **SCAN_OPTIONS)
 
     def elements(self) -> list[int]:
         """The atomic numbers present in the version, sorted (scanned in batches)."""
