@@ -35,11 +35,12 @@ bench: install
 	$(PY) benchmarks/bench_accuracy.py Cu Si
 	$(PY) benchmarks/bench_ssw.py
 
-# ~1 h on 2 cores (the recall check ~3 min of it) and ~1 GB of cached data (generated once,
+# ~1 h on 2 cores (the recall check ~3 min of it, bench_flat's joins to 10^7 ~3 min) and ~1 GB of cached data (generated once,
 # outside the repository)
 bench-scale: install
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_select_recall.py
+	$(PY) benchmarks/bench_flat.py
 
 lint: install
 	$(BIN)/ruff check pesdata tests benchmarks
