@@ -35,7 +35,7 @@ bench: install
 	$(PY) benchmarks/bench_accuracy.py Cu Si
 	$(PY) benchmarks/bench_ssw.py
 
-# ~1 h on 2 cores (the recall check ~3 min of it, bench_flat's joins to 10^7 ~3 min) and ~1 GB of cached data (generated once,
+# ~1 h on 2 cores (the recall check and bench_flat ~3 min each) and ~1 GB of cached data (generated once,
 # outside the repository)
 bench-scale: install
 	$(PY) benchmarks/bench_scale.py

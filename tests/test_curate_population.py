@@ -177,3 +177,12 @@ def test_check_population_equals_a_group_by_group_reference():
                 expected[i] = key
     assert {i: issue.message.rsplit(" of ", 1)[1] for i, issue in got.items()} == expected
     assert len(expected) > 20
+
+
+def test_check_population_takes_any_hashable_sortable_keys():
+    values = np.array([0.0, 1.0, 0.0, 1.0, 0.5, 100.0])
+    check = EnergyOutlierValidator(3.0, min_group=3, mad_floor=0.0)
+    for keys in (np.array([None] * 6, dtype=object), np.array(["a"] * 6, dtype=object)):
+        assert list(check.check_population({"group": keys, "energy_per_atom": values})) == [5]
+    assert check.check_population({"group": np.zeros(0, object),
+                                   "energy_per_atom": np.zeros(0)}) == {}

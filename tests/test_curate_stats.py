@@ -163,3 +163,29 @@ def test_spool_drops_read_back_sorted_by_range(tmp_path, monkeypatch, mem, windo
         assert kept == [f"{b}:{r}" for b, n in enumerate(sizes) for r in range(n)
                         if (b << 32) | r not in model]
     spool.close()
+
+
+def test_spool_drop_windows_stay_bounded_when_drops_crowd(tmp_path, monkeypatch):
+    """All drops in the first files: the windows are cut by the running count, so none holds
+    more than the window plus one file's rows; an old build's files go on a rebuild."""
+    import pyarrow as pa
+
+    from pesdata.curate import _spool
+
+    monkeypatch.setattr(_spool, "_DROP_MEM", 7)
+    monkeypatch.setattr(_spool, "_DROP_WINDOW", 10)
+    spool = _spool.Spool(tmp_path)
+    for _ in range(200):
+        spool.append(pa.table({"row": list(range(8))}))
+    crowd = [(b, r) for b in range(12) for r in range(8)]
+    for pos in crowd:
+        spool.drop(pos)
+    assert spool.n_kept == 200 * 8 - len(crowd)
+    _, windows, _ = spool._drops._built
+    assert max(len(spool._drops._window(w, windows)) for w in range(len(windows))) <= 10 + 8
+    first = spool._drops._spill
+    spool.drop((150, 3))
+    assert spool.dropped(150 << 32, 151 << 32).tolist() == [(150 << 32) | 3]
+    assert not first.exists() and spool._drops._spill.exists()
+    with pytest.raises(ValueError, match="out of range"):
+        spool.drop((0, 2**32))

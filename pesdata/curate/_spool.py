@@ -79,6 +79,8 @@ class Spool:
 
     def drop(self, pos: tuple[int, int]) -> None:
         """Exclude the row at ``pos`` from the commit."""
+        if not (0 <= pos[0] < 2**31 and 0 <= pos[1] < 2**32):
+            raise ValueError(f"spool position {pos} out of range")
         self._drops.add((pos[0] << 32) | pos[1])
 
     def dropped(self, lo: int = 0, hi: int = 2**63 - 1) -> np.ndarray:
@@ -115,15 +117,16 @@ _DROP_MEM = 1 << 16  # dropped positions kept in memory before they go to the fi
 
 class _Drops:
     """Dropped spool positions: appended in any order to a file in the spool directory (every
-    :data:`_DROP_MEM`), read back sorted and unique window by window of spool files (about
-    :data:`_DROP_WINDOW` positions each), so a run that drops 10⁸ duplicates does not hold
-    them."""
+    :data:`_DROP_MEM`), read back sorted and unique window by window of spool files, so a run
+    that drops 10⁸ duplicates does not hold them. Windows are cut by the drops' running count
+    per file: each holds at most :data:`_DROP_WINDOW` positions plus one file's rows."""
 
     def __init__(self, dir: Path) -> None:
         self.dir = dir
         self._log = RecordLog(_DROP, dir / "drops.bin", _DROP_MEM)
-        self._built: tuple | None = None  # (files per window, windows, unique count)
+        self._built: tuple | None = None  # (window of each file, windows, unique count)
         self._cache: tuple[int, np.ndarray] | None = None
+        self._spill: Path | None = None
         self._builds = 0
 
     def add(self, packed: int) -> None:
@@ -131,25 +134,35 @@ class _Drops:
         self._built = self._cache = None
 
     def _build(self, n_files: int) -> tuple:
-        if self._built is None:
-            n = len(self._log)
-            per = max(1, -(-max(n_files, 1) * _DROP_WINDOW // max(n, 1)))  # files per window
-            count = -(-max(n_files, 1) // per)
+        if self._built is not None:
+            return self._built
+        if self._spill is not None:  # the previous build's windows
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._spill = None
+        per_file = np.zeros(max(n_files, 1), np.int64)
+        for chunk in self._log.chunks(1 << 16):  # 1. drops per file
+            files = chunk["pos"] >> 32
+            per_file = np.pad(per_file, (0, max(0, int(files.max()) + 1 - len(per_file))))
+            per_file += np.bincount(files, minlength=len(per_file))
+        before = np.cumsum(per_file) - per_file
+        window_of = np.unique(before // _DROP_WINDOW, return_inverse=True)[1].reshape(-1)
+        count = int(window_of[-1]) + 1
+        if self._log.spilled:
             self._builds += 1
-            spill = self.dir / f"drops-{self._builds}" if self._log.spilled else None
-            parts = Parts(count, _DROP, spill)
-            for chunk in self._log.chunks(1 << 16):
-                parts.add(np.minimum((chunk["pos"] >> 32) // per, count - 1), chunk)
-            windows, total = [], 0
-            for w in range(count):
-                sorted_ = np.unique(parts.take(w)["pos"])
-                total += len(sorted_)
-                if spill is None:
-                    windows.append(sorted_)
-                else:
-                    np.save(spill / f"w{w:05d}.npy", sorted_)
-                    windows.append(spill / f"w{w:05d}.npy")
-            self._built = (per, windows, total)
+            self._spill = self.dir / f"drops-{self._builds}"
+        parts = Parts(count, _DROP, self._spill)
+        for chunk in self._log.chunks(1 << 16):  # 2. into windows; 3. each sorted
+            parts.add(window_of[chunk["pos"] >> 32], chunk)
+        windows, total = [], 0
+        for w in range(count):
+            sorted_ = np.unique(parts.take(w)["pos"])
+            total += len(sorted_)
+            if self._spill is None:
+                windows.append(sorted_)
+            else:
+                np.save(self._spill / f"w{w:05d}.npy", sorted_)
+                windows.append(self._spill / f"w{w:05d}.npy")
+        self._built = (window_of, windows, total)
         return self._built
 
     def _window(self, w: int, windows: list) -> np.ndarray:
@@ -163,13 +176,14 @@ class _Drops:
         return self._build(n_files)[2]
 
     def between(self, lo: int, hi: int, n_files: int) -> np.ndarray:
-        per, windows, _ = self._build(n_files)
+        window_of, windows, _ = self._build(n_files)
         if hi <= lo:
             return np.zeros(0, np.int64)
-        first = min(max(lo, 0) >> 32, (1 << 31)) // per
-        last = min((hi - 1) >> 32, (1 << 31)) // per
+        last_file = len(window_of) - 1
+        first = int(window_of[min(max(lo, 0) >> 32, last_file)])
+        last = int(window_of[min((hi - 1) >> 32, last_file)]) if hi > 0 else -1
         out = []
-        for w in range(min(first, len(windows) - 1), min(last, len(windows) - 1) + 1):
+        for w in range(first, last + 1):
             d = self._window(w, windows)
             a, b = np.searchsorted(d, [lo, hi])
             out.append(d[a:b])

@@ -396,11 +396,14 @@ class _OutlierValidator:
         described = stats.get("populations", {})
         if not len(keys):
             return out
-        names, code = np.unique(keys, return_inverse=True)  # sorted, as sorted(set(keys))
+        listed = keys.tolist()
+        names = sorted(set(listed))
+        index = {k: g for g, k in enumerate(names)}
+        code = np.fromiter((index[k] for k in listed), np.int64, len(listed))
         order = np.argsort(code, kind="stable")  # each group's rows, in row order
         bounds = np.searchsorted(code[order], np.arange(len(names) + 1))
         finite = np.isfinite(values)
-        for g, key in enumerate(names.tolist()):
+        for g, key in enumerate(names):
             idx = order[bounds[g]:bounds[g + 1]]
             idx = idx[finite[idx]]
             if idx.size < self.min_group:
