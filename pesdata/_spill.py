@@ -14,7 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Parts"]
+__all__ = ["Parts", "RecordLog", "key_part", "part_bits"]
+
+
+def part_bits(n: int, limit: int) -> int:
+    """Fewest leading key bits (≤ 16) that split ``n`` uniformly spread keys into parts of at
+    most ``limit``: ``n ≤ limit · 2**bits``."""
+    bits = 0
+    while bits < 16 and n > limit << bits:
+        bits += 1
+    return bits
+
+
+def key_part(keys: np.ndarray, bits: int) -> np.ndarray:
+    """The part of each 16-byte key (``S16``, e.g. a structure id's digest): its leading
+    ``bits`` bits."""
+    if bits == 0:
+        return np.zeros(len(keys), np.int64)
+    b = np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 16)
+    return ((b[:, 0].astype(np.int64) << 8) | b[:, 1]) >> (16 - bits)
 
 
 class Parts:

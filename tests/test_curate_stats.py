@@ -26,12 +26,18 @@ def test_run_stats_arrays_and_rows():
 
 
 def test_id_keys_and_label_digests():
-    from pesdata.curate.dedup import id_key, label_digest
+    import pyarrow as pa
+
+    from pesdata._ids import id_key, id_keys
+    from pesdata.curate.dedup import label_digest
 
     sid = "0123456789abcdef" * 2
     assert id_key(sid) == bytes.fromhex(sid)
-    odd = [id_key(x) for x in ("not-hex", sid.upper(), " " + sid[1:], sid + "0")]
-    assert len(set(odd)) == 4 and all(len(k) == 16 and k != bytes.fromhex(sid) for k in odd)
+    strings = ["not-hex", sid.upper(), " " + sid[1:], sid + "0", "é" * 16]
+    odd = [id_key(x) for x in strings]
+    assert len(set(odd)) == 5 and all(len(k) == 16 and k != bytes.fromhex(sid) for k in odd)
+    # one key per id, whether keyed one at a time (curate's log) or by column (the cache join)
+    assert [bytes(k) for k in id_keys(pa.array([sid, *strings]))] == [id_key(sid), *odd]
     f = np.arange(6.0).reshape(2, 3)
     assert label_digest(-1.5, f) == label_digest(-1.5, f.copy())
     digests = {label_digest(-1.5, f), label_digest(-1.5 + 1e-12, f), label_digest(None, f),

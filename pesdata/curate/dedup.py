@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._spill import Parts, RecordLog
+from .._ids import id_key
+from .._spill import Parts, RecordLog, key_part, part_bits
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..frames import Frame
@@ -53,7 +54,6 @@ __all__ = [
     "FORCE_TOL",
     "RunIds",
     "classify",
-    "id_key",
     "is_conflict",
     "label_diff",
     "label_digest",
@@ -169,22 +169,6 @@ RUN_REC = np.dtype([("key", "S16"), ("pos", "<i8"), ("seq", "<i8"), ("labels", "
 LOG_MEM_ROWS = 1 << 16
 #: Rows of the log resolved in memory at a time.
 MEM_ROWS = 1 << 18
-_ODD_PERSON = b"pesdata-odd-id"
-
-
-def id_key(sid: str) -> bytes:
-    """A structure id as 16 bytes: the digest its 32 lower-case hex digits spell, else (never
-    for a pesdata id) its own BLAKE2b digest."""
-    if len(sid) == 32:
-        try:
-            key = bytes.fromhex(sid)
-            if key.hex() == sid:
-                return key
-        except ValueError:
-            pass
-    return hashlib.blake2b(sid.encode(), digest_size=16, person=_ODD_PERSON).digest()
-
-
 def label_digest(energy, forces) -> int:
     """A 64-bit digest of a frame's labels: equal digests mean equal labels (no conflict)."""
     h = hashlib.blake2b(digest_size=8)
@@ -251,16 +235,10 @@ def resolve(ids: RunIds, spool: Spool, report: CurateReport, spill: Path | None,
         The conflicts found, each with the arrival order of its incoming copy.
     """
     mem_rows = MEM_ROWS if mem_rows is None else max(1, int(mem_rows))
-    n = len(ids)
-    bits = 0
-    while bits < 16 and n > mem_rows << bits:
-        bits += 1
+    bits = part_bits(len(ids), mem_rows)
     parts = Parts(1 << bits, RUN_REC, spill if bits else None)
     for rec in ids.chunks():
-        b = np.ascontiguousarray(rec["key"]).view(np.uint8).reshape(-1, 16)
-        part = (((b[:, 0].astype(np.int64) << 8) | b[:, 1]) >> (16 - bits) if bits
-                else np.zeros(len(rec), np.int64))
-        parts.add(part, rec)
+        parts.add(key_part(rec["key"], bits), rec)
     conflicts: list[tuple[int, dict]] = []
     for p in range(1 << bits):
         rec = parts.take(p)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._spill import Parts
+from .._spill import Parts, key_part, part_bits
 from ..errors import from_os_error
 from ._index import fixed_width, id_keys, index_files, iter_index, sorted_positions
 
@@ -106,22 +106,6 @@ class Locations:
             self._tmp.cleanup()
 
 
-def _part(keys: np.ndarray, bits: int) -> np.ndarray:
-    """The partition of each ``S16`` key: its leading ``bits`` bits."""
-    if bits == 0:
-        return np.zeros(len(keys), np.int64)
-    b = keys.view(np.uint8).reshape(-1, 16)
-    return ((b[:, 0].astype(np.int64) << 8) | b[:, 1]) >> (16 - bits)
-
-
-def _bits(n: int, limit: int) -> int:
-    """Smallest number of bits b with ceil(n / 2**b) ≤ limit (at most 16)."""
-    b = 0
-    while b < 16 and n > limit << b:
-        b += 1
-    return b
-
-
 def locate(snapshot, root: Path, mem_entries: int | None = None,
            spill_dir: str | Path | None = None) -> Locations:
     """Join a version's rows with a descriptor group's cache index.
@@ -152,7 +136,7 @@ def locate(snapshot, root: Path, mem_entries: int | None = None,
     mem_entries = MEM_ENTRIES if mem_entries is None else max(1, int(mem_entries))
     files, n_index = index_files(root)
     n_rows = len(snapshot)
-    bits = max(_bits(n_index, mem_entries), _bits(n_rows, mem_entries))
+    bits = max(part_bits(n_index, mem_entries), part_bits(n_rows, mem_entries))
     wbits = max(0, int(mem_entries).bit_length() - 1)  # rows per window: 2**wbits
     tmp = None
     try:
@@ -178,7 +162,7 @@ def _join(snapshot, files, n_rows: int, bits: int, wbits: int, tmp) -> Locations
     for keys, codes, first, n in iter_index(files, segments):  # 1. the index, partitioned
         rec = np.empty(len(keys), _INDEX_REC)
         rec["key"], rec["code"], rec["first"], rec["n"] = keys, codes, first, n
-        index.add(_part(keys, bits), rec)
+        index.add(key_part(keys, bits), rec)
     rows = Parts(parts, _ROW_REC, spill and spill / "rows")
     at = n_atoms = 0
     for batch in snapshot.batches(["id", "n_atoms"], SCAN_ROWS):  # 2. the version's rows
@@ -188,7 +172,7 @@ def _join(snapshot, files, n_rows: int, bits: int, wbits: int, tmp) -> Locations
             batch.column(1).to_numpy()
         n_atoms += int(rec["n"].sum())
         at += len(keys)
-        rows.add(_part(keys, bits), rec)
+        rows.add(key_part(keys, bits), rec)
     names = np.array(list(segments), dtype=object)
     windows = max(1, -(-n_rows // (1 << wbits))) if spill is not None else 1
     out = Parts(windows, _OUT_REC, spill and spill / "out")
