@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pesdata
-from pesdata.descriptors import _locate, describe, from_config, load_descriptors
+from pesdata.descriptors import _locate, _stream, describe, from_config, load_descriptors
 from pesdata.descriptors._locate import locate
 from pesdata.descriptors._stream import DescriptorStream
 
@@ -175,3 +175,25 @@ def test_a_full_temporary_disk_is_a_clear_error(cached, tmp_path, monkeypatch):
         DescriptorStream(st, desc)
     monkeypatch.setattr(builtins, "open", opened)
     assert not list((tmp_path / "tmp").iterdir())  # nothing left behind
+
+
+def test_a_cached_version_is_joined_once_for_select(cached, tmp_path, monkeypatch):
+    """describe's join is handed to the stream when describe computed nothing (select's path);
+    when it computed something, or for another version, the stream joins again."""
+    from pesdata.descriptors._cache import _describe
+
+    st, desc, _ = _copy(cached, tmp_path)
+    out, located = _describe(st, desc, None, 8, None, None, None)
+    assert out["computed"] == 30 and located is None  # the cache changed: stale, closed
+    out, located = _describe(st, desc, None, 8, None, None, None)
+    assert out["computed"] == 0 and located.version == st.version
+    calls = []
+    monkeypatch.setattr(_stream, "locate", lambda *a, **k: calls.append(a) or locate(*a, **k))
+    with DescriptorStream(st, desc, locations=located) as stream:
+        assert stream._locations is located and not calls
+        whole = load_descriptors(st, desc)
+        assert np.array_equal(np.concatenate([p.read() for p in stream.plans()]),
+                              whole["features"])
+    located.version = -1  # of another version: joined again, the given one closed
+    with DescriptorStream(st, desc, locations=located) as stream:
+        assert len(calls) == 1 and stream._locations is not located

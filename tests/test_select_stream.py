@@ -310,7 +310,7 @@ def test_queries_in_blocks_give_the_one_block_answer(tio2, monkeypatch):
 
 
 def test_id_keys_are_the_digests_and_sort_as_the_ids():
-    from pesdata.descriptors._index import id_keys
+    from pesdata._ids import id_keys
 
     rng = np.random.default_rng(0)
     ids = [rng.bytes(16).hex() for _ in range(500)] + ["00" * 16, "ff" * 16, "0" * 31 + "1"]
@@ -329,18 +329,23 @@ def test_id_keys_are_the_digests_and_sort_as_the_ids():
 
 def test_index_arrays_equal_the_parquet_files(tio2):
     from pesdata.descriptors._cache import _group_dir
-    from pesdata.descriptors._index import read_index_arrays
+    from pesdata.descriptors._index import index_files, iter_index
 
     st, desc, _ = tio2
     root = _group_dir(st, desc)
     files = sorted((root / "index").glob("*.parquet"))
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    got = read_index_arrays(root)
-    assert [k.ljust(16, b"\0").hex() for k in got.keys.tolist()] == table["id"].to_pylist()
-    assert list(got.segments[got.codes]) == table["segment"].to_pylist()
-    assert got.first.tolist() == table["first_row"].to_pylist()
-    assert got.n_atoms.tolist() == table["n_atoms"].to_pylist()
-    assert len(files) > 5 and read_index_arrays(root, locations=False).codes is None
+    listed, total = index_files(root)
+    segments: dict[str, int] = {}
+    batches = list(iter_index(listed, segments))
+    keys, codes, first, n_atoms = (np.concatenate([b[i] for b in batches]) for i in range(4))
+    names = np.array(list(segments), dtype=object)
+    assert [k.ljust(16, b"\0").hex() for k in keys.tolist()] == table["id"].to_pylist()
+    assert list(names[codes]) == table["segment"].to_pylist()
+    assert first.tolist() == table["first_row"].to_pylist()
+    assert n_atoms.tolist() == table["n_atoms"].to_pylist()
+    assert total == len(table)
+    assert len(files) > 5 and all(b[1] is None for b in iter_index(listed))
 
 
 def test_index_without_a_column_is_corruption(tio2, tmp_path):

@@ -87,8 +87,7 @@ def _live(rec: np.ndarray, dropped: Callable[[int, int], np.ndarray] | None) -> 
     positions in a range, :meth:`~pesdata.curate._spool.Spool.dropped`)."""
     if dropped is None or not len(rec):
         return np.ones(len(rec), bool)
-    pos = rec["pos"].astype(np.int64)
-    packed = ((pos >> 34) << 32) | ((pos >> 2) & 0xFFFFFFFF)  # see _stats._pack
+    packed = rec["pos"].astype(np.int64) >> 2  # the spool's packed position (_stats._pack)
     d = dropped(int(packed.min()), int(packed.max()) + 1)
     if not len(d):
         return np.ones(len(rec), bool)

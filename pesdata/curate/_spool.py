@@ -20,9 +20,22 @@ import pyarrow as pa
 from .._arrow import flat_values
 from .._spill import Parts, RecordLog
 
-__all__ = ["Spool"]
+__all__ = ["Spool", "pack_pos", "unpack_pos"]
 
 _OPEN_FILES = 8  # spool files kept mapped for reads of single rows
+
+
+def pack_pos(pos: tuple[int, int]) -> int:
+    """A spool position (file, row) as one int64, ``file << 32 | row``; packed positions sort
+    in spool order."""
+    if not (0 <= pos[0] < 2**31 and 0 <= pos[1] < 2**32):
+        raise ValueError(f"spool position {pos} out of range")
+    return (pos[0] << 32) | pos[1]
+
+
+def unpack_pos(v: int) -> tuple[int, int]:
+    """The (file, row) of a packed position (:func:`pack_pos`)."""
+    return int(v) >> 32, int(v) & 0xFFFFFFFF
 
 
 class Spool:
@@ -79,9 +92,7 @@ class Spool:
 
     def drop(self, pos: tuple[int, int]) -> None:
         """Exclude the row at ``pos`` from the commit."""
-        if not (0 <= pos[0] < 2**31 and 0 <= pos[1] < 2**32):
-            raise ValueError(f"spool position {pos} out of range")
-        self._drops.add((pos[0] << 32) | pos[1])
+        self._drops.add(pack_pos(pos))
 
     def dropped(self, lo: int = 0, hi: int = 2**63 - 1) -> np.ndarray:
         """The dropped positions packed as ``file << 32 | row`` in ``[lo, hi)``, sorted, unique

@@ -16,23 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from .._spill import RecordLog
+from ._spool import pack_pos, unpack_pos
 
 __all__ = ["STAT_REC", "RunStats", "records_arrays"]
 
 _KINDS = ("added", "relabelled")
-_ROW_BITS = 32
 
 
-def _pack(pos: tuple[int, int], labelled: bool, kind: str) -> int:
-    b, r = pos
-    if not 0 <= r < 2**_ROW_BITS:
-        raise ValueError(f"spool row {r} out of range")
-    return (b << (_ROW_BITS + 2)) | (r << 2) | (2 if labelled else 0) | _KINDS.index(kind)
+def _pack(pos: tuple[int, int], kind: str) -> int:
+    """A spooled row's packed position (:func:`~._spool.pack_pos`) shifted left by 2, its kind
+    in the low bit: ``record >> 2`` is the spool's packed position."""
+    return (pack_pos(pos) << 2) | _KINDS.index(kind)
 
 
-def _unpack(v: int) -> tuple[tuple[int, int], bool, str]:
-    return ((v >> (_ROW_BITS + 2), (v >> 2) & (2**_ROW_BITS - 1)), bool(v & 2),
-            _KINDS[v & 1])
+def _unpack(v: int) -> tuple[tuple[int, int], str]:
+    return unpack_pos(v >> 2), _KINDS[v & 1]
 
 
 #: One spooled row's statistics: packed spool position and kind, population code, largest
@@ -73,11 +71,11 @@ class RunStats:
             k = self._key_index[key] = len(self.keys)
             self.keys.append(key)
             self.populations[key] = population
-        self._log.append((_pack(pos, False, kind), k, fmax, energy_per_atom))
+        self._log.append((_pack(pos, kind), k, fmax, energy_per_atom))
 
     def row(self, idx: int) -> tuple[tuple[int, int], str]:
         """Spool position and kind of row ``idx``."""
-        pos, _, kind = _unpack(int(self._log[idx]["pos"]))
+        pos, kind = _unpack(int(self._log[idx]["pos"]))
         return pos, kind
 
     def chunks(self, rows: int = STAT_MEM_ROWS) -> Iterator[np.ndarray]:

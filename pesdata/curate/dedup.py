@@ -43,6 +43,7 @@ import numpy as np
 
 from .._ids import id_key
 from .._spill import Parts, RecordLog, key_part, part_bits
+from ._spool import pack_pos, unpack_pos
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..frames import Frame
@@ -181,15 +182,6 @@ def label_digest(energy, forces) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-def pack_pos(pos: tuple[int, int]) -> int:
-    """A spool position (file, row) as one int64."""
-    return (pos[0] << 32) | pos[1]
-
-
-def unpack_pos(v: int) -> tuple[int, int]:
-    return int(v) >> 32, int(v) & 0xFFFFFFFF
-
-
 class RunIds:
     """The log of a run's spooled rows (step 1 of the module doc), one :data:`RUN_REC` each,
     appended to ``path`` every :data:`LOG_MEM_ROWS` rows (kept in memory without a path)."""
@@ -202,8 +194,6 @@ class RunIds:
 
     def record(self, frame: Frame, pos: tuple[int, int], kind: str, seq: int) -> None:
         """Log a spooled row: ``frame`` at spool position ``pos``, the ``seq``-th frame read."""
-        if not 0 <= pos[1] < 2**32:
-            raise ValueError(f"spool row {pos[1]} out of range")
         flags = (1 if frame.has_labels else 0) | (2 if kind == "relabelled" else 0)
         self._log.append((id_key(frame.id), pack_pos(pos), seq,
                           label_digest(frame.energy, frame.forces), flags))

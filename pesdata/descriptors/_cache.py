@@ -32,6 +32,7 @@ import torch
 import zarr
 from ase.data import chemical_symbols
 
+from .._ids import fixed_width
 from .._params import check_int
 from ..atomic import atomic_path
 from ..errors import (
@@ -42,7 +43,7 @@ from ..errors import (
     from_os_error,
 )
 from ._base import Descriptor
-from ._index import INDEX_SCHEMA, fixed_width
+from ._index import INDEX_SCHEMA
 from ._locate import Locations, locate
 
 __all__ = ["describe", "load_descriptors"]
@@ -81,12 +82,15 @@ def release_arrow_memory() -> None:
     holds freed pages otherwise: ~100 MB after reading the index of 10⁶ cached structures)."""
     pa.default_memory_pool().release_unused()
 
+#: Structures per computed (and written) segment unless told otherwise.
+BATCH_SIZE = 64
+
 
 def describe(
     store,
     descriptor,
     version: int | str | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: Callable[[int, int], None] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
@@ -133,6 +137,18 @@ def describe(
     SchemaError
         The version holds elements the descriptor's species lack (nothing is written).
     """
+    out, located = _describe(store, descriptor, version, batch_size, progress, scheduler,
+                             workers)
+    if located is not None:
+        located.close()
+    return out
+
+
+def _describe(store, descriptor, version, batch_size, progress, scheduler, workers
+              ) -> tuple[dict, Locations | None]:
+    """:func:`describe`, and the version's cache locations when nothing had to be computed
+    (then they are the current ones: select opens its stream on them instead of joining the
+    version with the index a second time); ``None`` otherwise."""
     from ..parallel import check_scheduler, check_workers, stream_map
 
     batch_size = check_int("batch_size", batch_size)
@@ -160,12 +176,19 @@ def describe(
              for rows, ids in _uncached(snap, located, batch_size))
     computed = n_atoms = 0
     results = stream_map(_segment_task, tasks, scheduler=scheduler, workers=workers)
-    with contextlib.closing(results), contextlib.closing(located):
-        for n_structures, atoms in results:
-            computed += n_structures
-            n_atoms += atoms
-            if progress is not None:
-                progress(computed, total)
+    try:
+        with contextlib.closing(results):
+            for n_structures, atoms in results:
+                computed += n_structures
+                n_atoms += atoms
+                if progress is not None:
+                    progress(computed, total)
+    except BaseException:
+        located.close()
+        raise
+    if computed:  # the cache changed: these locations are stale
+        located.close()
+        located = None
     return {
         "config_hash": descriptor.config_hash,
         "version": snap.version,
@@ -174,7 +197,7 @@ def describe(
         "cached": len(snap) - computed,
         "n_atoms": n_atoms,
         "path": str(root),
-    }
+    }, located
 
 
 _SCAN_ROWS = 65536  # ids read per batch when scanning a version

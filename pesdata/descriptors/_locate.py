@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._ids import fixed_width, id_keys, sorted_positions
 from .._spill import Parts, key_part, part_bits
 from ..errors import from_os_error
-from ._index import fixed_width, id_keys, index_files, iter_index, sorted_positions
+from ._index import index_files, iter_index
 
 __all__ = ["LOCATION", "MEM_ENTRIES", "Locations", "Mismatch", "locate"]
 
@@ -68,6 +69,8 @@ class Locations:
 
     Attributes
     ----------
+    version : int or None
+        The version joined (the snapshot's ``version``).
     n_rows, n_atoms : int
         Rows (structures) of the version and their atoms.
     missing : int
@@ -84,6 +87,7 @@ class Locations:
         self.n_rows, self.n_atoms, self.missing = n_rows, n_atoms, missing
         self.mismatch, self.segments = mismatch, segments
         self._data, self._tmp = data, tmp
+        self.version: int | None = None
 
     @property
     def spilled(self) -> bool:
@@ -142,7 +146,9 @@ def locate(snapshot, root: Path, mem_entries: int | None = None,
     try:
         if bits:
             tmp = tempfile.TemporaryDirectory(prefix="pesdata-locate-", dir=spill_dir)
-        return _join(snapshot, files, n_rows, bits, wbits, tmp)
+        out = _join(snapshot, files, n_rows, bits, wbits, tmp)
+        out.version = getattr(snapshot, "version", None)
+        return out
     except BaseException as exc:
         if tmp is not None:
             tmp.cleanup()

@@ -30,7 +30,7 @@ from .._params import check_int
 from ..errors import ArtefactNotFound, StoreCorruptError
 from ._base import Descriptor
 from ._cache import _group_dir, _open_group, _read_segment, release_arrow_memory
-from ._locate import locate
+from ._locate import Locations, locate
 
 __all__ = ["ChunkPlan", "DescriptorStream", "ROWS_PER_READ"]
 
@@ -108,6 +108,9 @@ class DescriptorStream:
     chunk_rows : int, optional
         Descriptor rows per chunk (default ``2**22 / n_features``; a chunk ends at a
         structure boundary, so it may hold one structure's atoms more).
+    locations : Locations, optional
+        The version's cache locations if already joined (the stream takes them over and
+        closes them); joined here when absent or of another version.
 
     Raises
     ------
@@ -118,7 +121,7 @@ class DescriptorStream:
     """
 
     def __init__(self, store, descriptor: Descriptor, version: int | str | None = None,
-                 chunk_rows: int | None = None) -> None:
+                 chunk_rows: int | None = None, locations: Locations | None = None) -> None:
         root = _group_dir(store, descriptor)
         self.root = str(root)
         self.snapshot = store.read(version)
@@ -127,7 +130,12 @@ class DescriptorStream:
         self.feature_names = tuple(descriptor.feature_names)
         self.chunk_rows = (max(1, CHUNK_VALUES // max(self.n_features, 1)) if chunk_rows is None
                            else check_int("chunk_rows", chunk_rows))
-        self._locations = loc = locate(self.snapshot, root)
+        if locations is not None and locations.version != self.version:
+            locations.close()
+            locations = None
+        if locations is None:
+            locations = locate(self.snapshot, root)
+        self._locations = loc = locations
         try:
             self._check(descriptor)
         except BaseException:

@@ -394,7 +394,7 @@ def select(
                                        + " not in the descriptor's species")
     valid = np.flatnonzero(df["invalid"].isna().to_numpy())
 
-    from ..descriptors import describe
+    from ..descriptors._cache import BATCH_SIZE, _describe
     from ..descriptors._stream import DescriptorStream
     from ._reference import StreamedReference
 
@@ -404,9 +404,9 @@ def select(
 
     ref = None
     if len(snap):  # the reference is read in chunks, never whole (memory flat in its size)
-        describe(store, desc, version, progress=ref_progress, scheduler=parallel[0],
-                 workers=parallel[1])
-        ref = StreamedReference(DescriptorStream(store, desc, version), *parallel)
+        _, located = _describe(store, desc, version, BATCH_SIZE, ref_progress, *parallel)
+        ref = StreamedReference(DescriptorStream(store, desc, version, locations=located),
+                                *parallel)
     cand_env = _candidate_environments(desc, cands, valid, progress, parallel)
 
     criteria: dict[str, dict] = {}
